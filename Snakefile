@@ -1,0 +1,31 @@
+# OpIR: operando IR spectra (Bruker OPUS + potentiostat logs) -> ABCC (MeanFlow) -> OpIRBench tables and figures.
+# Stages live in workflow/rules/, logic in src/opir/; see README.md and docs/.
+from snakemake.utils import min_version
+
+min_version("9.20")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/render.smk"
+include: "workflow/rules/mcr.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/latent.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,52 @@
+# Everything that is not a rule: config and sheet validation at start-up, wildcard values from the sheets,
+# and input functions shared by several stages.
+import json
+
+from snakemake.exceptions import WorkflowError
+
+try:
+    from opir.config import load_and_validate
+    from opir.errors import ConfigError
+except ImportError as err:  # the library must be installed: `make install` (README)
+    raise WorkflowError(f"cannot import the opir library ({err}); run `make install` first") from err
+
+try:
+    SHEETS = load_and_validate(config)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+SYSTEMS = SHEETS.systems.set_index("system_id", drop=False)
+RUNS = list(SHEETS.runs[["system_id", "run_id"]].itertuples(index=False, name=None))
+TRAIN_SYSTEMS = SYSTEMS.index[SYSTEMS.system_split == "train"].tolist()
+TEST_SYSTEMS = SYSTEMS.index[SYSTEMS.system_split == "test"].tolist()
+SPLITS = ["random", "system"]
+LOGS = "results/logs"
+BENCH = "results/benchmarks"
+
+
+wildcard_constraints:
+    system="|".join(SYSTEMS.index),
+    run="|".join(sorted({run for _, run in RUNS})),
+    split="|".join(SPLITS),
+
+
+def runs_of(system):
+    return [run for sys_id, run in RUNS if sys_id == system]
+
+
+def per_run(pattern):
+    """Expand a pattern with {system} and {run} over every run of the runs sheet."""
+    return [pattern.format(system=system, run=run) for system, run in RUNS]
+
+
+def config_slice(*keys):
+    """The config sections a rule uses, as `params:` (a change reruns exactly the rules that read it)."""
+    return {key: config[key] for key in keys}
+
+
+# Each stage file appends the targets it contributes to `rule all`.
+FINAL_TARGETS = []
+
+
+def all_targets():
+    return FINAL_TARGETS

@@ -1,0 +1,1 @@
+# Rules of the embed stage (see src/opir/ for the logic).

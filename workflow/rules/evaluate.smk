@@ -1,0 +1,1 @@
+# Rules of the evaluate stage (see src/opir/ for the logic).

@@ -1,0 +1,1 @@
+# Rules of the latent stage (see src/opir/ for the logic).

@@ -1,0 +1,1 @@
+# Rules of the mcr stage (see src/opir/ for the logic).

@@ -1,0 +1,1 @@
+# Rules of the preprocess stage (see src/opir/ for the logic).

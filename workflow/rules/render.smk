@@ -1,0 +1,1 @@
+# Rules of the render stage (see src/opir/ for the logic).

@@ -1,0 +1,1 @@
+# Rules of the simulate stage (see src/opir/ for the logic).
