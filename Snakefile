@@ -1,11 +1,15 @@
 # OpIR: operando IR spectra (Bruker OPUS + potentiostat logs) -> ABCC (MeanFlow) -> OpIRBench tables and figures.
 # Stages live in workflow/rules/, logic in src/opir/; see README.md and docs/.
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.20")
 
 
-configfile: "config/config.yaml"
+# The embedded default is read from the workflow's own folder, so `snakemake -d <workdir>` works anywhere;
+# --configfile files given on the command line are merged over it.
+configfile: Path(workflow.basedir) / "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -219,9 +219,20 @@ class Sheets:
     recipes: dict[str, Recipe]
 
 
-def load_sheets(config: Mapping[str, Any], root: Path = Path(".")) -> Sheets:
+def resolve_path(path: str | Path, root: Path = Path("."), fallback_root: Path | None = None) -> Path:
+    """A relative path is taken from ``root`` (the working directory); when nothing is there, from
+    ``fallback_root`` (the workflow's folder, which ships the default sheets and resources)."""
+    path = Path(path)
+    if path.is_absolute() or (root / path).exists() or fallback_root is None:
+        return root / path
+    return fallback_root / path
+
+
+def load_sheets(config: Mapping[str, Any], root: Path = Path("."), fallback_root: Path | None = None) -> Sheets:
     """Read and cross-check the systems, molecules and runs sheets named in ``config['sheets']``."""
-    paths = {name: root / config["sheets"][name] for name in ("systems", "molecules", "runs")}
+    paths = {
+        name: resolve_path(config["sheets"][name], root, fallback_root) for name in ("systems", "molecules", "runs")
+    }
     systems = read_sheet(paths["systems"], "systems.schema.yaml")
     molecules = read_sheet(paths["molecules"], "molecules.schema.yaml")
     runs = read_sheet(paths["runs"], "runs.schema.yaml")
@@ -262,7 +273,9 @@ def _check_unique(sheet: pd.DataFrame, column: str, path: Path) -> None:
         raise ConfigError(f"{path}: {column} {duplicated[0]!r} appears more than once")
 
 
-def load_and_validate(config: dict, root: Path = Path("."), schema_dir: Path = SCHEMA_DIR) -> Sheets:
+def load_and_validate(
+    config: dict, root: Path = Path("."), fallback_root: Path | None = None, schema_dir: Path = SCHEMA_DIR
+) -> Sheets:
     """What the workflow runs at start-up: the config against its schema (defaults filled in), then the sheets."""
     validate_with_schema(config, "config.schema.yaml", "config", schema_dir)
-    return load_sheets(config, root)
+    return load_sheets(config, root, fallback_root)

@@ -1,6 +1,7 @@
 # Everything that is not a rule: config and sheet validation at start-up, wildcard values from the sheets,
 # and input functions shared by several stages.
 import json
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -11,7 +12,7 @@ except ImportError as err:  # the library must be installed: `make install` (REA
     raise WorkflowError(f"cannot import the opir library ({err}); run `make install` first") from err
 
 try:
-    SHEETS = load_and_validate(config)
+    SHEETS = load_and_validate(config, fallback_root=Path(workflow.basedir))
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 

@@ -1,0 +1,1 @@
+"""Figures, one module per stage that owns them (data, render, mcr, models, report)."""
