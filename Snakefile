@@ -22,6 +22,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/render.smk"
 include: "workflow/rules/mcr.smk"
 include: "workflow/rules/embed.smk"
+include: "workflow/rules/baselines.smk"
 include: "workflow/rules/latent.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
@@ -29,7 +30,13 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+wildcard_constraints:
+    system="|".join(SYSTEMS.index),
+    run="|".join(sorted({run for _, run in RUNS})),
+    split="|".join(SPLITS),
+
+
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -150,7 +150,9 @@ def parse_recipe(text: str, where: str = "electrolyte") -> Recipe:
     for item in [part for part in text.split(";") if part.strip()]:
         match = _RECIPE_ITEM.match(item)
         if not match:
-            raise ConfigError(f"{where}: cannot parse {item.strip()!r}; expected NAME:AMOUNT such as 'EC:0.5' or 'LiPF6:1.0M'")
+            raise ConfigError(
+                f"{where}: cannot parse {item.strip()!r}; expected NAME:AMOUNT such as 'EC:0.5' or 'LiPF6:1.0M'"
+            )
         name, amount = match["name"], match["amount"].replace(" ", "")
         target, scale = components, 1.0
         if amount.upper().endswith("M"):
@@ -256,7 +258,9 @@ def load_sheets(config: Mapping[str, Any], root: Path = Path("."), fallback_root
             )
         wrong_role = [name for name in recipe.salts if roles[name] != "salt"]
         if wrong_role:
-            raise ConfigError(f"{where}: {', '.join(wrong_role)} given a molarity but is not a salt in the molecule sheet")
+            raise ConfigError(
+                f"{where}: {', '.join(wrong_role)} given a molarity but is not a salt in the molecule sheet"
+            )
         recipes[row.system_id] = recipe
     unknown_systems = sorted(set(runs["system_id"]) - set(systems["system_id"]))
     if unknown_systems:

@@ -1,4 +1,4 @@
-# Everything that is not a rule: config and sheet validation at start-up, wildcard values from the sheets,
+# Everything but the rules themselves: config and sheet validation at start-up, wildcard values from the sheets,
 # and input functions shared by several stages.
 import json
 from pathlib import Path
@@ -9,7 +9,9 @@ try:
     from opir.config import load_and_validate
     from opir.errors import ConfigError
 except ImportError as err:  # the library must be installed: `make install` (README)
-    raise WorkflowError(f"cannot import the opir library ({err}); run `make install` first") from err
+    raise WorkflowError(
+        f"cannot import the opir library ({err}); run `make install` first"
+    ) from err
 
 try:
     SHEETS = load_and_validate(config, fallback_root=Path(workflow.basedir))
@@ -23,12 +25,8 @@ TEST_SYSTEMS = SYSTEMS.index[SYSTEMS.system_split == "test"].tolist()
 SPLITS = ["random", "system"]
 LOGS = "results/logs"
 BENCH = "results/benchmarks"
-
-
-wildcard_constraints:
-    system="|".join(SYSTEMS.index),
-    run="|".join(sorted({run for _, run in RUNS})),
-    split="|".join(SPLITS),
+# Wildcard values come only from the sheets: the constraints are set in the Snakefile (the linter wants rules and
+# functions apart), built from SYSTEMS, RUNS and SPLITS.
 
 
 def runs_of(system):
@@ -41,7 +39,7 @@ def per_run(pattern):
 
 
 def config_slice(*keys):
-    """The config sections a rule uses, as `params:` (a change reruns exactly the rules that read it)."""
+    """The config sections a job uses, for `params:` (a change reruns exactly the jobs that read it)."""
     return {key: config[key] for key in keys}
 
 

@@ -1,0 +1,44 @@
+"""Shared fixtures: paths of the repository, the shared real data and a helper that runs snakemake in a
+temporary working directory (the workflow finds its default config and sheets in its own folder)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REALDATA = SHARED / "realdata"
+TEST_CONFIG = REPO / "tests" / "config" / "config.yaml"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def snakemake_cmd(workdir: Path, *args: str, configfiles: tuple[Path, ...] = (TEST_CONFIG,)) -> list[str]:
+    exe = Path(sys.executable).with_name("snakemake")
+    cmd = [str(exe), "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
+    for configfile in configfiles:
+        cmd += ["--configfile", str(configfile)]
+    return cmd + list(args)
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1500, **kwargs):
+    result = subprocess.run(
+        snakemake_cmd(workdir, *args, **kwargs), capture_output=True, text=True, timeout=timeout, cwd=workdir
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+        )
+    return result
+
+
+@pytest.fixture
+def realdata() -> Path:
+    if not REALDATA.exists():
+        pytest.skip(f"real OPUS files not available: {REALDATA} is absent (it sits beside the repository in CI)")
+    return REALDATA

@@ -1,0 +1,1 @@
+# Rules of the baselines stage (see src/opir/baselines.py).
