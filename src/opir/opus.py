@@ -111,7 +111,11 @@ def format_opus_time(acquired: _dt.datetime, utc_offset_hours: float = 0.0) -> t
 
 
 def data_status_parameters(
-    y: np.ndarray, first_x: float, last_x: float, acquired: _dt.datetime, utc_offset_hours: float = 0.0,
+    y: np.ndarray,
+    first_x: float,
+    last_x: float,
+    acquired: _dt.datetime,
+    utc_offset_hours: float = 0.0,
     x_units: str = "WN",
 ) -> list[tuple[str, Any]]:
     """The data-status block of a spectrum, with the keys (and order) of real OPUS files."""

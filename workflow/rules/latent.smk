@@ -1,1 +1,55 @@
-# Rules of the latent stage (see src/opir/ for the logic).
+# Rules of the latent stage: a VAE per split (a local pretrained AutoencoderKL, or a small one trained on the
+# split's training images) and the cached latents of every waveform image (opir.latent; docs/formats.md
+# "Models, latents and checkpoints"). The VAE's checkpoints (results/checkpoints/{split}/vae/) are no output,
+# so a killed job resumes.
+from opir.compute import gpus_requested
+
+
+rule vae:
+    input:
+        waveform="results/render/waveform.h5",
+        samples="results/dataset/samples.h5",
+        splits="results/dataset/splits.json",
+    output:
+        directory("results/latent/{split}/vae"),
+    log:
+        f"{LOGS}/latent/{{split}}/vae.log",
+    benchmark:
+        f"{BENCH}/latent/{{split}}/vae.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    threads: config["compute"]["threads"]
+    resources:
+        gpu=gpus_requested(config["compute"]),
+        mem_mb=4000,
+        runtime=120,
+    params:
+        vae=config["models"]["vae"],
+        device=config["compute"]["device"],
+        checkpoint_dir=lambda wildcards: f"results/checkpoints/{wildcards.split}/vae",
+    script:
+        "../scripts/vae.py"
+
+
+rule latent:
+    input:
+        waveform="results/render/waveform.h5",
+        vae="results/latent/{split}/vae",
+    output:
+        "results/latent/{split}/waveform.h5",
+    log:
+        f"{LOGS}/latent/{{split}}/latent.log",
+    benchmark:
+        f"{BENCH}/latent/{{split}}/latent.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    threads: config["compute"]["threads"]
+    resources:
+        gpu=gpus_requested(config["compute"]),
+        mem_mb=4000,
+        runtime=60,
+    params:
+        batch_size=config["models"]["vae"]["encode_batch_size"],
+        device=config["compute"]["device"],
+    script:
+        "../scripts/latent.py"

@@ -1,1 +1,144 @@
-# Rules of the preprocess stage (see src/opir/ for the logic).
+# Rules of the preprocess stage: per-run preprocessing, the sample table, the OpIRBench splits and Fig. 2
+# (opir.preprocess, opir.dataset, opir.figures.data; docs/preprocessing.md, docs/formats.md).
+TRUTH_DIR = config["data"]["truth_dir"]
+# truth exists for simulated data (the simulate rules write it) or when a given truth folder exists
+WITH_TRUTH = TRUTH_DIR is not None and (
+    config["data"]["source"] == "simulated" or Path(TRUTH_DIR).exists()
+)
+
+
+rule preprocess:
+    input:
+        "results/ingest/{system}/{run}.h5",
+    output:
+        "results/preprocessed/{system}/{run}.h5",
+    log:
+        f"{LOGS}/preprocess/{{system}}/{{run}}.log",
+    benchmark:
+        f"{BENCH}/preprocess/{{system}}/{{run}}.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    params:
+        preprocess=config["preprocess"],
+    script:
+        "../scripts/preprocess.py"
+
+
+rule preprocess_truth:
+    input:
+        ingest="results/ingest/{system}/{run}.h5",
+        truth=f"{TRUTH_DIR}/{{system}}/{{run}}.h5",
+    output:
+        "results/preprocessed_truth/{system}/{run}.h5",
+    log:
+        f"{LOGS}/preprocess_truth/{{system}}/{{run}}.log",
+    benchmark:
+        f"{BENCH}/preprocess_truth/{{system}}/{{run}}.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    params:
+        preprocess=config["preprocess"],
+    script:
+        "../scripts/preprocess_truth.py"
+
+
+rule dataset:
+    input:
+        per_run("results/preprocessed/{system}/{run}.h5"),
+    output:
+        "results/dataset/samples.h5",
+    log:
+        f"{LOGS}/dataset/samples.log",
+    benchmark:
+        f"{BENCH}/dataset/samples.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        preprocess=config["preprocess"],
+        train_systems=TRAIN_SYSTEMS,
+    script:
+        "../scripts/dataset.py"
+
+
+rule dataset_truth:
+    input:
+        truth=per_run("results/preprocessed_truth/{system}/{run}.h5"),
+        samples="results/dataset/samples.h5",
+    output:
+        "results/dataset/truth.h5",
+    log:
+        f"{LOGS}/dataset/truth.log",
+    benchmark:
+        f"{BENCH}/dataset/truth.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/dataset_truth.py"
+
+
+rule splits:
+    input:
+        "results/dataset/samples.h5",
+    output:
+        "results/dataset/splits.json",
+    log:
+        f"{LOGS}/dataset/splits.log",
+    benchmark:
+        f"{BENCH}/dataset/splits.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        dataset=config["dataset"],
+        test_systems=TEST_SYSTEMS,
+    script:
+        "../scripts/dataset_splits.py"
+
+
+rule fig2_data:
+    input:
+        "results/dataset/samples.h5",
+    output:
+        png=report(
+            "results/figures/fig2_data.png",
+            caption="../report/fig2_data.rst",
+            category="Data",
+        ),
+        pdf="results/figures/fig2_data.pdf",
+    log:
+        f"{LOGS}/figures/fig2_data.log",
+    benchmark:
+        f"{BENCH}/figures/fig2_data.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/fig2_data.py"
+
+
+FINAL_TARGETS.extend(
+    [
+        "results/dataset/samples.h5",
+        "results/dataset/splits.json",
+        "results/figures/fig2_data.png",
+        "results/figures/fig2_data.pdf",
+    ]
+)
+if WITH_TRUTH:
+    FINAL_TARGETS.append("results/dataset/truth.h5")

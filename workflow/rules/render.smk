@@ -1,1 +1,79 @@
-# Rules of the render stage (see src/opir/ for the logic).
+# Rules of the render stage: waveform images (Alg. 1), Chemical Flow images (Alg. 2) and variation images of
+# results/dataset/samples.h5 (opir.render; docs/method.md "Rendering", docs/formats.md "Rendered images").
+RENDER_STREAMS = ["waveform", "chemical_flow", "variation"]
+# keys every stream reads; each stream adds its own sub-section, so changing the Chemical Flow settings reruns
+# only the Chemical Flow images
+RENDER_COMMON_KEYS = [
+    "image_size",
+    "margin",
+    "clip",
+    "centre",
+    "thickness_px",
+    "thickness_amplitude_gain",
+    "contrast_gain",
+    "chunk_size",
+    "compression_level",
+]
+
+
+# the config slice each job reads (streams add their own sub-section; the figure shows all three)
+RENDER_PARAMS = {
+    stream: {
+        **{key: config["render"][key] for key in RENDER_COMMON_KEYS},
+        **{key: config["render"][key] for key in extra},
+    }
+    for stream, extra in {
+        "waveform": [],
+        "chemical_flow": ["chemical_flow"],
+        "variation": ["variation"],
+        "figure": ["chemical_flow", "variation", "figure_sample"],
+    }.items()
+}
+
+
+rule render_images:
+    input:
+        samples="results/dataset/samples.h5",
+    output:
+        "results/render/{stream}.h5",
+    log:
+        f"{LOGS}/render/{{stream}}.log",
+    benchmark:
+        f"{BENCH}/render/{{stream}}.tsv"
+    wildcard_constraints:
+        stream="|".join(RENDER_STREAMS),
+    conda:
+        "../../envs/opir.yaml"
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=60,
+    params:
+        render=lambda wildcards: RENDER_PARAMS[wildcards.stream],
+    script:
+        "../scripts/render_images.py"
+
+
+rule render_figure:
+    input:
+        samples="results/dataset/samples.h5",
+    output:
+        "results/figures/render_illustration.png",
+    log:
+        f"{LOGS}/render/figure.log",
+    benchmark:
+        f"{BENCH}/render/figure.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        render=RENDER_PARAMS["figure"],
+    script:
+        "../scripts/render_figure.py"
+
+
+FINAL_TARGETS.extend(f"results/render/{stream}.h5" for stream in RENDER_STREAMS)
+FINAL_TARGETS.append("results/figures/render_illustration.png")

@@ -1,0 +1,1 @@
+"""Models of OpIR: the SiT backbone, MeanFlow, the VAE of waveform images and ABCC (see docs/method.md)."""

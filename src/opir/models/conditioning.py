@@ -1,0 +1,98 @@
+"""The condition C of ABCC: the initial spectrum's latent, the voltage profile and the electrolyte mixture embedding.
+
+The paper names the three ingredients but not how the voltage profile is encoded. Our choice (docs/method.md,
+"ABCC core"): the profile v_0..v_m is resampled to a fixed length on a normalized index axis (so runs with
+different sampling densities give comparable vectors), and two scalars are appended that the resampling hides:
+the current voltage v_m and the elapsed time (log-scaled). A small MLP maps these to the hidden size; the mixture
+embedding has its own MLP; the initial latent enters twice: concatenated to z_t as extra channels (spatially
+aligned with the target, which is what the model mostly edits) and pooled into the condition vector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from opir.errors import DataError
+
+
+def resample_voltage_profile(voltage_v: np.ndarray, length: int) -> np.ndarray:
+    """v_0..v_m on ``length`` points equally spaced in the normalized index m'/m in [0, 1]; a profile with a single
+    point (m = 0) is constant."""
+    voltage_v = np.asarray(voltage_v, dtype=np.float64)
+    if voltage_v.ndim != 1 or voltage_v.size == 0:
+        raise DataError(f"voltage profile must be a non-empty 1D array, got shape {voltage_v.shape}")
+    if not np.all(np.isfinite(voltage_v)):
+        raise DataError("voltage profile contains NaN or inf")
+    if voltage_v.size == 1:
+        return np.full(length, voltage_v[0], dtype=np.float32)
+    source = np.linspace(0.0, 1.0, voltage_v.size)
+    return np.interp(np.linspace(0.0, 1.0, length), source, voltage_v).astype(np.float32)
+
+
+def profile_features(
+    voltage_v: np.ndarray, elapsed_s: float, length: int, voltage_center_v: float, voltage_scale_v: float,
+    time_scale_s: float,
+) -> np.ndarray:
+    """One sample's voltage-profile features: the resampled profile, then v_m, then log1p(elapsed / time scale);
+    voltages are centred and scaled so that the usual 0-3 V window maps to about [-1, 1]."""
+    profile = (resample_voltage_profile(voltage_v, length) - voltage_center_v) / voltage_scale_v
+    last = (float(np.asarray(voltage_v)[-1]) - voltage_center_v) / voltage_scale_v
+    if not np.isfinite(elapsed_s) or elapsed_s < 0:
+        raise DataError(f"elapsed time must be a finite non-negative number of seconds, got {elapsed_s}")
+    elapsed = np.log1p(elapsed_s / time_scale_s)
+    return np.concatenate([profile, np.array([last, elapsed], dtype=np.float32)]).astype(np.float32)
+
+
+@dataclass
+class Condition:
+    """A batch of conditions. ``initial_latent`` (B, C, h, w); ``profile`` (B, L + 2); ``mixture`` (B, D)."""
+
+    initial_latent: torch.Tensor
+    profile: torch.Tensor
+    mixture: torch.Tensor
+
+    def index(self, idx: torch.Tensor) -> Condition:
+        return Condition(self.initial_latent[idx], self.profile[idx], self.mixture[idx])
+
+    def to(self, device: torch.device | str) -> Condition:
+        return Condition(self.initial_latent.to(device), self.profile.to(device), self.mixture.to(device))
+
+    def __len__(self) -> int:
+        return self.profile.shape[0]
+
+
+def _mlp(in_dim: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+
+
+class ConditionEncoder(nn.Module):
+    """C -> (condition vector (B, hidden), extra latent channels (B, C, h, w)).
+
+    Condition dropout (for classifier-free guidance) replaces the vector by a learned null embedding and the
+    initial latent by zeros, so the unconditional model sees no trace of the input spectrum."""
+
+    def __init__(self, latent_channels: int, profile_dim: int, mixture_dim: int, hidden: int):
+        super().__init__()
+        self.profile_encoder = _mlp(profile_dim, hidden)
+        self.mixture_encoder = _mlp(mixture_dim, hidden)
+        self.latent_encoder = nn.Sequential(
+            nn.Conv2d(latent_channels, hidden, 3, padding=1), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(hidden, hidden),
+        )
+        self.null_embedding = nn.Parameter(torch.zeros(hidden))
+
+    def forward(self, cond: Condition, drop: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        vector = (
+            self.profile_encoder(cond.profile)
+            + self.mixture_encoder(cond.mixture)
+            + self.latent_encoder(cond.initial_latent)
+        )
+        channels = cond.initial_latent
+        if drop is not None:
+            vector = torch.where(drop[:, None], self.null_embedding.to(vector.dtype).expand_as(vector), vector)
+            channels = channels * (~drop).to(channels.dtype)[:, None, None, None]
+        return vector, channels

@@ -1,0 +1,204 @@
+"""SiT-style transformer backbone for the average velocity u(z_t, r, t | C) (after DiT / SiT, Peebles & Xie 2023;
+Ma et al. 2024), written for MeanFlow.
+
+What differs from a class-conditional SiT:
+- two time embedders, one for t and one for the interval t - r; their sum plus the condition vector drives the
+  adaLN modulation of every block (MeanFlow, Geng et al. 2025, "(t, t - r)" positional variant);
+- the condition is a vector (built by :mod:`opir.models.conditioning`), and extra latent channels (the initial
+  spectrum's latent; later a second stream) are concatenated to z_t along the channel axis, so the input has
+  ``in_channels`` and the output ``out_channels`` channels;
+- attention is either ``F.scaled_dot_product_attention`` (fast; under the JVP the caller selects the MATH
+  backend, because fused kernels have no forward-mode AD) or written out explicitly (works everywhere).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class SiTConfig:
+    input_size: int = 32  # latent height = width
+    patch_size: int = 2
+    in_channels: int = 8  # z_t channels + conditioning channels
+    out_channels: int = 4
+    hidden_size: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    cond_dim: int = 768
+    attention: str = "sdpa"  # "sdpa" or "explicit"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+#: Named sizes (SiT paper, Table 1) for 32x32 latents; CPU presets pass their own numbers.
+SIT_SIZES = {
+    "S/2": dict(hidden_size=384, depth=12, num_heads=6, patch_size=2),
+    "B/2": dict(hidden_size=768, depth=12, num_heads=12, patch_size=2),
+    "L/2": dict(hidden_size=1024, depth=24, num_heads=16, patch_size=2),
+    "XL/2": dict(hidden_size=1152, depth=28, num_heads=16, patch_size=2),
+}
+
+
+def sincos_pos_embed_2d(embed_dim: int, grid_size: int) -> np.ndarray:
+    """Fixed 2D sine-cosine positions (MAE / DiT): half the channels encode the row, half the column."""
+    if embed_dim % 4:
+        raise ValueError(f"hidden size {embed_dim} must be divisible by 4 for 2D sin-cos positions")
+    omega = 1.0 / 10000 ** (np.arange(embed_dim // 4, dtype=np.float64) / (embed_dim / 4.0))
+    coords = np.arange(grid_size, dtype=np.float64)
+    rows, cols = np.meshgrid(coords, coords, indexing="ij")
+
+    def encode(pos: np.ndarray) -> np.ndarray:
+        angles = np.outer(pos.reshape(-1), omega)
+        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+    return np.concatenate([encode(rows), encode(cols)], axis=1).astype(np.float32)  # (grid^2, D)
+
+
+def timestep_frequencies(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal features of scalar times (DiT). t in [0, 1] is scaled by 1000 so that the frequencies span the
+    same range as for the integer diffusion steps the embedding was designed for."""
+    half = dim // 2
+    dtype = torch.promote_types(t.dtype, torch.float32)  # never below fp32: 1000 t needs the mantissa
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dtype, device=t.device) / half)
+    args = 1000.0 * t.to(dtype)[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class TimestepEmbedder(nn.Module):
+    def __init__(self, hidden_size: int, frequency_dim: int = 256):
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.mlp = nn.Sequential(nn.Linear(frequency_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(timestep_frequencies(t, self.frequency_dim).to(self.mlp[0].weight.dtype))
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, explicit: bool = False):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"hidden size {dim} is not divisible by {num_heads} heads")
+        self.num_heads, self.explicit = num_heads, explicit
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, T, head_dim)
+        if self.explicit:
+            weights = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)
+            out = weights @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+
+
+class SiTBlock(nn.Module):
+    """Transformer block with adaLN-Zero: the condition sets shift, scale and a gate for attention and MLP; the gate
+    starts at zero, so every block starts as the identity."""
+
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, explicit_attention: bool):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(hidden_size, num_heads, explicit_attention)
+        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        hidden_mlp = int(hidden_size * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden_size, hidden_mlp), nn.GELU(approximate="tanh"), nn.Linear(hidden_mlp, hidden_size)
+        )
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.adaLN_modulation(c).chunk(6, dim=-1)
+        x = x + gate_a[:, None] * self.attn(modulate(self.norm1(x), shift_a, scale_a))
+        return x + gate_m[:, None] * self.mlp(modulate(self.norm2(x), shift_m, scale_m))
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, hidden_size: int, patch_size: int, out_channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(hidden_size, patch_size * patch_size * out_channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class SiT(nn.Module):
+    """u_theta(x, r, t, c): x (B, in_channels, H, W), r and t (B,), c (B, cond_dim) -> (B, out_channels, H, W)."""
+
+    def __init__(self, config: SiTConfig):
+        super().__init__()
+        if config.input_size % config.patch_size:
+            raise ValueError(f"latent size {config.input_size} is not a multiple of patch size {config.patch_size}")
+        self.config = config
+        hidden = config.hidden_size
+        self.grid = config.input_size // config.patch_size
+        self.x_embedder = nn.Conv2d(config.in_channels, hidden, config.patch_size, stride=config.patch_size)
+        self.register_buffer(
+            "pos_embed", torch.from_numpy(sincos_pos_embed_2d(hidden, self.grid))[None], persistent=False
+        )
+        self.t_embedder = TimestepEmbedder(hidden)
+        self.h_embedder = TimestepEmbedder(hidden)  # embeds the interval h = t - r
+        self.c_embedder = nn.Linear(config.cond_dim, hidden)
+        explicit = config.attention == "explicit"
+        self.blocks = nn.ModuleList(
+            SiTBlock(hidden, config.num_heads, config.mlp_ratio, explicit) for _ in range(config.depth)
+        )
+        self.final_layer = FinalLayer(hidden, config.patch_size, config.out_channels)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """DiT's initialisation: Xavier for linear layers, the patch embedding like a linear layer, N(0, 0.02) for
+        the time-embedding MLPs, and zeros for every adaLN modulation and the output layer (adaLN-Zero), so the
+        untrained network outputs exactly zero and each block starts as the identity."""
+
+        def basic(module: nn.Module) -> None:
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+        self.apply(basic)
+        weight = self.x_embedder.weight.data
+        nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
+        nn.init.zeros_(self.x_embedder.bias)
+        for embedder in (self.t_embedder, self.h_embedder):
+            nn.init.normal_(embedder.mlp[0].weight, std=0.02)
+            nn.init.normal_(embedder.mlp[2].weight, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        for layer in (self.final_layer.adaLN_modulation[-1], self.final_layer.linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, T, p*p*C) -> (B, C, H, W)
+        p, c, g = self.config.patch_size, self.config.out_channels, self.grid
+        x = x.reshape(x.shape[0], g, g, p, p, c)
+        return torch.einsum("nhwpqc->nchpwq", x).reshape(x.shape[0], c, g * p, g * p)
+
+    def forward(self, x: torch.Tensor, r: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        tokens = self.x_embedder(x).flatten(2).transpose(1, 2) + self.pos_embed  # (B, T, D), T = (H/p)(W/p)
+        cond = self.t_embedder(t) + self.h_embedder(t - r) + self.c_embedder(c)
+        for block in self.blocks:
+            tokens = block(tokens, cond)
+        return self.unpatchify(self.final_layer(tokens, cond))

@@ -1,0 +1,733 @@
+"""Spectra as images: the waveform image and its inverse (Alg. 1), the Chemical Flow image (Alg. 2) and the
+variation (residual) image, and the streaming writers of ``results/render/*.h5``.
+
+Geometry (docs/method.md, "Rendering"): pixel (r, c) has its centre at (r, c); the plot area leaves a margin of
+``margin * (size - 1)`` pixels (rounded) on every side. Spectral point k of N sits at column
+``x_k = x0 + k (x1 - x0) / (N - 1)`` (ascending wavenumber left to right, the array order) and value v at row
+``value_to_row(v)``: ``centre + clip`` on the top edge of the plot area, ``centre - clip`` on the bottom edge,
+linear in between, values beyond the clip limits drawn on the edge. The map is affine, so the inverse is exact up
+to the pixel quantization and the uint8 grey levels.
+
+Each image column holds the piece of the polyline that crosses it: the rows between the smallest and largest value
+of the curve over the column's span, widened by a line of thickness ``t`` and an anti-aliased edge whose slope is
+the contrast gain (grey levels per pixel). The profile is symmetric about the span's middle, so the
+intensity-weighted centre row of a column (the inverse) is the middle of the span: exact for a flat column, half a
+column's curvature off at a peak top. Everything is arithmetic on (batch, H, W) arrays: no loop over pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from opir.errors import DataError
+from opir.h5io import atomic_h5, provenance, read_strings, write_axis
+
+log = logging.getLogger(__name__)
+
+#: Pixels of a (B, H, W) float block rasterized at once: a few MB, so the temporaries stay in the CPU cache.
+_BLOCK_PIXELS = 1 << 20
+
+
+@dataclass(frozen=True)
+class CurveStyle:
+    """How values are drawn: the parameters of Alg. 1 (defaults: the paper's Appendix D)."""
+
+    height: int = 256
+    width: int = 256
+    #: fraction of the image left empty on each side, so thick lines at the clip limits stay inside the image
+    margin: float = 0.08
+    #: half-range of values drawn: ``centre +- clip`` spans the plot area; beyond it values are clipped
+    clip: float = 0.4
+    #: value drawn on the middle row (0 for centred spectra and for differences)
+    centre: float = 0.0
+    #: line thickness in pixels where the value equals ``centre``
+    thickness_px: float = 1.8
+    #: amplitude-adaptive thickness: thickness = thickness_px * (1 + gain * |v - centre| / clip)
+    thickness_amplitude_gain: float = 0.5
+    #: grey levels per pixel of the line's anti-aliased edge (saturates at 255)
+    contrast_gain: float = 180.0
+
+    def __post_init__(self):
+        problems = []
+        if self.height < 8 or self.width < 8:
+            problems.append(f"image size {self.height}x{self.width} is below 8x8")
+        if not 0 <= self.margin < 0.5:
+            problems.append(f"margin {self.margin} is outside [0, 0.5)")
+        if not self.clip > 0:
+            problems.append(f"clip {self.clip} must be > 0")
+        if not self.thickness_px > 0:
+            problems.append(f"thickness_px {self.thickness_px} must be > 0")
+        if self.thickness_amplitude_gain < 0:
+            problems.append(f"thickness_amplitude_gain {self.thickness_amplitude_gain} must be >= 0")
+        if not self.contrast_gain > 0:
+            problems.append(f"contrast_gain {self.contrast_gain} must be > 0")
+        if problems:
+            raise ValueError("invalid render style: " + "; ".join(problems))
+
+    @property
+    def plot_rows(self) -> tuple[float, float]:
+        """Rows (top, bottom) of the plot area: ``centre + clip`` and ``centre - clip``.
+
+        Whole rows, an even number apart, so that ``centre`` falls on a pixel row: a flat line at the centre (a
+        zero difference, most of a Chemical Flow image) is then one crisp row instead of two half-grey ones."""
+        top = round(self.margin * (self.height - 1))
+        bottom = self.height - 1 - top
+        return float(top), float(bottom - (bottom - top) % 2)
+
+    @property
+    def plot_columns(self) -> tuple[float, float]:
+        """Columns (left, right) of the first and the last spectral point."""
+        return self.margin * (self.width - 1), (1 - self.margin) * (self.width - 1)
+
+    def attrs(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def style_from_config(render: dict[str, Any], stream: str = "waveform") -> CurveStyle:
+    """The style of one image stream from the ``render`` config section.
+
+    ``stream`` is ``waveform`` (Alg. 1 on spectra), ``variation`` or ``chemical_flow`` (differences to s(v_0),
+    centred on 0, with the stream's own clip scale and thickness).
+    """
+    base = CurveStyle(
+        height=int(render["image_size"]),
+        width=int(render["image_size"]),
+        margin=float(render["margin"]),
+        clip=float(render["clip"]),
+        centre=float(render["centre"]),
+        thickness_px=float(render["thickness_px"]),
+        thickness_amplitude_gain=float(render["thickness_amplitude_gain"]),
+        contrast_gain=float(render["contrast_gain"]),
+    )
+    if stream == "waveform":
+        return base
+    if stream not in ("variation", "chemical_flow"):
+        raise ValueError(f"unknown image stream {stream!r}: expected waveform, variation or chemical_flow")
+    section = render[stream]
+    return dataclasses.replace(
+        base, clip=float(section["clip"]), centre=0.0, thickness_px=float(section["thickness_px"])
+    )
+
+
+def read_style(path: str | Path) -> CurveStyle:
+    """The exact style an image file of ``results/render/`` was drawn with (its ``render_*`` attributes)."""
+    with h5py.File(path, "r") as handle:
+        attrs = dict(handle.attrs)
+    values = {}
+    for field in dataclasses.fields(CurveStyle):
+        key = f"render_{field.name}"
+        if key not in attrs:
+            raise DataError(f"{path}: missing attribute {key!r}; not an image file of the render stage?")
+        values[field.name] = type(field.default)(attrs[key])
+    return CurveStyle(**values)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The value <-> pixel maps
+# --------------------------------------------------------------------------------------------------------------
+def value_to_row(values: np.ndarray, style: CurveStyle) -> np.ndarray:
+    """Row coordinate of each value (top of the plot area = ``centre + clip``), clipped to the plot area."""
+    top, bottom = style.plot_rows
+    fraction = (np.clip(values, style.centre - style.clip, style.centre + style.clip) - style.centre) / style.clip
+    return (top + bottom) / 2 - fraction * (bottom - top) / 2
+
+
+def row_to_value(rows: np.ndarray, style: CurveStyle) -> np.ndarray:
+    """Inverse of :func:`value_to_row` inside the plot area (rows need not be integers)."""
+    top, bottom = style.plot_rows
+    return style.centre + ((top + bottom) / 2 - np.asarray(rows)) * 2 * style.clip / (bottom - top)
+
+
+def point_columns(n_points: int, style: CurveStyle) -> np.ndarray:
+    """Column coordinate of each of ``n_points`` spectral points."""
+    left, right = style.plot_columns
+    return np.linspace(left, right, n_points)
+
+
+def row_values(style: CurveStyle) -> np.ndarray:
+    """The value that the centre of each pixel row stands for (the image's vertical axis)."""
+    return row_to_value(np.arange(style.height, dtype=np.float64), style)
+
+
+def column_wavenumbers(wavenumber_cm1: np.ndarray, style: CurveStyle) -> np.ndarray:
+    """The wavenumber at the centre of each pixel column (the image's horizontal axis; linear beyond the ends)."""
+    wavenumber_cm1 = np.asarray(wavenumber_cm1, dtype=np.float64)
+    left, right = style.plot_columns
+    slope = (wavenumber_cm1[-1] - wavenumber_cm1[0]) / (right - left)
+    return wavenumber_cm1[0] + (np.arange(style.width) - left) * slope
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Alg. 1: spectrum -> waveform image
+# --------------------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=32)
+def _column_sampling(n_points: int, style: CurveStyle) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where to sample the polyline inside each column it crosses.
+
+    Returns the crossed columns (C,), and for each of S points spread over the column's span (ends included) the
+    index of the spectral point on its left (C, S) and the linear-interpolation weight of the next one (C, S).
+    S is at least the number of spectral points per column plus one, so no spectral point between two samples
+    can hide an extreme (the polyline is linear between points).
+    """
+    if n_points < 2:
+        raise DataError(f"a waveform needs at least 2 spectral points, got {n_points}")
+    left, right = style.plot_columns
+    columns = np.arange(int(np.floor(left + 0.5)), int(np.ceil(right - 0.5)) + 1)
+    span_lo = np.maximum(columns - 0.5, left)
+    span_hi = np.minimum(columns + 0.5, right)
+    points_per_column = (n_points - 1) / (right - left)
+    n_samples = int(np.ceil(points_per_column)) + 2
+    fraction = np.linspace(0.0, 1.0, n_samples)
+    x = span_lo[:, None] + (span_hi - span_lo)[:, None] * fraction[None, :]
+    position = (x - left) / (right - left) * (n_points - 1)  # fractional spectral index
+    position = np.clip(position, 0, n_points - 1)
+    index = np.minimum(np.floor(position).astype(np.intp), n_points - 2)
+    weight = (position - index).astype(np.float32)
+    return columns, (span_lo + span_hi) / 2, index, weight
+
+
+def curve_geometry(values: np.ndarray, style: CurveStyle) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per crossed column: the rows the polyline spans and its thickness.
+
+    ``values`` (B, N). Returns ``columns`` (C,) and ``row_top``, ``row_bottom``, ``thickness`` (B, C) float32.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 2:
+        raise DataError(f"expected spectra as a (batch, points) array, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        bad = np.argwhere(~np.isfinite(values))[0]
+        raise DataError(f"spectrum {bad[0]} has a non-finite value at point {bad[1]}: cannot be drawn")
+    columns, _, index, weight = _column_sampling(values.shape[1], style)
+    # the drawn polyline is that of the clipped values, so a value beyond a limit draws exactly like the limit
+    values = np.clip(values, style.centre - style.clip, style.centre + style.clip)
+    # linear interpolation of every spectrum at the (C, S) sample positions: (B, C, S)
+    samples = values[:, index] * (1 - weight) + values[:, index + 1] * weight
+    v_max = samples.max(axis=2)
+    v_min = samples.min(axis=2)
+    row_top = value_to_row(v_max, style).astype(np.float32)
+    row_bottom = value_to_row(v_min, style).astype(np.float32)
+    amplitude = np.abs((v_max + v_min) / 2 - style.centre) / style.clip
+    thickness = (style.thickness_px * (1 + style.thickness_amplitude_gain * amplitude)).astype(np.float32)
+    return columns, row_top, row_bottom, thickness
+
+
+def _ink_rows(row_top: np.ndarray, row_bottom: np.ndarray, thickness: np.ndarray, height: int) -> slice:
+    """The rows that can hold ink for these curves: beyond t / 2 + 0.5 of every span the intensity is 0."""
+    reach = thickness / 2 + 0.5
+    first = int(np.floor((row_top - reach).min()))
+    last = int(np.ceil((row_bottom + reach).max()))
+    return slice(max(first, 0), min(max(last + 1, 0), height))
+
+
+def _rasterize_block(
+    row_top: np.ndarray,
+    row_bottom: np.ndarray,
+    thickness: np.ndarray,
+    grey: np.ndarray | None,
+    style: CurveStyle,
+    rows: slice,
+) -> np.ndarray:
+    """Intensity (B, len(rows), C) float32 of B curves on pixel rows ``rows``, each curve at its grey (B,) in [0, 1].
+
+    With d the distance of a pixel row to the column's span [row_top, row_bottom] (0 inside it), the intensity
+    is ``gain * (t / 2 + 0.5 - d)`` clipped to [0, 255]: a box-filtered line of thickness t whose edge ramps at
+    ``gain`` grey levels per pixel. Written as the minimum of three affine functions of the row (no branch).
+    """
+    gain = np.float32(style.contrast_gain)
+    half = (thickness / 2 + 0.5)[:, None, :]
+    row = gain * np.arange(rows.start, rows.stop, dtype=np.float32)[None, :, None]
+    rising = gain * (half - row_top[:, None, :]) + row  # above the span
+    falling = gain * (half + row_bottom[:, None, :]) - row  # below the span
+    intensity = np.minimum(rising, falling, out=rising)
+    np.minimum(intensity, gain * half, out=intensity)
+    np.clip(intensity, 0, 255, out=intensity)
+    if grey is not None:
+        intensity *= grey.astype(np.float32)[:, None, None]
+    return intensity
+
+
+def _block_size(style: CurveStyle, n_columns: int) -> int:
+    return max(1, _BLOCK_PIXELS // (style.height * n_columns))
+
+
+def rasterize(
+    columns: np.ndarray,
+    row_top: np.ndarray,
+    row_bottom: np.ndarray,
+    thickness: np.ndarray,
+    style: CurveStyle,
+    grey: np.ndarray | None = None,
+) -> np.ndarray:
+    """uint8 images (B, H, W), one per curve given by :func:`curve_geometry`, on a black canvas."""
+    batch = row_top.shape[0]
+    images = np.zeros((batch, style.height, style.width), dtype=np.uint8)
+    step = _block_size(style, len(columns))
+    for start in range(0, batch, step):
+        block = slice(start, start + step)
+        rows = _ink_rows(row_top[block], row_bottom[block], thickness[block], style.height)
+        intensity = _rasterize_block(
+            row_top[block], row_bottom[block], thickness[block], None if grey is None else grey[block], style, rows
+        )
+        images[block, rows, columns[0] : columns[-1] + 1] = np.rint(intensity)
+    return images
+
+
+def composite(
+    columns: np.ndarray,
+    row_top: np.ndarray,
+    row_bottom: np.ndarray,
+    thickness: np.ndarray,
+    style: CurveStyle,
+    grey: np.ndarray,
+) -> np.ndarray:
+    """One uint8 image (H, W) of all the curves, each at its grey level; where curves overlap the lightest wins
+    (the maximum). Curves are drawn a cache-sized block at a time, on only the rows they can reach."""
+    canvas = np.zeros((style.height, len(columns)), dtype=np.float32)
+    step = _block_size(style, len(columns))
+    for start in range(0, row_top.shape[0], step):
+        block = slice(start, start + step)
+        rows = _ink_rows(row_top[block], row_bottom[block], thickness[block], style.height)
+        intensity = _rasterize_block(row_top[block], row_bottom[block], thickness[block], grey[block], style, rows)
+        np.maximum(canvas[rows], intensity.max(axis=0), out=canvas[rows])
+    image = np.zeros((style.height, style.width), dtype=np.uint8)
+    image[:, columns[0] : columns[-1] + 1] = np.rint(canvas)
+    return image
+
+
+def spectrum_to_waveform(spectra: np.ndarray, style: CurveStyle | None = None) -> np.ndarray:
+    """Alg. 1, forward: spectra (B, N) or (N,) -> uint8 waveform images (B, H, W) or (H, W)."""
+    style = style or CurveStyle()
+    spectra = np.asarray(spectra)
+    single = spectra.ndim == 1
+    columns, row_top, row_bottom, thickness = curve_geometry(np.atleast_2d(spectra), style)
+    images = rasterize(columns, row_top, row_bottom, thickness, style)
+    return images[0] if single else images
+
+
+@functools.lru_cache(maxsize=32)
+def _point_interpolation(n_points: int, style: CurveStyle) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation from the crossed columns' centres to the spectral points: left column index and the
+    weight of the right one, (n_points,) each (points beyond the outer column centres take the outer value)."""
+    _, column_x, _, _ = _column_sampling(n_points, style)
+    x = np.clip(point_columns(n_points, style), column_x[0], column_x[-1])
+    left = np.clip(np.searchsorted(column_x, x, side="right") - 1, 0, len(column_x) - 2)
+    weight = np.clip((x - column_x[left]) / (column_x[left + 1] - column_x[left]), 0, 1)
+    return left, weight.astype(np.float32)
+
+
+def _columns_to_points(column_values: np.ndarray, n_points: int, style: CurveStyle) -> np.ndarray:
+    left, weight = _point_interpolation(n_points, style)
+    return column_values[:, left] * (1 - weight) + column_values[:, left + 1] * weight
+
+
+def column_centre_values(spectra: np.ndarray, style: CurveStyle) -> np.ndarray:
+    """What the inverse reads from the image of ``spectra``, computed without drawing: the value of each crossed
+    column's centre row (the middle of the polyline's span there, where the symmetric profile has its centroid)."""
+    _, row_top, row_bottom, _ = curve_geometry(spectra, style)
+    return row_to_value((row_top + row_bottom) / 2, style)
+
+
+def waveform_to_spectrum(
+    images: np.ndarray,
+    n_points: int,
+    style: CurveStyle | None = None,
+    background: float = 0.0,
+    refine_iterations: int = 3,
+) -> np.ndarray:
+    """Alg. 1, inverse: uint8 images (B, H, W) or (H, W) -> spectra (B, n_points) float32.
+
+    Each column's intensity-weighted centre row is mapped back to a value, and the column values are interpolated
+    at the spectral points. That first estimate is biased where the curve bends within a column (a band's top
+    reads as the middle of the column's span, below the top), so ``refine_iterations`` fixed-point steps
+    (Van Cittert) correct it with the forward model: y <- y + interp(c - centres(y)), where c are the centres
+    read from the image and centres(y) those that y would draw (:func:`column_centre_values`). Three steps
+    remove most of the bias; more begin to fit the uint8 quantization (docs/method.md, "Rendering").
+
+    ``background`` (grey levels) is subtracted before weighting, for images that are not black between the
+    lines (decoded by a VAE, say). A column without ink is interpolated from its neighbours; an image without any
+    ink raises :class:`DataError`. The result lies within ``centre +- clip``, the range an image can hold.
+    """
+    style = style or CurveStyle()
+    images = np.asarray(images)
+    single = images.ndim == 2
+    images = images[None] if single else images
+    if images.ndim != 3 or images.shape[1:] != (style.height, style.width):
+        raise DataError(f"expected images of shape (batch, {style.height}, {style.width}), got {images.shape}")
+    columns, column_x, _, _ = _column_sampling(n_points, style)
+    block = images[:, :, columns[0] : columns[-1] + 1].astype(np.float32)
+    if background:
+        block = np.maximum(block - np.float32(background), 0)
+    rows = np.arange(style.height, dtype=np.float32)[None, :, None]
+    ink = block.sum(axis=1)  # (B, C)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centres = row_to_value((block * rows).sum(axis=1) / ink, style).astype(np.float32)
+    for i in np.flatnonzero((ink == 0).any(axis=1)):  # rare: only images with blank columns are looped over
+        has_ink = ink[i] > 0
+        if not has_ink.any():
+            raise DataError(f"waveform image {i} has no ink in its plot area: no spectrum to read back")
+        centres[i] = np.interp(column_x, column_x[has_ink], centres[i, has_ink])
+    spectra = _columns_to_points(centres, n_points, style)
+    low, high = style.centre - style.clip, style.centre + style.clip
+    for _ in range(refine_iterations):
+        spectra += _columns_to_points(centres - column_centre_values(spectra, style), n_points, style)
+        np.clip(spectra, low, high, out=spectra)
+    spectra = spectra.astype(np.float32)
+    return spectra[0] if single else spectra
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Alg. 2: Chemical Flow, and the variation stream
+# --------------------------------------------------------------------------------------------------------------
+def chemical_flow_curves(m: int, max_curves: int | None) -> np.ndarray:
+    """Which spectra 0..m a Chemical Flow image draws: all of them, or ``max_curves`` spread evenly over 0..m
+    (always the first and the last), since a 256-level image cannot tell thousands of grey levels apart."""
+    if max_curves is None or m + 1 <= max_curves:
+        return np.arange(m + 1)
+    return np.unique(np.rint(np.linspace(0, m, max_curves)).astype(np.intp))
+
+
+def chemical_flow_greys(order: np.ndarray, m: int, darkest_grey: float) -> np.ndarray:
+    """Grey level (fraction of 255) of curve k of 0..m: 1 for the reference (k = 0), ``darkest_grey / 255`` for
+    the latest (k = m), linear in k / m."""
+    darkest = darkest_grey / 255.0
+    return 1.0 - (1.0 - darkest) * np.asarray(order, dtype=np.float64) / max(m, 1)
+
+
+def chemical_flow_images(
+    run_spectra: np.ndarray,
+    ms: Sequence[int],
+    style: CurveStyle | None = None,
+    darkest_grey: float = 64.0,
+    max_curves: int | None = 64,
+) -> np.ndarray:
+    """Alg. 2: Chemical Flow images (len(ms), H, W) uint8 of samples ``ms`` of one run.
+
+    ``run_spectra`` (n, N) holds the run's spectra s(v_0)..s(v_{n-1}). For sample m, the differences
+    s(v_k) - s(v_0), k = 0..m, clipped to ``+- style.clip`` and normalized by it, are drawn as polylines whose grey
+    level goes from light (k = 0) to dark (k = m). Overlaps keep the lightest curve (maximum), so an unchanging
+    run is one light line on the zero row, and changes appear as darker curves beside it. ``style`` defaults to
+    the difference style (centre 0, clip 0.1, thickness 1.0). The geometry of the run's curves is computed once.
+    """
+    style = style or CurveStyle(clip=0.1, thickness_px=1.0)
+    run_spectra = np.asarray(run_spectra, dtype=np.float32)
+    ms = [int(m) for m in np.atleast_1d(ms)]
+    for m in ms:
+        if not 1 <= m < run_spectra.shape[0]:
+            raise DataError(f"Chemical Flow of sample m={m} needs spectra 0..m, the run has {run_spectra.shape[0]}")
+    columns, row_top, row_bottom, thickness = curve_geometry(run_spectra[: max(ms) + 1] - run_spectra[0], style)
+    images = np.empty((len(ms), style.height, style.width), dtype=np.uint8)
+    for i, m in enumerate(ms):
+        order = chemical_flow_curves(m, max_curves)
+        greys = chemical_flow_greys(order, m, darkest_grey)
+        images[i] = composite(columns, row_top[order], row_bottom[order], thickness[order], style, greys)
+    return images
+
+
+def chemical_flow_image(
+    run_spectra: np.ndarray,
+    m: int,
+    style: CurveStyle | None = None,
+    darkest_grey: float = 64.0,
+    max_curves: int | None = 64,
+) -> np.ndarray:
+    """Alg. 2 for one sample: the Chemical Flow image (H, W) of sample m (see :func:`chemical_flow_images`)."""
+    return chemical_flow_images(run_spectra, [m], style, darkest_grey, max_curves)[0]
+
+
+def variation_image(spectra: np.ndarray, initial_spectra: np.ndarray, style: CurveStyle | None = None) -> np.ndarray:
+    """The variation (residual) stream: s(v_m) - s(v_0) drawn by Alg. 1 in the difference style (clip 0.1,
+    thickness 1.0 by default). Shapes as in :func:`spectrum_to_waveform`."""
+    style = style or CurveStyle(clip=0.1, thickness_px=1.0)
+    return spectrum_to_waveform(np.asarray(spectra, np.float32) - np.asarray(initial_spectra, np.float32), style)
+
+
+def roundtrip_error(spectra: np.ndarray, style: CurveStyle) -> float:
+    """Mean absolute error of spectrum -> image -> spectrum, as a fraction of the drawn range ``2 * clip``.
+
+    Values beyond the clip limits are compared clipped: the image cannot hold them, by design."""
+    spectra = np.asarray(spectra, dtype=np.float32)
+    recovered = waveform_to_spectrum(spectrum_to_waveform(spectra, style), spectra.shape[1], style)
+    clipped = np.clip(spectra, style.centre - style.clip, style.centre + style.clip)
+    return float(np.abs(recovered - clipped).mean() / (2 * style.clip))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Rendering results/dataset/samples.h5 to results/render/*.h5, streaming
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Dataset:
+    """What the render stage reads of samples.h5 (everything but the spectra, which are read in chunks)."""
+
+    wavenumber_cm1: np.ndarray
+    row_system: np.ndarray
+    row_run: np.ndarray
+    index_in_run: np.ndarray
+    sample_id: np.ndarray
+    sample_row: np.ndarray
+    initial_row: np.ndarray
+    m: np.ndarray
+    run_first_row: np.ndarray
+    run_n_rows: np.ndarray
+
+
+def _read_dataset(handle: h5py.File, path: Path) -> _Dataset:
+    needed = [
+        "wavenumber_cm1",
+        "spectra/absorbance",
+        "rows/system_id",
+        "rows/run_id",
+        "rows/index_in_run",
+        "samples/sample_id",
+        "samples/row",
+        "samples/initial_row",
+        "samples/m",
+        "runs/first_row",
+        "runs/n_rows",
+    ]
+    missing = [name for name in needed if name not in handle]
+    if missing:
+        raise DataError(f"{path}: missing dataset(s) {', '.join(missing)} (layout: docs/architecture.md)")
+    data = _Dataset(
+        wavenumber_cm1=handle["wavenumber_cm1"][()],
+        row_system=read_strings(handle["rows/system_id"]),
+        row_run=read_strings(handle["rows/run_id"]),
+        index_in_run=handle["rows/index_in_run"][()].astype(np.int64),
+        sample_id=read_strings(handle["samples/sample_id"]),
+        sample_row=handle["samples/row"][()].astype(np.int64),
+        initial_row=handle["samples/initial_row"][()].astype(np.int64),
+        m=handle["samples/m"][()].astype(np.int64),
+        run_first_row=handle["runs/first_row"][()].astype(np.int64),
+        run_n_rows=handle["runs/n_rows"][()].astype(np.int64),
+    )
+    n_rows, n_points = handle["spectra/absorbance"].shape
+    if data.wavenumber_cm1.shape != (n_points,):
+        raise DataError(
+            f"{path}: wavenumber_cm1 has shape {data.wavenumber_cm1.shape}, spectra/absorbance has {n_points} points"
+        )
+    if np.any(np.diff(data.wavenumber_cm1) <= 0):
+        raise DataError(f"{path}: wavenumber_cm1 is not strictly ascending (the common grid must be)")
+    for name in ("row_system", "row_run", "index_in_run"):
+        if len(getattr(data, name)) != n_rows:
+            raise DataError(
+                f"{path}: rows/{name.removeprefix('row_')} has {len(getattr(data, name))} entries, "
+                f"spectra/absorbance has {n_rows} rows"
+            )
+    for name in ("sample_row", "initial_row", "m"):
+        if len(getattr(data, name)) != len(data.sample_id):
+            raise DataError(f"{path}: samples/ datasets differ in length (sample_id vs {name})")
+    for name, rows in (("samples/row", data.sample_row), ("samples/initial_row", data.initial_row)):
+        bad = np.flatnonzero((rows < 0) | (rows >= n_rows))
+        if bad.size:
+            raise DataError(
+                f"{path}: {name} of sample {data.sample_id[bad[0]]} is {rows[bad[0]]}, outside 0..{n_rows - 1}"
+            )
+    bad = np.flatnonzero(data.sample_row - data.initial_row != data.m)
+    if bad.size:
+        i = bad[0]
+        raise DataError(
+            f"{path}: sample {data.sample_id[i]} has m={data.m[i]} but row - initial_row = "
+            f"{data.sample_row[i] - data.initial_row[i]} (spectra 0..m of a run must be contiguous)"
+        )
+    return data
+
+
+def _image_file(
+    handle: h5py.File,
+    n_images: int,
+    style: CurveStyle,
+    wavenumber_cm1: np.ndarray,
+    stream: str,
+    value_name: str,
+    compression_level: int,
+    extra_attrs: dict[str, Any] | None = None,
+) -> h5py.Dataset:
+    """The NXdata layout of an image file: ``images`` (n, H, W) uint8, one image per gzip chunk, with its axes:
+    ``row_value`` (H, the value each pixel row stands for) and ``wavenumber_cm1`` (W, each column's wavenumber)."""
+    handle.attrs["NX_class"] = "NXdata"
+    handle.attrs["signal"] = "images"
+    handle.attrs["axes"] = np.array([".", "row_value", "wavenumber_cm1"], dtype=h5py.string_dtype())
+    handle.attrs["stream"] = stream
+    for key, value in {**style.attrs(), **(extra_attrs or {})}.items():
+        handle.attrs[f"render_{key}"] = "none" if value is None else value
+    images = handle.create_dataset(
+        "images",
+        shape=(n_images, style.height, style.width),
+        dtype=np.uint8,
+        chunks=(1, style.height, style.width),
+        compression="gzip",
+        compression_opts=compression_level,
+        shuffle=False,
+    )
+    images.attrs["long_name"] = f"{stream} image (grey level 0-255)"
+    axis = write_axis(handle, "row_value", row_values(style))
+    axis.attrs["long_name"] = value_name
+    write_axis(handle, "wavenumber_cm1", column_wavenumbers(wavenumber_cm1, style))
+    return images
+
+
+def render_waveforms(
+    samples_h5: str | Path,
+    output_h5: str | Path,
+    render: dict[str, Any],
+    rule: str = "render_waveform",
+) -> int:
+    """Alg. 1 on every row of samples.h5 (initial spectra included), ``render['chunk_size']`` rows at a time.
+
+    Writes ``images`` (n_rows, H, W), ``row`` and ``sample_id`` (``{system}/{run}/{index_in_run:05d}``: the
+    sample's id for rows that are samples, index 00000 for a run's initial spectrum). Returns the row count."""
+    samples_h5 = Path(samples_h5)
+    style = style_from_config(render, "waveform")
+    chunk = int(render["chunk_size"])
+    with h5py.File(samples_h5, "r") as source:
+        data = _read_dataset(source, samples_h5)
+        spectra = source["spectra/absorbance"]
+        n_rows, n_points = spectra.shape
+        row_ids = np.array(
+            [f"{s}/{r}/{i:05d}" for s, r, i in zip(data.row_system, data.row_run, data.index_in_run, strict=True)]
+        )
+        known = dict(zip(data.sample_id, data.sample_row, strict=True))
+        for sample_id, row in known.items():
+            if row_ids[row] != sample_id:
+                raise DataError(f"{samples_h5}: sample {sample_id} points to row {row}, which is {row_ids[row]}")
+        attrs = provenance(rule, {"render": render}, [samples_h5])
+        with atomic_h5(output_h5, attrs) as out:
+            images = _image_file(
+                out,
+                n_rows,
+                style,
+                data.wavenumber_cm1,
+                "waveform",
+                "normalized absorbance",
+                int(render["compression_level"]),
+            )
+            write_axis(out, "row", np.arange(n_rows, dtype=np.int64))
+            write_axis(out, "sample_id", row_ids)
+            for start in range(0, n_rows, chunk):
+                block = spectra[start : start + chunk]
+                images[start : start + len(block)] = spectrum_to_waveform(block, style)
+                log.info("waveform: %d / %d rows", start + len(block), n_rows)
+    log.info(
+        "wrote %d waveform images %dx%d of %d points to %s", n_rows, style.height, style.width, n_points, output_h5
+    )
+    return n_rows
+
+
+def _runs_of_samples(data: _Dataset, path: Path) -> list[tuple[int, int, np.ndarray]]:
+    """(first_row, n_rows, sample indices) of each run with samples; every sample must lie inside one run."""
+    groups = []
+    assigned = np.zeros(len(data.sample_id), dtype=bool)
+    for first, count in zip(data.run_first_row, data.run_n_rows, strict=True):
+        inside = np.flatnonzero((data.initial_row >= first) & (data.sample_row < first + count))
+        assigned[inside] = True
+        if inside.size:
+            groups.append((int(first), int(count), inside))
+    if not assigned.all():
+        orphan = data.sample_id[np.flatnonzero(~assigned)[0]]
+        raise DataError(f"{path}: sample {orphan} does not lie within one run of runs/first_row, runs/n_rows")
+    return groups
+
+
+def _render_per_sample(
+    samples_h5: str | Path,
+    output_h5: str | Path,
+    render: dict[str, Any],
+    rule: str,
+    stream: str,
+) -> int:
+    samples_h5 = Path(samples_h5)
+    style = style_from_config(render, stream)
+    section = render[stream]
+    chunk = int(render["chunk_size"])
+    with h5py.File(samples_h5, "r") as source:
+        data = _read_dataset(source, samples_h5)
+        spectra = source["spectra/absorbance"]
+        groups = _runs_of_samples(data, samples_h5)
+        attrs = provenance(rule, {"render": render}, [samples_h5])
+        extra = (
+            {"darkest_grey": section["darkest_grey"], "max_curves": section["max_curves"]}
+            if stream == "chemical_flow"
+            else {}
+        )
+        with atomic_h5(output_h5, attrs) as out:
+            images = _image_file(
+                out,
+                len(data.sample_id),
+                style,
+                data.wavenumber_cm1,
+                stream,
+                "normalized absorbance difference to s(v_0)",
+                int(render["compression_level"]),
+                extra,
+            )
+            write_axis(out, "sample_id", data.sample_id)
+            write_axis(out, "row", data.sample_row)
+            write_axis(out, "initial_row", data.initial_row)
+            write_axis(out, "m", data.m)
+            done = 0
+            for first, count, members in groups:
+                run_spectra = spectra[first : first + count]  # one run at a time: a few MB even for long runs
+                for start in range(0, len(members), chunk):
+                    indices = np.sort(members[start : start + chunk])
+                    local_row = data.sample_row[indices] - first
+                    local_initial = data.initial_row[indices] - first
+                    if stream == "variation":
+                        block = variation_image(run_spectra[local_row], run_spectra[local_initial], style)
+                    else:
+                        block = np.empty((len(indices), style.height, style.width), dtype=np.uint8)
+                        for initial in np.unique(local_initial):  # one reference s(v_0) per run, as a rule
+                            same = local_initial == initial
+                            block[same] = chemical_flow_images(
+                                run_spectra[initial:],
+                                data.m[indices[same]],
+                                style,
+                                float(section["darkest_grey"]),
+                                section["max_curves"],
+                            )
+                    images[indices] = block
+                    done += len(indices)
+                log.info("%s: %d / %d samples", stream, done, len(data.sample_id))
+    log.info("wrote %d %s images %dx%d to %s", len(data.sample_id), stream, style.height, style.width, output_h5)
+    return len(data.sample_id)
+
+
+def render_chemical_flow(
+    samples_h5: str | Path, output_h5: str | Path, render: dict[str, Any], rule: str = "render_chemical_flow"
+) -> int:
+    """Alg. 2 for every sample of samples.h5: the image of sample m covers its run's spectra 0..m.
+
+    Writes ``images`` (n_samples, H, W) with ``sample_id``, ``row``, ``initial_row`` and ``m``, in the order of the
+    sample table, one run at a time. Returns the sample count."""
+    return _render_per_sample(samples_h5, output_h5, render, rule, "chemical_flow")
+
+
+def render_variation(
+    samples_h5: str | Path, output_h5: str | Path, render: dict[str, Any], rule: str = "render_variation"
+) -> int:
+    """The variation stream s(v_m) - s(v_0) for every sample of samples.h5 (layout as
+    :func:`render_chemical_flow`). Returns the sample count."""
+    return _render_per_sample(samples_h5, output_h5, render, rule, "variation")
+
+
+RENDERERS = {
+    "waveform": render_waveforms,
+    "chemical_flow": render_chemical_flow,
+    "variation": render_variation,
+}
+
+
+def render_stream(
+    stream: str, samples_h5: str | Path, output_h5: str | Path, render: dict[str, Any], rule: str = "render_images"
+) -> int:
+    """Render one image stream (``waveform``, ``chemical_flow`` or ``variation``) of samples.h5 to ``output_h5``."""
+    if stream not in RENDERERS:
+        raise ValueError(f"unknown image stream {stream!r}: expected one of {', '.join(RENDERERS)}")
+    return RENDERERS[stream](samples_h5, output_h5, render, rule=rule)

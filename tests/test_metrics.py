@@ -1,0 +1,232 @@
+"""opir.metrics: hand-computed metric values, soft-DTW against tslearn, DILATE, the predictions file and
+evaluation of a predictions file against a small sample table made here (``write_toy_dataset``, also used by
+tests/test_baselines.py and tests/test_tables.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from opir.errors import DataError
+from opir.h5io import atomic_h5, provenance, write_axis, write_nxdata
+from opir.metrics import (
+    dilate,
+    evaluate_file,
+    evaluate_predictions,
+    load_samples,
+    read_predictions,
+    soft_dtw,
+    soft_dtw_alignment,
+    spectral_metrics,
+    squared_l2_cost,
+    write_predictions,
+)
+
+TOY_SYSTEMS = {"sys_a": [1.0, 0.0], "sys_b": [0.0, 1.0], "sys_c": [0.1, 0.9]}
+
+
+def _band(wavenumber, center, width=25.0):
+    return np.exp(-0.5 * ((wavenumber - center) / width) ** 2)
+
+
+def write_toy_dataset(folder, n_points: int = 60, rows_per_run: int = 13, noise: float = 0.002, seed: int = 0):
+    """A samples.h5 / truth.h5 / splits.json / mixture_3d.h5 following docs/architecture.md.
+
+    Three systems with one run each; voltage goes 3.0 V -> 0.05 V -> 2.0 V; an 'SEI' band at 1650 1/cm grows with
+    the time-integrated exposure below 1.0 V. System split: sys_c is the test system.
+    """
+    rng = np.random.default_rng(seed)
+    wavenumber = np.linspace(800.0, 2000.0, n_points)
+    truth, rows, samples, runs = (
+        [],
+        {k: [] for k in ("system_id", "run_id", "index_in_run", "voltage_v", "current_ma", "elapsed_s", "snr")},
+        [],
+        [],
+    )
+    centers = {"sys_a": 1750.0, "sys_b": 1800.0, "sys_c": 1790.0}
+    half = rows_per_run // 2
+    voltage = np.concatenate([np.linspace(3.0, 0.05, half + 1), np.linspace(0.05, 2.0, rows_per_run - half)[1:]])
+    elapsed = np.arange(rows_per_run) * 1800.0
+    exposure = np.concatenate([[0.0], np.cumsum(np.maximum(0.0, 1.0 - voltage[1:]) * 0.5)])
+    for system in TOY_SYSTEMS:
+        first = len(truth)
+        for j in range(rows_per_run):
+            truth.append(_band(wavenumber, centers[system]) + 0.3 * exposure[j] * _band(wavenumber, 1650.0) + 0.05)
+            rows["system_id"].append(system)
+            rows["run_id"].append("run01")
+            rows["index_in_run"].append(j)
+            rows["voltage_v"].append(voltage[j])
+            rows["current_ma"].append(-0.1 if j <= half else 0.1)
+            rows["elapsed_s"].append(elapsed[j])
+            rows["snr"].append(100.0)
+            if j > 0:
+                samples.append(
+                    (f"{system}/run01/{j:05d}", first + j, first, j, system, "run01", voltage[j], elapsed[j])
+                )
+        runs.append((system, "run01", first, rows_per_run))
+    truth = np.array(truth)
+    measured = (truth + noise * rng.normal(size=truth.shape)).astype(np.float32)
+
+    samples_path = folder / "samples.h5"
+    with atomic_h5(samples_path, provenance("toy_dataset", {}, [])) as handle:
+        write_axis(handle, "wavenumber_cm1", wavenumber)
+        write_nxdata(handle, "spectra", "absorbance", measured, [".", ("wavenumber_cm1", wavenumber)])
+        group = handle.create_group("rows")
+        for key, values in rows.items():
+            write_axis(group, key, np.array(values))
+        group = handle.create_group("samples")
+        columns = list(zip(*samples, strict=True))
+        for key, values in zip(
+            ("sample_id", "row", "initial_row", "m", "system_id", "run_id", "voltage_v", "elapsed_s"),
+            columns,
+            strict=True,
+        ):
+            write_axis(group, key, np.array(values))
+        group = handle.create_group("runs")
+        for key, values in zip(("system_id", "run_id", "first_row", "n_rows"), zip(*runs, strict=True), strict=True):
+            write_axis(group, key, np.array(values))
+    truth_path = folder / "truth.h5"
+    with atomic_h5(truth_path, provenance("toy_truth", {}, [])) as handle:
+        handle.create_dataset("absorbance", data=truth.astype(np.float32))
+
+    ids = [s[0] for s in samples]
+    random_test = ids[2::5]
+    system_test = [sid for sid in ids if sid.startswith("sys_c/")]
+    splits = {
+        "random": {"train": [s for s in ids if s not in random_test], "test": random_test},
+        "system": {"train": [s for s in ids if s not in system_test], "test": system_test},
+    }
+    splits_path = folder / "splits.json"
+    splits_path.write_text(json.dumps(splits))
+    embedding_path = folder / "mixture_3d.h5"
+    with atomic_h5(embedding_path, provenance("toy_embed", {}, [])) as handle:
+        write_axis(handle, "system_id", np.array(list(TOY_SYSTEMS)))
+        handle.create_dataset("mixture_embedding", data=np.array(list(TOY_SYSTEMS.values()), dtype=np.float32))
+    return {"samples": samples_path, "truth": truth_path, "splits": splits_path, "embedding": embedding_path}
+
+
+# ---- per-sample metrics ----------------------------------------------------------------------------------------
+def test_spectral_metrics_hand_computed():
+    scores = spectral_metrics(np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 2.0, 5.0]]))
+    assert scores["mae"][0] == pytest.approx(2 / 3)
+    assert scores["mse"][0] == pytest.approx(4 / 3)
+    assert scores["rmse"][0] == pytest.approx(math.sqrt(4 / 3))
+    cos = 20 / math.sqrt(14 * 30)
+    assert scores["cos_sim"][0] == pytest.approx(cos)
+    assert scores["sam_deg"][0] == pytest.approx(math.degrees(math.acos(cos)))
+    # target mean 8/3, SS_tot = 78/9, SS_res = 4
+    assert scores["r2"][0] == pytest.approx(1 - 4 / (78 / 9))
+
+
+def test_spectral_metrics_limits():
+    x = np.array([[1.0, 0.0], [0.3, 0.7], [0.0, 0.0]])
+    y = np.array([[0.0, 1.0], [0.3, 0.7], [1.0, 2.0]])
+    scores = spectral_metrics(x, y)
+    assert scores["sam_deg"][0] == pytest.approx(90.0) and scores["cos_sim"][0] == pytest.approx(0.0)
+    assert scores["sam_deg"][1] == pytest.approx(0.0, abs=1e-5) and scores["r2"][1] == pytest.approx(1.0)
+    assert scores["cos_sim"][2] == 0.0  # a zero prediction has no direction: cosine 0, not NaN
+    assert np.isnan(spectral_metrics(np.array([[1.0, 2.0]]), np.array([[3.0, 3.0]]))["r2"][0])
+
+
+# ---- soft-DTW and DILATE ---------------------------------------------------------------------------------------
+def test_soft_dtw_hand_computed():
+    cost = np.array([[0.0, 1.0], [1.0, 0.0]])
+    value, alignment = soft_dtw_alignment(cost, gamma=1.0)
+    # R12 = R21 = 1, R22 = 0 + softmin(0, 1, 1) = -log(1 + 2/e)
+    assert value == pytest.approx(-math.log(1 + 2 / math.e))
+    p_side = math.exp(-1) / (1 + 2 / math.e)
+    np.testing.assert_allclose(alignment, [[1.0, p_side], [p_side, 1.0]], rtol=1e-12)
+    assert soft_dtw(np.array([[0.7]]), 0.01)[0] == pytest.approx(0.7)
+    # small gamma: the hard DTW (here the diagonal path, cost 0 + 0)
+    assert soft_dtw(cost, 1e-4)[0] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_dilate_hand_computed():
+    y = np.array([[0.0], [1.0]])  # squared-L2 cost [[0, 1], [1, 0]]
+    out = dilate(y, y, alpha=0.5, gamma=1.0)
+    shape = -math.log(1 + 2 / math.e) / 2
+    temporal = 2 * (math.exp(-1) / (1 + 2 / math.e)) / 4
+    assert out["shape"] == pytest.approx(shape)
+    assert out["temporal"] == pytest.approx(temporal)
+    assert out["dilate"] == pytest.approx(0.5 * shape + 0.5 * temporal)
+
+
+def test_dilate_penalizes_time_shift():
+    rng = np.random.default_rng(1)
+    target = np.cumsum(rng.normal(size=(20, 30)), axis=0)
+    shifted = np.concatenate([target[:1].repeat(3, 0), target[:-3]])
+    good, late = dilate(target, target), dilate(shifted, target)
+    assert good["temporal"] == pytest.approx(0.0, abs=1e-9) and good["shape"] == pytest.approx(0.0, abs=1e-6)
+    assert late["temporal"] > 0.05 and late["dilate"] > good["dilate"]
+
+
+def test_soft_dtw_matches_tslearn():
+    tslearn_metrics = pytest.importorskip("tslearn.metrics")  # ~10 s import: the one tslearn test
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(9, 6)), rng.normal(size=(12, 6))
+    for gamma in (0.01, 0.1, 1.0):
+        value, alignment = soft_dtw_alignment(squared_l2_cost(a, b), gamma)
+        ref_alignment, ref_value = tslearn_metrics.soft_dtw_alignment(a, b, gamma=gamma)
+        assert value == pytest.approx(ref_value, rel=1e-10)
+        np.testing.assert_allclose(alignment, ref_alignment, atol=1e-9)
+        assert value == pytest.approx(tslearn_metrics.soft_dtw(a, b, gamma=gamma), rel=1e-10)
+
+
+# ---- predictions file and evaluation ---------------------------------------------------------------------------
+def test_predictions_round_trip(tmp_path):
+    path = tmp_path / "p.h5"
+    pred = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    write_predictions(path, ["a", "b"], np.linspace(800, 2000, 4), pred, provenance("t", {}, []), model="m")
+    back = read_predictions(path)
+    assert list(back.sample_id) == ["a", "b"] and back.prediction.dtype == np.float32
+    np.testing.assert_array_equal(back.prediction, pred)
+    np.testing.assert_allclose(back.mean, pred.mean(axis=1))
+    with pytest.raises(ValueError):
+        write_predictions(tmp_path / "q.h5", ["a"], np.arange(4.0), pred)
+    with pytest.raises(DataError, match="does not exist"):
+        read_predictions(tmp_path / "missing.h5")
+
+
+def test_evaluate_file_persistence(tmp_path):
+    paths = write_toy_dataset(tmp_path)
+    table = load_samples(paths["samples"])
+    test_ids = json.loads(paths["splits"].read_text())["system"]["test"]
+    index = table.sample_index(test_ids, "t")
+    pred = table.absorbance[table.samples["initial_row"][index]]
+    order = np.random.default_rng(0).permutation(len(test_ids))  # file order must not matter
+    pred_path = tmp_path / "persistence.h5"
+    write_predictions(pred_path, np.array(test_ids)[order], table.wavenumber_cm1, pred[order])
+    out = tmp_path / "metrics.json"
+    record = evaluate_file(
+        pred_path, paths["samples"], paths["splits"], "system", "persistence", out, {"alpha": 0.5, "gamma": 0.01}
+    )
+    assert json.loads(out.read_text())["summary"] == record["summary"]
+    target = table.absorbance[table.samples["row"][index]]
+    expected = spectral_metrics(pred, target)
+    assert record["summary"]["mae"]["mean"] == pytest.approx(expected["mae"].mean())
+    assert record["summary"]["r2"]["std"] == pytest.approx(expected["r2"].std())
+    assert record["n_runs"] == 1 and record["n_samples"] == len(test_ids)
+    assert record["summary"]["dilate"]["mean"] == pytest.approx(dilate(pred, target, 0.5, 0.01)["dilate"])
+
+
+def test_evaluate_rejects_bad_predictions(tmp_path):
+    paths = write_toy_dataset(tmp_path)
+    table = load_samples(paths["samples"])
+    test_ids = json.loads(paths["splits"].read_text())["random"]["test"]
+    pred = np.zeros((len(test_ids), 1, table.wavenumber_cm1.size), dtype=np.float32) + 0.1
+    from opir.metrics import Predictions
+
+    with pytest.raises(DataError, match="missing 1"):
+        evaluate_predictions(Predictions(np.array(test_ids[1:]), table.wavenumber_cm1, pred[1:]), table, test_ids)
+    bad = pred.copy()
+    bad[3, 0, 5] = np.nan
+    with pytest.raises(DataError, match=test_ids[3]):
+        evaluate_predictions(Predictions(np.array(test_ids), table.wavenumber_cm1, bad), table, test_ids)
+    with pytest.raises(DataError, match="common grid"):
+        evaluate_predictions(Predictions(np.array(test_ids), table.wavenumber_cm1 + 1, pred), table, test_ids)
+    with pytest.raises(DataError, match="duplicated"):
+        ids = np.array([test_ids[0], *test_ids[:-1]])
+        evaluate_predictions(Predictions(ids, table.wavenumber_cm1, pred), table, test_ids)

@@ -1,0 +1,247 @@
+"""The SiT backbone, the condition, the VAE (local folder or small trained) and the ABCC stages end to end on a
+small dataset made here (samples.h5, splits.json, waveform.h5, mixture embeddings in their contract formats)."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from opir.errors import ConfigError, DataError
+from opir.h5io import atomic_h5, write_axis
+from opir.models.conditioning import Condition, ConditionEncoder, profile_features, resample_voltage_profile
+from opir.models.settings import resolve_model_config
+from opir.models.sit import SIT_SIZES, SiT, SiTConfig, sincos_pos_embed_2d
+
+
+def test_sit_shapes_and_adaln_zero_start():
+    model = SiT(SiTConfig(input_size=8, patch_size=2, in_channels=6, out_channels=3, hidden_size=32, depth=2,
+                          num_heads=4, cond_dim=5))
+    x = torch.randn(2, 6, 8, 8)
+    out = model(x, torch.rand(2), torch.rand(2), torch.randn(2, 5))
+    assert out.shape == (2, 3, 8, 8)
+    assert torch.count_nonzero(out) == 0  # zero-initialized modulation and output layer
+    for block in model.blocks:
+        assert torch.count_nonzero(block.adaLN_modulation[-1].weight) == 0
+
+
+def test_sit_b2_is_the_paper_size():
+    config = SiTConfig(input_size=32, in_channels=8, out_channels=4, cond_dim=768, **SIT_SIZES["B/2"])
+    with torch.device("meta"):  # shapes only: no memory, no initialisation time
+        n_params = sum(p.numel() for p in SiT(config).parameters())
+    assert 125e6 < n_params < 140e6  # SiT-B/2 has about 130 M parameters (plus our second time embedder)
+
+
+def test_sincos_positions_distinguish_every_patch():
+    pos = sincos_pos_embed_2d(16, 4)
+    assert pos.shape == (16, 16)
+    assert len({tuple(np.round(row, 6)) for row in pos}) == 16
+
+
+def test_explicit_and_sdpa_attention_agree():
+    torch.manual_seed(0)
+    a = SiT(SiTConfig(input_size=4, in_channels=2, out_channels=2, hidden_size=16, depth=1, num_heads=2,
+                      cond_dim=3, attention="sdpa"))
+    b = SiT(SiTConfig(input_size=4, in_channels=2, out_channels=2, hidden_size=16, depth=1, num_heads=2,
+                      cond_dim=3, attention="explicit"))
+    with torch.no_grad():
+        for p in a.parameters():
+            p.normal_(0, 0.2)
+    b.load_state_dict(a.state_dict())
+    args = (torch.randn(2, 2, 4, 4), torch.rand(2), torch.rand(2), torch.randn(2, 3))
+    torch.testing.assert_close(a(*args), b(*args), rtol=1e-4, atol=1e-5)
+
+
+def test_voltage_profile_features():
+    profile = resample_voltage_profile(np.array([3.0, 2.0, 1.0]), 5)
+    np.testing.assert_allclose(profile, [3.0, 2.5, 2.0, 1.5, 1.0])
+    np.testing.assert_allclose(resample_voltage_profile(np.array([2.0]), 3), [2.0, 2.0, 2.0])
+    features = profile_features(np.array([3.0, 1.5]), 3600.0, 4, 1.5, 1.5, 3600.0)
+    assert features.shape == (6,)
+    assert features[-2] == pytest.approx(0.0) and features[-1] == pytest.approx(np.log(2.0))
+    with pytest.raises(DataError, match="NaN"):
+        resample_voltage_profile(np.array([1.0, np.nan]), 4)
+    with pytest.raises(DataError, match="elapsed"):
+        profile_features(np.array([1.0]), -1.0, 4, 1.5, 1.5, 3600.0)
+
+
+def test_condition_dropout_removes_every_trace_of_the_condition():
+    encoder = ConditionEncoder(latent_channels=2, profile_dim=4, mixture_dim=3, hidden=8)
+    cond = Condition(torch.randn(3, 2, 4, 4), torch.randn(3, 4), torch.randn(3, 3))
+    other = Condition(torch.randn(3, 2, 4, 4), torch.randn(3, 4), torch.randn(3, 3))
+    drop = torch.tensor([True, False, True])
+    vec_a, ch_a = encoder(cond, drop)
+    vec_b, ch_b = encoder(other, drop)
+    assert torch.equal(vec_a[drop], vec_b[drop]) and torch.count_nonzero(ch_a[drop]) == 0
+    assert not torch.equal(vec_a[1], vec_b[1])
+
+
+def test_model_settings_merge_and_reject_unknown_keys():
+    models = {"abcc": {"depth": 4, "train": {"lr": 1e-3, "epochs": 2}},
+              "variants": {"a": {}, "b": {"train": {"lr": 5e-4}}}}
+    assert resolve_model_config(models, "b") == {"depth": 4, "train": {"lr": 5e-4, "epochs": 2}}
+    models["variants"]["c"] = {"train": {"learning_rate": 1}}
+    with pytest.raises(ConfigError, match=r"models.variants.c.train.learning_rate: unknown key"):
+        resolve_model_config(models, "c")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# VAE
+# --------------------------------------------------------------------------------------------------------------
+def small_vae():
+    from opir.models.vae import build_small_vae
+
+    torch.manual_seed(0)
+    return build_small_vae(32, [32, 32], 4, 1, 32, False)
+
+
+def test_small_vae_roundtrip_shapes_and_pretrained_folder(tmp_path, monkeypatch):
+    from opir.models.vae import decode_latents, encode_images, load_pretrained_vae
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    vae = small_vae()
+    images = np.random.default_rng(0).integers(0, 255, (3, 32, 32), dtype=np.uint8)
+    latents = encode_images(vae, images, 2, torch.device("cpu"))
+    assert latents.shape == (3, 4, 16, 16)
+    decoded = decode_latents(vae, torch.from_numpy(latents), 2, torch.device("cpu"))
+    assert decoded.shape == (3, 32, 32) and decoded.min() >= 0 and decoded.max() <= 255
+
+    vae.save_pretrained(tmp_path / "vae", safe_serialization=True)
+    loaded = load_pretrained_vae(tmp_path / "vae")
+    np.testing.assert_allclose(encode_images(loaded, images, 3, torch.device("cpu")), latents, atol=1e-5)
+
+
+def test_pretrained_vae_folder_errors(tmp_path):
+    from opir.models.vae import load_pretrained_vae
+
+    with pytest.raises(ConfigError, match="no config.json"):
+        load_pretrained_vae(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="no .safetensors"):
+        load_pretrained_vae(tmp_path)
+
+
+def test_three_channel_vae_gets_repeated_images():
+    from opir.models.vae import images_to_input
+
+    x = images_to_input(np.full((2, 8, 8), 255, dtype=np.uint8), 3)
+    assert x.shape == (2, 3, 8, 8) and torch.all(x == 1.0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The stages on a small dataset in the contract formats
+# --------------------------------------------------------------------------------------------------------------
+N_POINTS = 48
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """Two systems, one run each with 9 spectra (8 samples); a band that grows as the voltage falls."""
+    from opir.render import CurveStyle, spectrum_to_waveform
+
+    rng = np.random.default_rng(0)
+    wavenumber = np.linspace(800, 2000, N_POINTS)
+    rows = {"system_id": [], "run_id": [], "voltage_v": [], "elapsed_s": []}
+    spectra, samples = [], {k: [] for k in ("sample_id", "row", "initial_row", "m", "system_id", "run_id",
+                                            "voltage_v", "elapsed_s")}
+    for s, system in enumerate(["sys_a", "sys_b"]):
+        first = len(spectra)
+        for m in range(9):
+            voltage = 3.0 - 0.3 * m
+            band = (0.2 + 0.1 * s) * (3.0 - voltage) * np.exp(-0.5 * ((wavenumber - 1400 - 200 * s) / 40) ** 2)
+            spectra.append(0.3 + band + 0.005 * rng.standard_normal(N_POINTS))
+            for key, value in zip(rows, [system, "r1", voltage, 60.0 * m], strict=True):
+                rows[key].append(value)
+            if m:
+                for key, value in zip(samples, [f"{system}/r1/{m:05d}", first + m, first, m, system, "r1", voltage,
+                                                60.0 * m], strict=True):
+                    samples[key].append(value)
+    samples_h5 = tmp_path / "samples.h5"
+    with h5py.File(samples_h5, "w") as h5:
+        write_axis(h5, "wavenumber_cm1", wavenumber)
+        h5["spectra/absorbance"] = np.asarray(spectra, dtype=np.float32)
+        for key, values in rows.items():
+            write_axis(h5.require_group("rows"), key, np.asarray(values))
+        for key, values in samples.items():
+            write_axis(h5.require_group("samples"), key, np.asarray(values))
+    ids = samples["sample_id"]
+    test_ids = [ids[3], ids[12]]
+    (tmp_path / "splits.json").write_text(json.dumps({
+        "random": {"train": [i for i in ids if i not in test_ids], "test": test_ids},
+        "system": {"train": ids[:8], "test": ids[8:]},
+    }))
+    style = CurveStyle(height=32, width=32, centre=0.5, clip=0.6)
+    with atomic_h5(tmp_path / "waveform.h5", {f"render_{k}": v for k, v in style.attrs().items()}) as h5:
+        h5["images"] = spectrum_to_waveform(np.asarray(spectra), style)
+        write_axis(h5, "row", np.arange(len(spectra)))
+    with h5py.File(tmp_path / "mixture.h5", "w") as h5:
+        write_axis(h5, "system_id", np.array(["sys_a", "sys_b"]))
+        h5["mixture_embedding"] = rng.standard_normal((2, 6)).astype(np.float32)
+    return tmp_path
+
+
+MODEL_SETTINGS = {
+    "hidden_size": 16, "depth": 1, "num_heads": 2, "patch_size": 2, "mlp_ratio": 2.0, "attention": "sdpa",
+    "profile_length": 8, "voltage_center_v": 1.5, "voltage_scale_v": 1.5, "time_scale_s": 3600.0,
+    "embedding_variant": None,
+    "meanflow": {"time_mu": -0.4, "time_sigma": 1.0, "fraction_r_neq_t": 0.25, "adaptive_p": 0.75,
+                 "adaptive_c": 1e-3, "cfg_omega": 1.0, "cfg_kappa": 0.5, "cond_dropout": 0.1,
+                 "jvp_dtype": "float32"},
+    "train": {"epochs": 1, "max_steps": 4, "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "betas": [0.9, 0.95],
+              "warmup_steps": 0, "ema_decay": 0.99, "grad_clip": 1.0, "checkpoint_every": 2, "keep_checkpoints": 1,
+              "log_every": 1, "seed": 0, "precision": "auto"},
+    "predict": {"draws": 3, "batch_size": 8, "seed": 0, "euler_steps": 0, "background_grey": 8},
+}
+VAE_SETTINGS = {"pretrained_dir": None, "block_out_channels": [32, 32], "latent_channels": 4, "layers_per_block": 1,
+                "norm_num_groups": 32, "mid_block_attention": False, "steps": 3, "batch_size": 4, "lr": 1e-3,
+                "kl_weight": 1e-6, "seed": 0, "encode_batch_size": 8}
+
+
+def test_stages_end_to_end(dataset):
+    from opir.latent import build_or_train_vae, encode_waveforms, read_latents, training_rows
+    from opir.metrics import read_predictions
+    from opir.models.pipeline import load_abcc, predict_abcc, train_abcc
+
+    d = dataset
+    rows = training_rows(d / "samples.h5", d / "splits.json", "system")
+    assert rows.tolist() == list(range(9))  # system sys_a only: its 8 targets and its initial spectrum
+    build_or_train_vae(d / "waveform.h5", d / "samples.h5", d / "splits.json", "system", d / "vae", VAE_SETTINGS,
+                       d / "ckpt_vae", "cpu", progress=False)
+    assert (d / "vae" / "config.json").exists() and (d / "vae" / "diffusion_pytorch_model.safetensors").exists()
+    encode_waveforms(d / "waveform.h5", d / "vae", d / "latent.h5", 8, "cpu")
+    latents, scaling = read_latents(d / "latent.h5")
+    assert latents.shape == (18, 4, 16, 16) and scaling > 0
+
+    train_abcc(d / "samples.h5", d / "latent.h5", d / "mixture.h5", d / "splits.json", "system", "abcc",
+               MODEL_SETTINGS, d / "model", d / "ckpt", "cpu", waveform_h5=d / "waveform.h5", progress=False)
+    meta = json.loads((d / "model" / "model.json").read_text())
+    assert meta["train_steps"] == 2 and meta["render"]["height"] == 32  # 8 samples / batch 4, 1 epoch
+    assert (d / "model" / "training_curve.csv").read_text().startswith("step,")
+    model, _ = load_abcc(d / "model")
+    assert model.config.latent_size == 16
+
+    timing = predict_abcc(d / "samples.h5", d / "latent.h5", d / "mixture.h5", d / "splits.json", d / "waveform.h5",
+                          "system", d / "model", d / "vae", d / "pred.h5", MODEL_SETTINGS["predict"], "cpu")
+    predictions = read_predictions(d / "pred.h5")
+    assert predictions.prediction.shape == (8, 3, N_POINTS)
+    assert list(predictions.sample_id) == [f"sys_b/r1/{m:05d}" for m in range(1, 9)]
+    assert np.all(np.isfinite(predictions.prediction)) and timing["spectra_per_second"] > 0
+    # the draws differ (a generative model), which is what the uncertainty bands are made of
+    assert np.abs(predictions.prediction[:, 0] - predictions.prediction[:, 1]).max() > 0
+
+
+def test_missing_mixture_embedding_is_named(dataset):
+    from opir.models.pipeline import load_abcc_data
+
+    with h5py.File(dataset / "mixture.h5", "a") as h5:
+        del h5["system_id"]
+        write_axis(h5, "system_id", np.array(["sys_a", "other"]))
+    latent = dataset / "latent.h5"
+    with h5py.File(latent, "w") as h5:
+        h5["latent/latent"] = np.zeros((18, 4, 2, 2), dtype=np.float32)
+        h5["latent"].attrs["scaling_factor"] = 1.0
+    with pytest.raises(DataError, match="no mixture embedding for system.*sys_b"):
+        load_abcc_data(dataset / "samples.h5", latent, dataset / "mixture.h5", ["sys_b/r1/00001"], MODEL_SETTINGS)

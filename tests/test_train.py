@@ -1,0 +1,129 @@
+"""The training loop: exact resume after a kill, the NaN/inf guard, checkpoint safety, batches."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from opir.models.abcc import ABCC, ABCCConfig
+from opir.models.conditioning import Condition
+from opir.models.meanflow import MeanFlowConfig
+from opir.train import TrainConfig, TrainingDivergedError, batch_indices, latest_checkpoint, train
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL from a SLURM time limit."""
+
+
+def tiny_problem():
+    torch.manual_seed(0)
+    config = ABCCConfig(latent_channels=2, latent_size=4, profile_dim=4, mixture_dim=3, hidden_size=16, depth=1,
+                        num_heads=2, meanflow=MeanFlowConfig())
+    n = 24
+    gen = torch.Generator().manual_seed(5)
+    target = torch.randn(n, 2, 4, 4, generator=gen)
+    cond = Condition(torch.randn(n, 2, 4, 4, generator=gen), torch.randn(n, 4, generator=gen),
+                     torch.randn(n, 3, generator=gen))
+    return config, target, cond
+
+
+def run(tmp_path, steps=12, kill_at=None, lr=1e-3):
+    config, target, cond = tiny_problem()
+    torch.manual_seed(1)
+    model = ABCC(config)
+    train_config = TrainConfig(steps=steps, batch_size=8, lr=lr, checkpoint_every=4, log_every=2, seed=3,
+                               ema_decay=0.99, warmup_steps=3)
+
+    def loss_fn(step, generator, autocast):
+        idx = batch_indices(len(target), train_config.batch_size, step, train_config.seed)
+        return model.loss(target[idx], cond.index(idx), generator, autocast)
+
+    def on_step(done):
+        if kill_at is not None and done == kill_at:
+            raise Killed
+
+    weights, result = train(model, loss_fn, train_config, tmp_path / "ckpt", torch.device("cpu"),
+                            run_settings={"problem": "tiny"}, progress=False, on_step=on_step)
+    return model, weights, result
+
+
+def test_killed_training_resumes_to_identical_weights(tmp_path):
+    _, reference, ref_result = run(tmp_path / "a")
+    with pytest.raises(Killed):
+        run(tmp_path / "b", kill_at=10)  # last checkpoint at step 8; steps 9 and 10 are lost and redone
+    model, resumed, result = run(tmp_path / "b")
+    assert result.resumed_from == 8
+    assert reference.keys() == resumed.keys()
+    for key in reference:
+        assert torch.equal(reference[key], resumed[key]), key
+    strip = [{k: v for k, v in row.items()} for row in ref_result.curve]
+    assert [row["step"] for row in result.curve] == [row["step"] for row in strip]
+    assert [row["loss"] for row in result.curve] == [row["loss"] for row in strip]
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    run(tmp_path, steps=8)
+    assert latest_checkpoint(tmp_path / "ckpt", "another-hash") is None
+    _, _, result = run(tmp_path, steps=8, lr=2e-3)  # other settings: starts from scratch
+    assert result.resumed_from == 0
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path):
+    model = torch.nn.Linear(2, 1)
+    config = TrainConfig(steps=10, batch_size=1, checkpoint_every=2, log_every=1)
+
+    def loss_fn(step, generator, autocast):
+        value = model(torch.ones(1, 2)).sum()
+        return {"loss": value * (float("nan") if step == 5 else 1.0)}
+
+    with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 5.*step_000000004"):
+        train(model, loss_fn, config, tmp_path, torch.device("cpu"), progress=False)
+    checkpoints = sorted(p.name for p in tmp_path.glob("step_*"))
+    assert checkpoints[-1] == "step_000000004"
+    assert json.loads((tmp_path / "step_000000004" / "state.json").read_text())["step"] == 4
+
+
+def test_optimizer_state_loads_weights_only(tmp_path):
+    run(tmp_path, steps=4)
+    state = torch.load(tmp_path / "ckpt" / "step_000000004" / "optimizer.pt", weights_only=True)
+    assert "state" in state and "param_groups" in state
+
+
+def test_batch_indices_walk_seeded_epochs():
+    first_epoch = torch.cat([batch_indices(10, 3, step, seed=0) for step in range(3)])
+    assert len(set(first_epoch.tolist())) == 9  # no repeats within an epoch (one item left over)
+    assert torch.equal(batch_indices(10, 3, 4, 0), batch_indices(10, 3, 4, 0))
+    assert not torch.equal(torch.cat([batch_indices(10, 3, s, 0) for s in range(3, 6)]), first_epoch)
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_identically(tmp_path):
+    import os
+    import signal
+
+    from opir.train import TrainingInterrupted
+
+    _, reference, _ = run(tmp_path / "a")
+    config, target, cond = tiny_problem()
+
+    def on_step(done):
+        if done == 6:  # between checkpoints (every 4): what SLURM's time limit does, seconds before SIGKILL
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    torch.manual_seed(1)
+    model = ABCC(config)
+    train_config = TrainConfig(steps=12, batch_size=8, lr=1e-3, checkpoint_every=4, log_every=2, seed=3,
+                               ema_decay=0.99, warmup_steps=3)
+
+    def loss_fn(step, generator, autocast):
+        idx = batch_indices(len(target), train_config.batch_size, step, train_config.seed)
+        return model.loss(target[idx], cond.index(idx), generator, autocast)
+
+    with pytest.raises(TrainingInterrupted, match="SIGTERM at step 6"):
+        train(model, loss_fn, train_config, tmp_path / "b" / "ckpt", torch.device("cpu"),
+              run_settings={"problem": "tiny"}, progress=False, on_step=on_step)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
+    _, resumed, result = run(tmp_path / "b")
+    assert result.resumed_from == 6
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)

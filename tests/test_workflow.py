@@ -1,0 +1,59 @@
+"""The workflow for real: a dry run of the embedded default, and the test config end to end (CI runs it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import pytest
+
+from conftest import REPO, run_snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+def test_default_config_dry_run(tmp_path):
+    result = run_snakemake(tmp_path, "-n", "--cores", "2", configfiles=())
+    assert "Job stats" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def finished_workspace(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    run_snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_every_hdf5_output_is_traceable(finished_workspace):
+    files = sorted((finished_workspace / "results").rglob("*.h5"))
+    assert files, "the workflow wrote no HDF5 file"
+    for path in files:
+        with h5py.File(path) as handle:
+            for key in ("producer_rule", "opir_version", "config_sha256", "input_sha256"):
+                assert key in handle.attrs, f"{path.relative_to(finished_workspace)} lacks root attribute {key}"
+    assert not [p for p in (finished_workspace / "results").rglob(".*.tmp-*")], "temporary files left behind"
+
+
+def test_every_job_left_a_log(finished_workspace):
+    logs = list((finished_workspace / "results" / "logs").rglob("*.log"))
+    assert logs
+    assert not (finished_workspace / "logs").exists(), "a library wrote ./logs into the working directory"
+
+
+def test_finished_workspace_is_up_to_date(finished_workspace):
+    result = run_snakemake(finished_workspace, "-n", "--cores", "2")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_outputs_of_every_stage(finished_workspace):
+    results = finished_workspace / "results"
+    for relative in (
+        "dataset/samples.h5",
+        "dataset/splits.json",
+        "render/waveform.h5",
+        "mcr/streams.h5",
+        "embed/mixture_3d.h5",
+        "tables",
+    ):
+        assert (results / relative).exists(), f"missing {relative}"
+    assert (REPO / "Snakefile").exists()

@@ -1,0 +1,19 @@
+# Latents of every waveform image with the split's VAE.
+from opir.logs import from_snakemake
+
+log = from_snakemake(snakemake)
+
+import torch  # noqa: E402
+
+from opir.latent import encode_waveforms  # noqa: E402
+
+torch.set_num_threads(snakemake.threads)
+encode_waveforms(
+    snakemake.input.waveform,
+    snakemake.input.vae,
+    snakemake.output[0],
+    snakemake.params.batch_size,
+    snakemake.params.device,
+    rule="latent",
+    config_slice={"batch_size": snakemake.params.batch_size},
+)

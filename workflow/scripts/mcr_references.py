@@ -1,0 +1,12 @@
+# calibration set -> results/mcr/references.h5: S_elec and S_SEI by MCR-ALS (opir.mcr.build_references).
+from opir.logs import from_snakemake
+from opir.mcr import build_references
+
+log = from_snakemake(snakemake)
+build_references(
+    snakemake.params.calibration_dir,
+    snakemake.output[0],
+    snakemake.params.mcr,
+    snakemake.params.preprocess,
+    rule=snakemake.rule,
+)

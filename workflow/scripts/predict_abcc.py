@@ -1,0 +1,27 @@
+# k draws per test sample of one ABCC model, in the predictions format.
+from pathlib import Path
+
+from opir.logs import from_snakemake
+
+log = from_snakemake(snakemake)
+
+import torch  # noqa: E402
+
+from opir.h5io import provenance  # noqa: E402
+from opir.models.pipeline import predict_abcc  # noqa: E402
+
+torch.set_num_threads(snakemake.threads)
+predict_abcc(
+    snakemake.input.samples,
+    snakemake.input.latent,
+    snakemake.input.mixture,
+    snakemake.input.splits,
+    snakemake.input.waveform,
+    snakemake.wildcards.split,
+    Path(snakemake.input.model).parent,
+    snakemake.input.vae,
+    snakemake.output[0],
+    snakemake.params.predict,
+    snakemake.params.device,
+    attrs=provenance("predict_abcc", snakemake.params.predict, list(snakemake.input)),
+)

@@ -1,0 +1,14 @@
+# Simulate one operando run of OpIRSpec-7K-sim (OPUS files, potentiostat log, manifest, truth).
+from opir.logs import from_snakemake
+from opir.simulate import simulate_system_run
+
+log = from_snakemake(snakemake)
+simulate_system_run(
+    system=snakemake.params.system,
+    run_id=snakemake.wildcards.run,
+    runs=snakemake.params.runs,
+    settings=snakemake.params.simulate,
+    run_dir=snakemake.params.run_dir,
+    truth_path=snakemake.output.truth,
+    rule=snakemake.rule,
+)
