@@ -99,7 +99,7 @@ def main() -> None:
     truth_dir = workdir / config["data"]["truth_dir"]
     keys = sorted(set(zip(samples["system_id"], samples["run_id"], strict=True)))
     preprocessed = {key: workdir / f"results/preprocessed/{key[0]}/{key[1]}.h5" for key in keys}
-    report = mcr.validate_against_truth(out / "streams.h5", truth_dir, preprocessed)
+    report = mcr.validate_against_truth(out / "streams.h5", mcr.truth_files(truth_dir, keys), preprocessed)
     elec_names, sei_names = refs.select("elec")[0], refs.select("sei")[0]
     result = {
         "benchmark": "mcr",

@@ -318,14 +318,15 @@ def test_references_rule_needs_no_operando_job(tmp_path):
 def test_streams_recover_concentrations(world):
     report = mcr.validate_against_truth(
         world["streams_h5"],
-        world["root"] / "results/truth",
+        mcr.truth_files(world["root"] / "results/truth", [(s, "run01") for s in RUNS]),
         {(s, "run01"): world["root"] / f"results/preprocessed/{s}/run01.h5" for s in RUNS},
     )
     assert report["sei"]["scale_method"] == "stored per-run scale"
     assert report["sei"]["r2_mean"] > 0.95, report["sei"]
     assert report["elec"]["r2_mean"] > 0.9, report["elec"]
     # without the stored scale the per-run gain is fitted and the result stays good
-    fitted = mcr.validate_against_truth(world["streams_h5"], world["root"] / "results/truth")
+    truth = mcr.truth_files(world["root"] / "results/truth", [(s, "run01") for s in RUNS])
+    fitted = mcr.validate_against_truth(world["streams_h5"], truth)
     assert fitted["sei"]["scale_method"] == "fitted per-run gain" and fitted["sei"]["r2_mean"] > 0.95
 
 

@@ -19,6 +19,16 @@ from opir.models.meanflow import (
 from opir.models.sit import SiT, SiTConfig
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These networks are tiny: one thread is as fast, and much faster when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def tiny_sit(attention: str, dtype=torch.float64) -> SiT:
     torch.manual_seed(0)
     model = SiT(SiTConfig(input_size=4, patch_size=2, in_channels=2, out_channels=2, hidden_size=16, depth=2,

@@ -17,6 +17,16 @@ from opir.models.settings import resolve_model_config
 from opir.models.sit import SIT_SIZES, SiT, SiTConfig, sincos_pos_embed_2d
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These networks are tiny: one thread is as fast, and much faster when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def test_sit_shapes_and_adaln_zero_start():
     model = SiT(SiTConfig(input_size=8, patch_size=2, in_channels=6, out_channels=3, hidden_size=32, depth=2,
                           num_heads=4, cond_dim=5))

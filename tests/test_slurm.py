@@ -37,7 +37,7 @@ from opir.errors import ConfigError
 SLURM_TESTS = REPO / "tests" / "slurm"
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 WORKFLOW_PROFILE = REPO / "profiles" / "default"
-GPU_CONFIG = SLURM_TESTS / "gpu.yaml"
+GPU_CONFIG = SLURM_TESTS / "config.yaml"
 SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "srun", "scancel")
 # Files that differ between two runs by design: logs, timings, and the report of where each job ran.
 NOT_COMPARED = ("results/logs/", "results/benchmarks/", "results/cluster/")
@@ -362,15 +362,18 @@ def test_workflow_runs_through_slurm(slurm_cluster, tmp_path):
     local, slurm = tmp_path / "local", tmp_path / "slurm"
     local.mkdir()
     slurm.mkdir()
+    t0 = time.monotonic()
     rc, local_out = _run_bounded(
         snakemake_cmd(local, "--cores", "2", *targets, configfiles=configs), local, deadline, env
     )
     assert rc == 0, f"local run failed:\n{local_out[-6000:]}"
 
+    t1 = time.monotonic()
     before = set(_squeue_jobs())
     cmd = snakemake_cmd(slurm, "--profile", str(SLURM_PROFILE), *LOCAL_CLUSTER_OVERRIDES, *targets, configfiles=configs)
     rc, slurm_out = _run_bounded(cmd, slurm, deadline, env)
     assert rc == 0, f"SLURM run failed:\n{slurm_out[-8000:]}"
+    print(f"local run {t1 - t0:.0f} s, SLURM run {time.monotonic() - t1:.0f} s")
 
     # Every job but the local `all` went through sbatch, finished as COMPLETED, and is the rule we expected.
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", slurm_out))

@@ -13,6 +13,16 @@ from opir.models.meanflow import MeanFlowConfig
 from opir.train import TrainConfig, TrainingDivergedError, batch_indices, latest_checkpoint, train
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These networks are tiny: one thread is as fast, and much faster when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 class Killed(Exception):
     """Stands in for SIGKILL from a SLURM time limit."""
 

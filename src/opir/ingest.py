@@ -141,8 +141,45 @@ def _describe_blocks(opus: Any) -> str:
     return text + (f"; {broken} block(s) unreadable or without parameters" if broken else "")
 
 
-def read_opus_spectrum(path: str | Path, block: str = "a", default_zone: dt.tzinfo | None = None) -> OpusSpectrum:
-    """Read one spectral block of one OPUS file; every failure is an :class:`OpusReadError` naming the file."""
+def _block_fast(raw: bytes, key: str) -> Any:
+    """The wanted data block via brukeropus' own directory, block and pairing code, parsing only the blocks of
+    that spectrum type (an OPUS file from a spectrometer holds 6-25 blocks; operando runs have thousands of
+    files). Returns a brukeropus ``Data`` or None; anything unusual is left to the full reader."""
+    from brukeropus.file.block import FileBlock, pair_data_and_status_blocks
+    from brukeropus.file.data import Data
+    from brukeropus.file.parse import parse_directory, parse_header
+
+    _, start, max_blocks, _ = parse_header(raw)
+    if not (0 < start < len(raw)) or not (0 < max_blocks <= 4096):
+        return None
+    blocks = [
+        FileBlock(raw, kind, size, offset)
+        for kind, size, offset in parse_directory(raw[start : start + 12 * max_blocks])
+    ]
+    data = [b for b in blocks if b.is_data() and b.get_data_key() == key]
+    if not data:
+        return None
+    kinds = {(b.type[:2], b.type[3:]) for b in data}
+    status = [b for b in blocks if b.is_data_status() and (b.type[:2], b.type[3:]) in kinds]
+    for candidate in (*data, *status):
+        candidate.parse()
+        if candidate.parse_error:
+            return None
+    matches = pair_data_and_status_blocks([*data, *status])
+    if not matches:
+        return None
+    return Data(matches[0][0], matches[0][1], key=key, vel=0)
+
+
+def read_opus_spectrum(
+    path: str | Path, block: str = "AB", default_zone: dt.tzinfo | None = None, instrument: bool = False
+) -> OpusSpectrum:
+    """Read one spectral block of one OPUS file; every failure is an :class:`OpusReadError` naming the file.
+
+    ``instrument=True`` also collects the instrument parameters (a full read of every block; ingest does it for
+    a run's first file only). Without it, only the blocks of the wanted spectrum type are parsed, and a file
+    where that finds nothing goes through the full reader, whose view of the file names what is there.
+    """
     from brukeropus import read_opus  # imported here: only ingest needs it
 
     path = Path(path)
@@ -158,9 +195,11 @@ def read_opus_spectrum(path: str | Path, block: str = "a", default_zone: dt.tzin
     if len(raw) < 24:
         raise OpusReadError(f"{path}: truncated OPUS file ({len(raw)} bytes, shorter than the 24-byte header)")
     try:
-        opus = read_opus(str(path))
-        # brukeropus ignores blocks it cannot parse; the caller must see them, so touch what we use here
-        data = getattr(opus, key) if key in opus.all_data_keys else None
+        data = None if instrument else _block_fast(raw, key)
+        opus = None
+        if data is None:
+            opus = read_opus(str(path))
+            data = getattr(opus, key) if key in opus.all_data_keys else None
         if data is None:
             wanted = next((name for name, k in BLOCK_ALIASES.items() if k == key), key)
             raise OpusReadError(
@@ -172,7 +211,9 @@ def read_opus_spectrum(path: str | Path, block: str = "a", default_zone: dt.tzin
         dxu = str(getattr(data.params, "dxu", "WN")) if "dxu" in data.params.keys() else "WN"
         dat = data.params.dat if "dat" in data.params.keys() else None
         tim = data.params.tim if "tim" in data.params.keys() else None
-        instrument = {k: _plain(opus.params[k]) for k in INSTRUMENT_KEYS if k in opus.params.keys()}
+        parameters = {}
+        if opus is not None and instrument:
+            parameters = {k: _plain(opus.params[k]) for k in INSTRUMENT_KEYS if k in opus.params.keys()}
     except OpusReadError:
         raise
     except Exception as exc:  # brukeropus raises many kinds (struct.error, IndexError, ValueError, ...)
@@ -201,7 +242,7 @@ def read_opus_spectrum(path: str | Path, block: str = "a", default_zone: dt.tzin
         values=values,
         acquired_utc=acquired,
         sha256=hashlib.sha256(raw).hexdigest(),
-        instrument=instrument,
+        instrument=parameters,
     )
 
 
@@ -300,7 +341,7 @@ def collect_run(
     Every file that cannot be used is listed in ``rejected`` with its reason; the caller decides (``on_bad_file``)
     whether that stops the run.
     """
-    block = params.get("block", "a")
+    block = params.get("block", "AB")
     opus_zone = parse_time_zone(params.get("opus_time_zone"))
     rejected: list[tuple[str, str]] = []
     ordered = list(spectra_paths)
@@ -321,7 +362,7 @@ def collect_run(
     read: list[tuple[int, OpusSpectrum]] = []
     for position, path in enumerate(ordered):
         try:
-            read.append((position, read_opus_spectrum(path, block, opus_zone)))
+            read.append((position, read_opus_spectrum(path, block, opus_zone, instrument=not read)))
         except OpusReadError as exc:
             rejected.append((path, str(exc).removeprefix(f"{path}: ")))
 
@@ -527,3 +568,22 @@ def ingest_run_dir(
     return ingest_run(
         files["spectra"], log_path, files["manifest"], output, rejected_output, params, system_id, run_id, rule
     )
+
+
+def workflow_inputs(data_config: Mapping[str, Any], system_id: str, run_id: str) -> dict[str, Any]:
+    """Inputs of the ingest rule for one run (called by Snakemake at DAG time).
+
+    Simulated data: the simulate rule's manifest (the spectra appear with it). Real data: the run's files, listed
+    now, so a new or changed file reruns exactly this run; a missing run folder is returned as its spectra/ path,
+    which Snakemake reports as a missing input naming it.
+    """
+    run_dir = Path(data_config["raw_dir"]) / system_id / run_id
+    if data_config["source"] == "simulated":
+        return {"manifest": str(run_dir / "manifest.tsv")}
+    files = list_run_files(run_dir)
+    if not files["spectra"]:
+        return {"spectra": str(run_dir / "spectra")}
+    inputs: dict[str, Any] = {"spectra": files["spectra"], "potentiostat": files["potentiostat"]}
+    if files["manifest"]:
+        inputs["manifest"] = files["manifest"]
+    return inputs

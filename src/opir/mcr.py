@@ -572,6 +572,17 @@ def preprocess_calibration(
     return spectra.astype(float)
 
 
+def calibration_files(calibration_dir: str | Path) -> list[str]:
+    """calibration.tsv and, once it exists, every file it lists: the inputs of the references rule (a changed
+    calibration spectrum reruns the references)."""
+    table = Path(calibration_dir) / "calibration.tsv"
+    files = [str(table)]
+    if table.exists():
+        listed = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False, comment="#")
+        files += [str(Path(calibration_dir) / name) for name in listed.get("file", [])]
+    return files
+
+
 def load_calibration(calibration_dir: str | Path, grid_cm1: np.ndarray, preprocess_params: Mapping[str, Any]):
     """Table and preprocessed absorbance (n_cal, N_f) of the calibration set."""
     calibration_dir = Path(calibration_dir)
@@ -792,12 +803,22 @@ def read_run_scale(preprocessed_h5: str | Path) -> float | None:
     return None
 
 
-def true_concentrations(truth_dir: str | Path, streams: Mapping[str, Any], names: Sequence[str]) -> np.ndarray:
-    """Rows of the simulator's true concentrations aligned with streams.h5 (NaN columns for unknown names)."""
+def truth_files(truth_dir: str | Path, runs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Path]:
+    """The simulator's truth file of every run: ``{truth_dir}/{system}/{run}.h5``."""
+    return {(system, run): Path(truth_dir) / system / f"{run}.h5" for system, run in runs}
+
+
+def true_concentrations(
+    truth: Mapping[tuple[str, str], str | Path], streams: Mapping[str, Any], names: Sequence[str]
+) -> np.ndarray:
+    """Rows of the simulator's true concentrations aligned with streams.h5 (NaN columns for unknown names);
+    ``truth`` maps (system, run) to the run's truth file."""
     out = np.full((len(streams["run_id"]), len(names)), np.nan)
     keys = list(zip(streams["system_id"], streams["run_id"], strict=True))
     for system, run in dict.fromkeys(keys):
-        path = Path(truth_dir) / system / f"{run}.h5"
+        if (system, run) not in truth:
+            raise DataError(f"no truth file given for run {system}/{run}")
+        path = Path(truth[(system, run)])
         if not path.is_file():
             raise DataError(f"{path}: truth file of run {system}/{run} not found")
         with h5py.File(path, "r") as h5:
@@ -815,7 +836,9 @@ def true_concentrations(truth_dir: str | Path, streams: Mapping[str, Any], names
 
 
 def validate_against_truth(
-    streams_h5: str | Path, truth_dir: str | Path, preprocessed: Mapping[tuple[str, str], str | Path] | None = None
+    streams_h5: str | Path,
+    truth: Mapping[tuple[str, str], str | Path],
+    preprocessed: Mapping[tuple[str, str], str | Path] | None = None,
 ) -> dict[str, Any]:
     """R2 of recovered vs true concentrations per stream (the scale handling is in :func:`concentration_r2`)."""
     streams = read_streams(streams_h5)
@@ -828,7 +851,7 @@ def validate_against_truth(
     report: dict[str, Any] = {}
     for stream in ("sei", "elec"):
         names = streams[f"{stream}_names"]
-        true = true_concentrations(truth_dir, streams, names)
+        true = true_concentrations(truth, streams, names)
         known = ~np.isnan(true).any(axis=0)
         missing = [n for n, k in zip(names, known, strict=True) if not k]
         if missing:
@@ -843,8 +866,9 @@ def validate_against_truth(
     return report
 
 
-def build_validation(streams_h5, truth_dir, preprocessed, out_json) -> dict[str, Any]:
-    report = validate_against_truth(streams_h5, truth_dir, preprocessed)
+def build_validation(streams_h5, truth, preprocessed, out_json) -> dict[str, Any]:
+    """Driver of the ``mcr_validate`` rule: ``truth`` and ``preprocessed`` map (system, run) to files."""
+    report = validate_against_truth(streams_h5, truth, preprocessed)
     log.info("R2 SEI %.4f, electrolyte %.4f", report["sei"]["r2_mean"], report["elec"]["r2_mean"])
     with atomic_path(out_json) as tmp:
         tmp.write_text(json.dumps(report, indent=2, default=float))

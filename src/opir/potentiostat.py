@@ -71,17 +71,31 @@ def read_mpt(path: str | Path, time_zone: dt.tzinfo = dt.UTC) -> PotentiostatLog
                     f"{path}: cannot parse 'Acquisition started on : {stamp}' (expected MM/DD/YYYY HH:MM:SS.fff)"
                 )
     body = "\n".join(lines[n_header - 1 :])
-    try:
-        table = pd.read_csv(io.StringIO(body), sep="\t", dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read the data table after {n_header - 1} header lines: {exc}") from exc
-    table.columns = [c.strip() for c in table.columns]
+    names = [c.strip() for c in lines[n_header - 1].split("\t")]
+    header = pd.DataFrame(columns=names)
     columns = [
-        _pick(table, TIME_COLUMNS, path),
-        _pick(table, VOLTAGE_COLUMNS, path),
-        _pick(table, CURRENT_COLUMNS, path),
+        _pick(header, TIME_COLUMNS, path),
+        _pick(header, VOLTAGE_COLUMNS, path),
+        _pick(header, CURRENT_COLUMNS, path),
     ]
-    values = _numeric(table[columns], path, first_line=n_header + 1)
+    first_data = lines[n_header] if len(lines) > n_header else ""
+    decimal = "," if "," in first_data and "." not in first_data else "."
+    try:
+        # fast path: the C parser reads numbers directly (a log has ~10^5 lines); on any doubt, the slow path
+        # below finds the offending line for the message
+        fast = pd.read_csv(io.StringIO(body), sep="\t", decimal=decimal, usecols=[names.index(c) for c in columns],
+                           dtype=np.float64, engine="c")  # fmt: skip
+        values = fast.to_numpy()
+        if values.shape[0] < 2 or not np.all(np.isfinite(values)):
+            raise ValueError("not finite")
+        values = values[:, np.argsort(np.argsort([names.index(c) for c in columns]))]
+    except (ValueError, TypeError, pd.errors.ParserError):
+        try:
+            table = pd.read_csv(io.StringIO(body), sep="\t", dtype=str, keep_default_na=False)
+        except Exception as exc:
+            raise DataError(f"{path}: cannot read the data table after {n_header - 1} header lines: {exc}") from exc
+        table.columns = [c.strip() for c in table.columns]
+        values = _numeric(table[columns], path, first_line=n_header + 1)
     return _checked(path, values[:, 0], values[:, 1], values[:, 2], started, first_line=n_header + 1)
 
 

@@ -144,7 +144,8 @@ def run_scale(initial: np.ndarray, method: str) -> float:
 
 
 def snr(wavenumber_cm1: np.ndarray, absorbance: np.ndarray, f_min_cm1: float, f_max_cm1: float) -> np.ndarray:
-    """Per-spectrum SNR on the raw points inside [f_min, f_max]: peak-to-peak absorbance over the noise level.
+    """Per-spectrum SNR on the raw points inside [f_min, f_max]: the largest absolute absorbance over the noise
+    level (the simulator's definition, docs/simulator.md, so Fig. 2A of simulated data shows the drawn SNR).
 
     Noise is the robust standard deviation of second differences (MAD * 1.4826 / sqrt(6)): on a densely sampled
     spectrum the bands are smooth, so second differences are white noise; the median makes it blind to the few
@@ -158,7 +159,7 @@ def snr(wavenumber_cm1: np.ndarray, absorbance: np.ndarray, f_min_cm1: float, f_
     second = np.diff(y, n=2, axis=1)
     mad = np.median(np.abs(second - np.median(second, axis=1, keepdims=True)), axis=1)
     noise = mad * 1.4826 / np.sqrt(6.0)
-    signal = y.max(axis=1) - y.min(axis=1)
+    signal = np.abs(y).max(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(noise > 0, signal / noise, np.inf)
 

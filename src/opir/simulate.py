@@ -524,7 +524,7 @@ def run_seed(seed: int, *names: str) -> np.random.SeedSequence:
 def samples_per_run(sim_samples: int, n_runs: int, settings: Mapping[str, Any], where: str) -> list[int]:
     """Samples of a system at the configured scale, split among its runs (earlier runs take the remainder)."""
     total = max(int(settings["min_samples_per_system"]), int(round(sim_samples * float(settings["scale"]))))
-    total = min(total, sim_samples) if settings["scale"] <= 1 else total
+    total = min(total, sim_samples)
     if total < n_runs:
         raise ConfigError(f"{where}: {total} samples cannot be split among {n_runs} runs; raise simulate.scale")
     base, extra = divmod(total, n_runs)
@@ -630,6 +630,8 @@ def write_spectra(
 ) -> list[str]:
     """One OPUS file per spectrum, ``{stem}_{index:05d}.0``; returns the file names in order."""
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(f"{stem}_*.0"):  # a rerun with fewer spectra must not leave old ones behind
+        stale.unlink()
     reference = reference_single_channel(wavenumber_cm1)
     extras = _opus_extras(settings)
     names = []

@@ -1,31 +1,12 @@
 # Rules of the ingest stage: one job per run turns its OPUS files and potentiostat log into
 # results/ingest/{system}/{run}.h5 (opir.ingest, opir.potentiostat; docs/formats.md "Ingest and preprocessed runs").
-from opir.ingest import list_run_files
-
-
-def raw_run_dir(wildcards):
-    return Path(config["data"]["raw_dir"]) / wildcards.system / wildcards.run
-
-
-def ingest_inputs(wildcards):
-    """Simulated data: the simulate rule's manifest (the spectra appear with it). Real data: the run's files,
-    listed now, at DAG time, so a new or changed file reruns exactly this run."""
-    run_dir = raw_run_dir(wildcards)
-    if config["data"]["source"] == "simulated":
-        return {"manifest": str(run_dir / "manifest.tsv")}
-    files = list_run_files(run_dir)
-    if not files["spectra"]:
-        # a missing folder is reported by snakemake as a missing input, naming it
-        return {"spectra": str(run_dir / "spectra")}
-    inputs = {"spectra": files["spectra"], "potentiostat": files["potentiostat"]}
-    if files["manifest"]:
-        inputs["manifest"] = files["manifest"]
-    return inputs
+# Inputs: the simulate rule's manifest for simulated data; the run's own files, listed at DAG time, for real data.
+from opir.ingest import workflow_inputs
 
 
 rule ingest:
     input:
-        unpack(ingest_inputs),
+        unpack(lambda w: workflow_inputs(config["data"], w.system, w.run)),
     output:
         h5="results/ingest/{system}/{run}.h5",
         rejected="results/ingest/{system}/{run}.rejected.tsv",
@@ -40,7 +21,7 @@ rule ingest:
         runtime=30,
     params:
         ingest=config["ingest"],
-        run_dir=lambda wildcards: str(raw_run_dir(wildcards)),
+        run_dir=lambda w: str(Path(config["data"]["raw_dir"]) / w.system / w.run),
     script:
         "../scripts/ingest.py"
 

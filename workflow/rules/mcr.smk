@@ -1,6 +1,8 @@
 # Rules of the mcr stage: two-stream MCR (Eq. 11) with references fixed from the calibration set, the streams of
 # every spectrum, their validation against the simulator's truth, and the SEI pathway of Fig. 5
 # (opir.mcr, opir.figures.mcr; docs/mcr.md, docs/formats.md "MCR references and streams").
+from opir.mcr import calibration_files
+
 MCR_CALIBRATION_DIR = Path(config["data"]["calibration_dir"])
 MCR_TRUTH_DIR = config["data"]["truth_dir"]
 # the same condition as preprocess.smk's WITH_TRUTH: truth exists for simulated data or a given truth folder
@@ -15,36 +17,21 @@ if tuple(MCR_PATHWAY["run"].split("/", 1)) not in RUNS:
     )
 
 
-def mcr_calibration_files(wildcards):
-    """calibration.tsv and, once it exists, every file it lists (a changed spectrum reruns the references)."""
-    table = MCR_CALIBRATION_DIR / "calibration.tsv"
-    files = [str(table)]
-    if table.exists():
-        import pandas as pd
-
-        listed = pd.read_csv(
-            table, sep="\t", dtype=str, keep_default_na=False, comment="#"
-        )
-        files += [str(MCR_CALIBRATION_DIR / name) for name in listed.get("file", [])]
-    return files
-
-
-def mcr_pathway_inputs(wildcards):
-    inputs = {
-        "samples": "results/dataset/samples.h5",
-        "references": "results/mcr/references.h5",
-        "streams": "results/mcr/streams.h5",
-    }
-    if MCR_PATHWAY["model"]:
-        inputs["predictions"] = (
-            f"results/predictions/{MCR_PATHWAY['split']}/{MCR_PATHWAY['model']}.h5"
-        )
-    return inputs
+# inputs of the pathway figure; a prediction file only when mcr.pathway.model names a model
+MCR_PATHWAY_INPUTS = {
+    "samples": "results/dataset/samples.h5",
+    "references": "results/mcr/references.h5",
+    "streams": "results/mcr/streams.h5",
+}
+if MCR_PATHWAY["model"]:
+    MCR_PATHWAY_INPUTS["predictions"] = (
+        f"results/predictions/{MCR_PATHWAY['split']}/{MCR_PATHWAY['model']}.h5"
+    )
 
 
 rule mcr_references:
     input:
-        mcr_calibration_files,
+        lambda wildcards: calibration_files(MCR_CALIBRATION_DIR),
     output:
         "results/mcr/references.h5",
     log:
@@ -103,7 +90,6 @@ rule mcr_validate:
         mem_mb=1000,
         runtime=10,
     params:
-        truth_dir=MCR_TRUTH_DIR,
         runs=RUNS,
     script:
         "../scripts/mcr_validate.py"
@@ -111,7 +97,7 @@ rule mcr_validate:
 
 rule mcr_pathway:
     input:
-        unpack(mcr_pathway_inputs),
+        **MCR_PATHWAY_INPUTS,
     output:
         pathway="results/mcr/pathway.h5",
         png=report(

@@ -1,1 +1,150 @@
-# Rules of the report stage (see src/opir/ for the logic).
+# Rules of the report stage: the paper's figures that no stage owns (Fig. 1, Fig. 4, training curves) and the
+# benchmark tables as HTML pages for `snakemake --report` (opir.figures.paper; docs/report.md). `paper_figures`
+# builds every figure and table of the paper, including those the stages make themselves (Fig. 2: preprocess,
+# rendering illustration: render, Fig. 5: mcr). Included last, so PREDICTION_MODELS and ABCC_MODELS are complete.
+REPORT_SETTINGS = config["report"]
+# Fig. 4 compares models on held-out systems, as the paper does
+FIG4_SPLIT = "system"
+# ABCC first, then the baselines (every model with a predictions file), unless report.fig4.models names them
+FIG4_MODELS = REPORT_SETTINGS["fig4"]["models"] or (
+    ABCC_MODELS + [model for model in PREDICTION_MODELS if model not in ABCC_MODELS]
+)
+# every trained model, per split: the ABCC variants and the split's VAE (its curve sits in its folder)
+TRAINING_CURVES = {
+    **{
+        f"{split}/{model}": f"results/models/{split}/{model}/training_curve.csv"
+        for split in SPLITS
+        for model in ABCC_MODELS
+    },
+    **{f"{split}/vae": f"results/latent/{split}/vae" for split in SPLITS},
+}
+# the same tables as evaluate.smk makes: Table 4 only when the config names ablation models
+PAPER_TABLES = ["table2_random", "table3_system"] + (
+    ["table4_ablations"] if config["evaluate"]["ablation_models"] else []
+)
+PAPER_FIGURES = [
+    f"results/figures/{name}.{ext}"
+    for name in ("fig1_operando", "fig2_data", "fig4_maps", "fig5_sei_pathway", "training_curves")
+    for ext in ("png", "pdf")
+] + ["results/figures/render_illustration.png"]
+PAPER_TABLE_FILES = [
+    f"results/tables/{table}.{ext}" for table in PAPER_TABLES for ext in ("csv", "md", "tex")
+] + [f"results/report/tables/{table}.html" for table in PAPER_TABLES]
+
+
+rule paper_fig1:
+    input:
+        samples="results/dataset/samples.h5",
+    output:
+        png=report(
+            "results/figures/fig1_operando.png",
+            caption="../report/fig1_operando.rst",
+            category="Data",
+        ),
+        pdf="results/figures/fig1_operando.pdf",
+    log:
+        f"{LOGS}/report/fig1_operando.log",
+    benchmark:
+        f"{BENCH}/report/fig1_operando.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        report={key: REPORT_SETTINGS[key] for key in ("dpi", "fig1")},
+    script:
+        "../scripts/paper_fig1.py"
+
+
+rule paper_fig4:
+    input:
+        samples="results/dataset/samples.h5",
+        splits="results/dataset/splits.json",
+        predictions=[f"results/predictions/{FIG4_SPLIT}/{model}.h5" for model in FIG4_MODELS],
+    output:
+        png=report(
+            "results/figures/fig4_maps.png",
+            caption="../report/fig4_maps.rst",
+            category="Benchmark",
+        ),
+        pdf="results/figures/fig4_maps.pdf",
+    log:
+        f"{LOGS}/report/fig4_maps.log",
+    benchmark:
+        f"{BENCH}/report/fig4_maps.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        report={key: REPORT_SETTINGS[key] for key in ("dpi", "fig4")},
+        models=FIG4_MODELS,
+        split=FIG4_SPLIT,
+        labels=config["evaluate"]["labels"],
+    script:
+        "../scripts/paper_fig4.py"
+
+
+rule paper_training_curves:
+    input:
+        list(TRAINING_CURVES.values()),
+    output:
+        png=report(
+            "results/figures/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+        ),
+        pdf="results/figures/training_curves.pdf",
+    log:
+        f"{LOGS}/report/training_curves.log",
+    benchmark:
+        f"{BENCH}/report/training_curves.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        report={"dpi": REPORT_SETTINGS["dpi"]},
+        names=list(TRAINING_CURVES),
+        curves=[
+            path if path.endswith(".csv") else f"{path}/training_curve.csv"
+            for path in TRAINING_CURVES.values()
+        ],
+    script:
+        "../scripts/paper_training_curves.py"
+
+
+rule paper_table:
+    input:
+        "results/tables/{table}.md",
+    output:
+        report(
+            "results/report/tables/{table}.html",
+            caption="../report/table.rst",
+            category="Benchmark",
+        ),
+    log:
+        f"{LOGS}/report/{{table}}.log",
+    benchmark:
+        f"{BENCH}/report/{{table}}.tsv"
+    wildcard_constraints:
+        table="|".join(BENCHMARK_TABLES),
+    conda:
+        "../../envs/opir.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/paper_table.py"
+
+
+# `snakemake paper_figures`: every figure and table of the paper, then `snakemake --report results/report.html`
+rule paper_figures:
+    input:
+        PAPER_FIGURES + PAPER_TABLE_FILES,
+
+
+FINAL_TARGETS.extend(PAPER_FIGURES + PAPER_TABLE_FILES)

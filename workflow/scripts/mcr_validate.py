@@ -3,9 +3,10 @@ from opir.logs import from_snakemake
 from opir.mcr import build_validation
 
 log = from_snakemake(snakemake)
+runs = [tuple(run) for run in snakemake.params.runs]
 build_validation(
     snakemake.input.streams,
-    snakemake.params.truth_dir,
-    dict(zip(map(tuple, snakemake.params.runs), snakemake.input.preprocessed, strict=True)),
+    dict(zip(runs, snakemake.input.truth, strict=True)),
+    dict(zip(runs, snakemake.input.preprocessed, strict=True)),
     snakemake.output[0],
 )

@@ -51,7 +51,7 @@ def figure2(samples_path: str | Path, png: str | Path, pdf: str | Path, bins: in
         ax.axvline(np.median(snr), color="k", ls="--", lw=1, label=f"median {np.median(snr):.0f}")
         ax.axvline(np.mean(snr), color="#c44e52", ls=":", lw=1, label=f"mean {np.mean(snr):.0f}")
         ax.legend(frameon=False)
-    ax.set(xlabel="SNR (peak-to-peak / noise)", ylabel="spectra", title="A  signal-to-noise ratio")
+    ax.set(xlabel="SNR (max |absorbance| / noise)", ylabel="spectra", title="A  signal-to-noise ratio")
     ax = axes[1]
     ax.hist(data["row_voltage_v"], bins=bins, color="#55a868")
     ax.set(xlabel="voltage (V vs Li/Li+)", ylabel="spectra", title="B  voltage at acquisition")
