@@ -3,9 +3,10 @@
 - alg1_spectra_per_s: spectra -> waveform images per second (Alg. 1), at 256x256 and at the demo size;
 - chemical_flow_images_per_s: Chemical Flow images per second (Alg. 2, max_curves curves each, long-run samples);
 - roundtrip_mae_fraction: MAE of spectrum -> image -> spectrum over every spectrum of the dataset, as a fraction of
-  the drawn range 2 * clip (goal at 256x256: <= 0.01), at each size; with its 99th percentile per spectrum;
-- full_render: the three streams of the whole dataset written to HDF5 at 256x256 in a child process: seconds per
-  stream and the child's peak resident memory (goal: < 1.5 GB).
+  the drawn range 2 * clip (goal at 256x256: <= 0.01), at each size; with its 99th percentile per spectrum, and
+  without the inverse's refinement steps (``_unrefined``: plain interpolation of the column centres);
+- full_render_256: the three streams of the whole dataset written to HDF5 at 256x256 in a fresh child process:
+  seconds per stream, file sizes and the child's peak resident memory (goal: < 1.5 GB).
 
 The dataset is results/dataset/samples.h5 when ``--samples`` names one (the workflow's); otherwise the
 OpIRSpec-7K-sim spectra are simulated in memory (opir.simulate.simulate_run, every system of the sheet at
@@ -81,13 +82,24 @@ def _best_rate(work, count: int, repeats: int = 3) -> float:
     return count / best
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory since it started its program (VmHWM; ru_maxrss would also count the
+    parent's pages that a spawned child held between fork and exec)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _full_render(samples: str, out_dir: str, settings: dict, queue) -> None:
     timings = {}
     for stream in render.RENDERERS:
         start = time.perf_counter()
         render.render_stream(stream, samples, Path(out_dir) / f"{stream}.h5", settings, rule="benchmark")
         timings[stream] = round(time.perf_counter() - start, 2)
-    queue.put(timings)
+    queue.put((timings, _peak_rss_mb()))
 
 
 def main() -> None:
@@ -120,6 +132,7 @@ def main() -> None:
         result: dict = {"n_spectra": int(len(spectra)), "n_points": int(spectra.shape[1]), "sizes": sizes}
         result["alg1_spectra_per_s"], result["chemical_flow_images_per_s"] = {}, {}
         result["roundtrip_mae_fraction"], result["roundtrip_p99_fraction"] = {}, {}
+        result["roundtrip_mae_fraction_unrefined"] = {}
         block = spectra[:2048]
         for size in sizes:
             style = render.style_from_config(dict(settings, image_size=size))
@@ -138,17 +151,20 @@ def main() -> None:
                 ),
                 1,
             )
-            errors = []
+            errors, plain = [], []
             for start in range(0, len(spectra), 1024):
                 chunk = spectra[start : start + 1024]
-                recovered = render.waveform_to_spectrum(
-                    render.spectrum_to_waveform(chunk, style), spectra.shape[1], style
-                )
+                images = render.spectrum_to_waveform(chunk, style)
                 clipped = np.clip(chunk, style.centre - style.clip, style.centre + style.clip)
-                errors.append(np.abs(recovered - clipped).mean(axis=1) / (2 * style.clip))
-            errors = np.concatenate(errors)
+                for iterations, sink in ((3, errors), (0, plain)):
+                    recovered = render.waveform_to_spectrum(
+                        images, spectra.shape[1], style, refine_iterations=iterations
+                    )
+                    sink.append(np.abs(recovered - clipped).mean(axis=1) / (2 * style.clip))
+            errors, plain = np.concatenate(errors), np.concatenate(plain)
             result["roundtrip_mae_fraction"][size] = round(float(errors.mean()), 5)
             result["roundtrip_p99_fraction"][size] = round(float(np.quantile(errors, 0.99)), 5)
+            result["roundtrip_mae_fraction_unrefined"][size] = round(float(plain.mean()), 5)
         window = (settings["centre"] - settings["clip"], settings["centre"] + settings["clip"])
         result["share_values_clipped"] = round(float(np.mean((spectra < window[0]) | (spectra > window[1]))), 6)
         differences = np.concatenate(
@@ -165,9 +181,8 @@ def main() -> None:
                 target=_full_render, args=(str(samples), tmp, full, queue)
             )
             child.start()
-            timings = queue.get()
+            timings, peak_mb = queue.get()
             child.join()
-            peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             sizes_mb = {s: round((Path(tmp) / f"{s}.h5").stat().st_size / 2**20, 1) for s in render.RENDERERS}
             result["full_render_256"] = {"seconds": timings, "peak_rss_mb": round(peak_mb, 1), "file_mb": sizes_mb}
         result["simulate_s"] = simulate_s

@@ -114,6 +114,15 @@ def test_steep_edges_stay_connected():
     assert rows.min() <= value_row(0.35) and rows.max() >= value_row(-0.35)
 
 
+def test_a_one_point_spike_reaches_its_row():
+    """The polyline's vertices are evaluated exactly: a spike of one spectral point is not cut off."""
+    for index in (0, 137, 200, N_POINTS - 1):
+        spectrum = np.zeros(N_POINTS, np.float32)
+        spectrum[index] = 0.3
+        _, row_top, _, _ = render.curve_geometry(spectrum[None], PAPER)
+        assert row_top.min() == pytest.approx(value_row(0.3), abs=1e-4)
+
+
 def test_batch_equals_one_by_one():
     rng = np.random.default_rng(0)
     spectra = rng.normal(0, 0.1, (5, N_POINTS)).astype(np.float32)

@@ -4,6 +4,7 @@ HTML, and the Snakemake HTML report of a finished test-config workspace opened i
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -13,13 +14,13 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
-
 from conftest import run_snakemake
+from test_metrics import write_toy_dataset
+
 from opir.errors import ConfigError, DataError
 from opir.figures import paper
 from opir.metrics import load_samples, write_predictions
 from opir.train import write_curve
-from test_metrics import write_toy_dataset
 
 SETTINGS = {
     "dpi": 60,
@@ -219,11 +220,59 @@ def visible_text(dom: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", dom))
 
 
+# Appended to a copy of the report: drives the report's own app (the same calls its menu buttons make) through
+# every category and every image result, and writes what the page showed into <pre id="opir-check">. It ends on
+# the Fig. 4 view, so a screenshot of the copy shows a figure inside the report.
+WALK_THE_REPORT = """
+<script>
+window.addEventListener("load", () => {
+  const check = {categories: {}, images: {}};
+  const steps = [];
+  for (const category of Object.keys(categories)) {
+    steps.push(() => app.showCategory(category));
+    steps.push(() => { check.categories[category] = document.querySelector("#app").innerText; });
+  }
+  const images = Object.keys(results).filter((path) => results[path].mime_type === "image/png");
+  images.sort((a, b) => a.includes("fig4") - b.includes("fig4"));  // Fig. 4 last: the screenshot shows it
+  for (const path of images) {
+    steps.push(() => app.setView({content: "img", contentPath: results[path].data_uri, resultPath: path}));
+    steps.push(() => {
+      const shown = Array.from(document.images).find((img) => img.src === results[path].data_uri);
+      check.images[path] = shown ? [shown.complete, shown.naturalWidth, shown.naturalHeight] : null;
+    });
+  }
+  steps.push(() => {
+    const out = document.createElement("pre");
+    out.id = "opir-check";
+    out.style.display = "none";
+    out.textContent = JSON.stringify(check);
+    document.body.appendChild(out);
+  });
+  const run = (i) => { if (i < steps.length) { steps[i](); setTimeout(() => run(i + 1), 300); } };
+  setTimeout(() => run(0), 300);
+});
+</script>
+"""
+
+
+def walked_copy(report: Path, folder: Path) -> Path:
+    text = report.read_text(encoding="utf-8")
+    assert "</body>" in text, f"{report} has no </body>"
+    copy = folder / "report_walk.html"
+    head, _, tail = text.rpartition("</body>")
+    copy.write_text(head + WALK_THE_REPORT + "</body>" + tail, encoding="utf-8")
+    return copy
+
+
 @pytest.fixture(scope="module")
-def report_html(tmp_path_factory) -> Path:
-    """The test config end to end in a temporary workspace, then `snakemake --report`. (It repeats the workflow
-    run of tests/test_workflow.py; a session-scoped finished workspace in conftest.py would share it.)"""
-    workdir = tmp_path_factory.mktemp("report")
+def report_html(request, tmp_path_factory) -> Path:
+    """The test config's finished workspace, then `snakemake --report`. A session-scoped `finished_workspace`
+    fixture (conftest.py) is shared when there is one; otherwise the test config runs here, in a temporary
+    folder, up to `paper_figures`."""
+    try:
+        workdir = request.getfixturevalue("finished_workspace")
+    except pytest.FixtureLookupError:
+        workdir = tmp_path_factory.mktemp("report")
     run_snakemake(workdir, "--cores", "2", "paper_figures")
     run_snakemake(workdir, "--cores", "2", "paper_figures", "--report", "results/report.html")
     report = workdir / "results" / "report.html"
@@ -235,20 +284,34 @@ def report_html(tmp_path_factory) -> Path:
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (CI installs it with .ci/run)")
 def test_report_renders_its_figures_in_chromium(report_html, tmp_path):
     profile = tmp_path / "chromium-profile"
-    url = report_html.resolve().as_uri()
-    dumped = chromium("--virtual-time-budget=15000", "--dump-dom", url, user_data_dir=profile)
+    # 1. the report as delivered: the app renders its menu of categories (an empty shell shows none)
+    dumped = chromium("--virtual-time-budget=10000", "--dump-dom", report_html.resolve().as_uri(),
+                      user_data_dir=profile)
     assert dumped.returncode == 0, dumped.stderr[-2000:]
-    text = visible_text(dumped.stdout)
-    missing = [name for name in REPORT_ENTRIES + REPORT_CATEGORIES if name not in text]
-    assert not missing, f"the rendered report does not show {missing}; it shows: {' '.join(text.split())[:800]}"
+    menu = visible_text(dumped.stdout)
+    missing = [name for name in REPORT_CATEGORIES if name not in menu]
+    assert not missing, f"the report's menu lacks {missing}; it shows: {' '.join(menu.split())[:600]}"
 
+    # 2. every category lists its figures and tables, and every PNG figure decodes when opened in the report
+    walk = walked_copy(report_html, tmp_path)
+    dumped = chromium("--virtual-time-budget=60000", "--dump-dom", walk.as_uri(), user_data_dir=profile)
+    found = re.search(r'<pre id="opir-check"[^>]*>(.*?)</pre>', dumped.stdout, flags=re.S)
+    assert found, f"the report walk did not finish: {dumped.stderr[-1500:]}"
+    check = json.loads(html.unescape(found.group(1)))
+    listed = " ".join(check["categories"].values())
+    missing = [name for name in REPORT_ENTRIES if name not in listed]
+    assert not missing, f"no category lists {missing}; categories show: {check['categories']}"
+    assert {Path(path).name for path in check["images"]} >= {n for n in REPORT_ENTRIES if n.endswith(".png")}
+    broken = {path: shown for path, shown in check["images"].items() if not shown or not shown[1] > 100}
+    assert not broken, f"figures not displayed (complete, width, height): {broken}"
+
+    # 3. a screenshot of the report showing Fig. 4 is a picture, not a near-uniform page
     screenshot = tmp_path / "report.png"
-    shot = chromium("--virtual-time-budget=15000", f"--screenshot={screenshot}", "--window-size=1400,1000", url,
-                    user_data_dir=profile)
+    shot = chromium("--virtual-time-budget=60000", f"--screenshot={screenshot}", "--window-size=1400,1000",
+                    walk.as_uri(), user_data_dir=profile)
     assert screenshot.exists(), shot.stderr[-2000:]
     pixels = matplotlib.image.imread(screenshot)[..., :3]
     assert pixels.shape[:2] == (1000, 1400)
-    # an empty shell is one flat colour; the rendered report has a navigation panel, text and the rule graph
     assert pixels.std() > 0.05, f"the screenshot is nearly uniform (std {pixels.std():.3f})"
     if os.environ.get("OPIR_KEEP_SCREENSHOT"):
         shutil.copy(screenshot, os.environ["OPIR_KEEP_SCREENSHOT"])

@@ -142,9 +142,10 @@ def dilate(prediction_seq: np.ndarray, target_seq: np.ndarray, alpha: float = 0.
     """DILATE between a predicted and a measured sequence of spectra (same length n, acquisition order).
 
     Normalization (docs/benchmark.md): cost C[i, j] = ||y_hat_i - y_j||^2 summed over the wavenumber grid;
-    shape = softDTW_gamma(C) / n (a per-step cost, so runs of 14 and 2,000 spectra are comparable);
-    temporal = sum_ij A[i, j] (i - j)^2 / n^2 with A the soft-DTW expected alignment (as in Le Guen & Thome's code);
-    DILATE = alpha * shape + (1 - alpha) * temporal.
+    shape = softDTW_gamma(C) / n; temporal = sum_ij A[i, j] ((i - j) / n)^2 / n with A the soft-DTW expected
+    alignment. Both are per step of the run, and the time distortion is a fraction of the run's length, so runs of
+    14 and of 2,000 spectra are comparable (Le Guen & Thome's code divides sum A (i - j)^2 by n^2 only: fine for
+    their fixed horizon, but it grows linearly with n). DILATE = alpha * shape + (1 - alpha) * temporal.
     """
     pred = np.asarray(prediction_seq, dtype=np.float64)
     true = np.asarray(target_seq, dtype=np.float64)
@@ -152,10 +153,10 @@ def dilate(prediction_seq: np.ndarray, target_seq: np.ndarray, alpha: float = 0.
         raise ValueError(f"DILATE needs two (n, N_f) sequences of equal shape, got {pred.shape} and {true.shape}")
     n = pred.shape[0]
     value, alignment = soft_dtw_alignment(squared_l2_cost(pred, true), gamma)
-    index = np.arange(n, dtype=np.float64)
-    omega = (index[:, None] - index[None, :]) ** 2
+    position = np.arange(n, dtype=np.float64) / n  # time as a fraction of the run
+    omega = (position[:, None] - position[None, :]) ** 2
     shape = value / n
-    temporal = float(np.sum(alignment * omega)) / n**2
+    temporal = float(np.sum(alignment * omega)) / n
     return {"dilate": alpha * shape + (1.0 - alpha) * temporal, "shape": shape, "temporal": temporal}
 
 

@@ -11,8 +11,9 @@ to the pixel quantization and the uint8 grey levels.
 Each image column holds the piece of the polyline that crosses it: the rows between the smallest and largest value
 of the curve over the column's span, widened by a line of thickness ``t`` and an anti-aliased edge whose slope is
 the contrast gain (grey levels per pixel). The profile is symmetric about the span's middle, so the
-intensity-weighted centre row of a column (the inverse) is the middle of the span: exact for a flat column, half a
-column's curvature off at a peak top. Everything is arithmetic on (batch, H, W) arrays: no loop over pixels.
+intensity-weighted centre row of a column (the inverse) is the middle of the span: exact for a straight stretch,
+low at a band top by half the curve's drop within the column, which the inverse's refinement steps correct with
+the forward model. Everything is arithmetic on (batch, rows, columns) arrays: no loop over pixels.
 """
 
 from __future__ import annotations
@@ -171,12 +172,12 @@ def column_wavenumbers(wavenumber_cm1: np.ndarray, style: CurveStyle) -> np.ndar
 # --------------------------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=32)
 def _column_sampling(n_points: int, style: CurveStyle) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Where to sample the polyline inside each column it crosses.
+    """Where to evaluate the polyline inside each column it crosses: the two ends of the column's span and every
+    spectral point inside it (the polyline is linear between points, so its extremes over the span are among
+    these). Columns with fewer points repeat the span's end, so the array is rectangular.
 
-    Returns the crossed columns (C,), and for each of S points spread over the column's span (ends included) the
-    index of the spectral point on its left (C, S) and the linear-interpolation weight of the next one (C, S).
-    S is at least the number of spectral points per column plus one, so no spectral point between two samples
-    can hide an extreme (the polyline is linear between points).
+    Returns the crossed columns (C,), their span centres (C,), and per evaluation point (C, S) the index of the
+    spectral point on its left and the linear-interpolation weight of the next one.
     """
     if n_points < 2:
         raise DataError(f"a waveform needs at least 2 spectral points, got {n_points}")
@@ -184,12 +185,15 @@ def _column_sampling(n_points: int, style: CurveStyle) -> tuple[np.ndarray, np.n
     columns = np.arange(int(np.floor(left + 0.5)), int(np.ceil(right - 0.5)) + 1)
     span_lo = np.maximum(columns - 0.5, left)
     span_hi = np.minimum(columns + 0.5, right)
-    points_per_column = (n_points - 1) / (right - left)
-    n_samples = int(np.ceil(points_per_column)) + 2
-    fraction = np.linspace(0.0, 1.0, n_samples)
-    x = span_lo[:, None] + (span_hi - span_lo)[:, None] * fraction[None, :]
-    position = (x - left) / (right - left) * (n_points - 1)  # fractional spectral index
-    position = np.clip(position, 0, n_points - 1)
+    to_index = (n_points - 1) / (right - left)  # spectral points per column
+    first = (span_lo - left) * to_index  # fractional spectral index of each span's ends
+    last = (span_hi - left) * to_index
+    inner_first = np.ceil(first).astype(np.intp)
+    inner_count = np.floor(last).astype(np.intp) - inner_first + 1
+    n_eval = 2 + int(inner_count.max())
+    offsets = np.arange(n_eval - 2)[None, :]
+    inner = np.where(offsets < inner_count[:, None], inner_first[:, None] + offsets, last[:, None])
+    position = np.clip(np.concatenate([first[:, None], inner, last[:, None]], axis=1), 0, n_points - 1)
     index = np.minimum(np.floor(position).astype(np.intp), n_points - 2)
     weight = (position - index).astype(np.float32)
     return columns, (span_lo + span_hi) / 2, index, weight
@@ -209,7 +213,7 @@ def curve_geometry(values: np.ndarray, style: CurveStyle) -> tuple[np.ndarray, n
     columns, _, index, weight = _column_sampling(values.shape[1], style)
     # the drawn polyline is that of the clipped values, so a value beyond a limit draws exactly like the limit
     values = np.clip(values, style.centre - style.clip, style.centre + style.clip)
-    # linear interpolation of every spectrum at the (C, S) sample positions: (B, C, S)
+    # the polyline at the (C, S) evaluation points: (B, C, S)
     samples = values[:, index] * (1 - weight) + values[:, index + 1] * weight
     v_max = samples.max(axis=2)
     v_min = samples.min(axis=2)

@@ -8,7 +8,9 @@ rule predict_abcc:
         splits="results/dataset/splits.json",
         waveform="results/render/waveform.h5",
         latent="results/latent/{split}/waveform.h5",
-        mixture=abcc_mixture_file,
+        mixture=lambda wildcards: MIXTURE_EMBEDDING_FILES[
+            abcc_embedding_variant(config, wildcards.model)
+        ],
         vae="results/latent/{split}/vae",
         model="results/models/{split}/{model}/model.safetensors",
         meta="results/models/{split}/{model}/model.json",
@@ -28,7 +30,9 @@ rule predict_abcc:
         mem_mb=8000,
         runtime=120,
     params:
-        predict=lambda wildcards: abcc_settings(wildcards)["predict"],
+        predict=lambda wildcards: resolve_model_config(
+            config["models"], wildcards.model
+        )["predict"],
         device=config["compute"]["device"],
     script:
         "../scripts/predict_abcc.py"

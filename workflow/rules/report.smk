@@ -24,11 +24,19 @@ PAPER_TABLES = ["table2_random", "table3_system"] + (
 )
 PAPER_FIGURES = [
     f"results/figures/{name}.{ext}"
-    for name in ("fig1_operando", "fig2_data", "fig4_maps", "fig5_sei_pathway", "training_curves")
+    for name in (
+        "fig1_operando",
+        "fig2_data",
+        "fig4_maps",
+        "fig5_sei_pathway",
+        "training_curves",
+    )
     for ext in ("png", "pdf")
 ] + ["results/figures/render_illustration.png"]
 PAPER_TABLE_FILES = [
-    f"results/tables/{table}.{ext}" for table in PAPER_TABLES for ext in ("csv", "md", "tex")
+    f"results/tables/{table}.{ext}"
+    for table in PAPER_TABLES
+    for ext in ("csv", "md", "tex")
 ] + [f"results/report/tables/{table}.html" for table in PAPER_TABLES]
 
 
@@ -61,7 +69,9 @@ rule paper_fig4:
     input:
         samples="results/dataset/samples.h5",
         splits="results/dataset/splits.json",
-        predictions=[f"results/predictions/{FIG4_SPLIT}/{model}.h5" for model in FIG4_MODELS],
+        predictions=[
+            f"results/predictions/{FIG4_SPLIT}/{model}.h5" for model in FIG4_MODELS
+        ],
     output:
         png=report(
             "results/figures/fig4_maps.png",

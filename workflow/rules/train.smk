@@ -2,20 +2,10 @@
 # opir.train; docs/method.md "ABCC core"). Checkpoints go to results/checkpoints/{split}/{model}/, which is no
 # output: a job killed by a time limit and started again resumes from the newest one.
 from opir.compute import gpus_requested
-from opir.models.settings import embedding_variant, resolve_model_config
+from opir.models.settings import abcc_embedding_variant, resolve_model_config
 
 ABCC_MODELS = list(config["models"]["variants"])
 ABCC_MODEL_FILES = ["model.safetensors", "model.json", "training_curve.csv"]
-
-
-def abcc_settings(wildcards):
-    return resolve_model_config(config["models"], wildcards.model)
-
-
-def abcc_mixture_file(wildcards):
-    return MIXTURE_EMBEDDING_FILES[
-        embedding_variant(abcc_settings(wildcards), config["embed"])
-    ]
 
 
 rule train_abcc:
@@ -24,7 +14,9 @@ rule train_abcc:
         splits="results/dataset/splits.json",
         waveform="results/render/waveform.h5",
         latent="results/latent/{split}/waveform.h5",
-        mixture=abcc_mixture_file,
+        mixture=lambda wildcards: MIXTURE_EMBEDDING_FILES[
+            abcc_embedding_variant(config, wildcards.model)
+        ],
     output:
         model="results/models/{split}/{model}/model.safetensors",
         meta="results/models/{split}/{model}/model.json",
@@ -43,7 +35,9 @@ rule train_abcc:
         mem_mb=8000,
         runtime=720,
     params:
-        settings=abcc_settings,
+        settings=lambda wildcards: resolve_model_config(
+            config["models"], wildcards.model
+        ),
         device=config["compute"]["device"],
         checkpoint_dir=lambda wildcards: f"results/checkpoints/{wildcards.split}/{wildcards.model}",
     script:

@@ -147,13 +147,15 @@ def plot_operando_sequence(
                     arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.6, "mutation_scale": 14})
         ax.text(at, max(start, stop) + 0.04 * span, label, color=colour, ha="center", va="bottom", fontsize=8)
     ax.set_xlim(wavenumber_cm1.max(), wavenumber_cm1.min())  # IR convention: wavenumber decreasing
+    low, high = float(spectra[stages].min()), float(spectra[stages].max())
+    ax.set_ylim(low - 0.05 * span, high + 0.3 * span)  # room for the arrow labels
     ax.set_xlabel(WAVENUMBER_LABEL)
     ax.set_ylabel("normalized absorbance")
     handles, labels = ax.get_legend_handles_labels()
     handles += [plt.Rectangle((0, 0), 1, 1, color="#c44e52", alpha=0.25),
                 plt.Rectangle((0, 0), 1, 1, color="#4c72b0", alpha=0.25)]
     labels += ["$\\nu$(C=O) window", "Li$_2$CO$_3$ windows"]
-    ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper left")
+    ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     ax.set_title("operando spectra at three voltages")
     hours = elapsed_s / 3600
     ax_v.plot(hours, voltage_v, color="0.3", lw=1.0)
@@ -253,9 +255,9 @@ def plot_sequence_maps(
     )
     rows = np.arange(len(voltage_v))
     axes[0].plot(voltage_v, rows, color="0.2", lw=1.2, marker=".", ms=3)
-    axes[0].set_xlabel("V")
-    axes[0].set_ylabel(f"test spectrum in acquisition order ({VOLTAGE_LABEL} at left)")
-    axes[0].set_title("voltage", fontsize=9)
+    axes[0].set_xlabel("voltage (V)")
+    axes[0].set_ylabel("test spectra in acquisition order (V)")
+    axes[0].set_title("voltage profile", fontsize=9)
     ticks = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), 6)).round().astype(int))
     axes[0].set_yticks(ticks, [f"{voltage_v[t]:.2f} V" for t in ticks])
     extent = (wavenumber_cm1.max(), wavenumber_cm1.min(), len(rows) - 0.5, -0.5)

@@ -31,3 +31,8 @@ def resolve_model_config(models: dict[str, Any], name: str) -> dict[str, Any]:
 def embedding_variant(settings: dict[str, Any], embed: dict[str, Any]) -> str:
     """The mixture-embedding variant a model reads: its own setting, else ``embed.variant``."""
     return settings.get("embedding_variant") or embed["variant"]
+
+
+def abcc_embedding_variant(config: dict[str, Any], name: str) -> str:
+    """The embedding variant model ``name`` reads, from the whole workflow config (for the rules' input functions)."""
+    return embedding_variant(resolve_model_config(config["models"], name), config["embed"])

@@ -1,0 +1,92 @@
+"""Coverage of the 5-95 % uncertainty band on a simulated test set; prints one JSON line last.
+
+The band of a test sample is, per wavenumber, the 5 % and 95 % quantiles of the model's k draws
+(opir.forecast.band). Coverage is the share of true values inside it; a calibrated 90 % band covers about 90 %
+(goal 80-95 %). "True" is read two ways: the noisy measured target (samples.h5) and, for simulated data, the
+noise-free truth (truth.h5, row-aligned with samples.h5).
+
+    # draws from a predictions file (k = models.abcc.predict.draws of the workflow)
+    python benchmarks/coverage.py --predictions results/predictions/system/abcc.h5 \
+        --samples results/dataset/samples.h5 --truth results/dataset/truth.h5
+    # or draw them with opir predict's own path from a packaged model directory (opir package), k = --draws
+    python benchmarks/coverage.py --model-dir results/models/system/abcc --split system --draws 32 \
+        --samples results/dataset/samples.h5 --splits results/dataset/splits.json \
+        --mixture results/embed/mixture_3d.h5 --truth results/dataset/truth.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", required=True, type=Path)
+    parser.add_argument("--truth", type=Path, default=None)
+    parser.add_argument("--predictions", type=Path, default=None)
+    parser.add_argument("--model-dir", type=Path, default=None)
+    parser.add_argument("--splits", type=Path, default=None)
+    parser.add_argument("--split", default="system")
+    parser.add_argument("--mixture", type=Path, default=None)
+    parser.add_argument("--draws", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    import h5py
+    import numpy as np
+
+    from opir.forecast import band_coverage
+    from opir.metrics import load_samples, read_predictions
+
+    table = load_samples(args.samples)
+    t0 = time.perf_counter()
+    if args.predictions is not None:
+        predictions = read_predictions(args.predictions)
+        sample_ids, draws, source = predictions.sample_id, predictions.prediction, str(args.predictions)
+        if not np.allclose(predictions.wavenumber_cm1, table.wavenumber_cm1):
+            sys.exit(f"{args.predictions}: wavenumber grid differs from {args.samples}")
+    else:
+        if args.model_dir is None or args.splits is None or args.mixture is None:
+            sys.exit("give --predictions, or --model-dir with --splits and --mixture")
+        import torch
+
+        from opir.forecast import forecast_samples, load_forecast_model
+        from opir.models.pipeline import load_split_samples, read_mixtures
+
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        fm = load_forecast_model(args.model_dir, args.device)
+        sample_ids = np.asarray(load_split_samples(args.splits, args.split, "test"))
+        draws = forecast_samples(fm, args.samples, list(sample_ids), read_mixtures(args.mixture), args.draws,
+                                 args.seed)
+        source = f"{args.model_dir} (opir predict path, {args.draws} draws, seed {args.seed})"
+    seconds = time.perf_counter() - t0
+    rows = table.samples["row"][table.sample_index(sample_ids, source)]
+    result = {"source": source, "n_samples": int(len(sample_ids)), "k_draws": int(draws.shape[1]),
+              "band": [0.05, 0.95], "seconds": round(seconds, 2)}
+    against = {"target": table.absorbance[rows]}
+    if args.truth is not None:
+        with h5py.File(args.truth, "r") as handle:
+            against["truth"] = handle["absorbance"][()][rows]
+    for name, target in against.items():
+        cov = band_coverage(draws, target)
+        result[f"coverage_{name}"] = round(cov["coverage"], 4)
+        result[f"below_{name}"] = round(cov["below"], 4)
+        result[f"above_{name}"] = round(cov["above"], 4)
+        result[f"coverage_{name}_per_sample_p10_p50_p90"] = [round(float(v), 4) for v in
+                                                             np.quantile(cov["per_sample"], [0.1, 0.5, 0.9])]
+    result["mean_band_width"] = round(band_coverage(draws, against["target"])["mean_band_width"], 5)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""`opir predict` and `opir package` (opir.cli, opir.forecast): input checks, the uncertainty band and its coverage,
+and the whole command end to end on a model trained by the test config."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_snakemake
+from opir import forecast as fc
+from opir.cli import EXIT_ERROR, main
+from opir.errors import ConfigError, DataError, OpusReadError
+
+OPIR = Path(sys.executable).with_name("opir")
+
+
+def write_profile(path: Path, time_s, voltage_v) -> Path:
+    pd.DataFrame({"time_s": time_s, "voltage_v": voltage_v}).to_csv(path, index=False)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Inputs, without a model
+# --------------------------------------------------------------------------------------------------------------
+def test_voltage_profile_is_read_and_checked(tmp_path):
+    good = fc.read_voltage_profile(write_profile(tmp_path / "p.csv", [0, 60, 120], [3.0, 2.0, 1.0]))
+    np.testing.assert_array_equal(good.voltage_v, [3.0, 2.0, 1.0])
+    with pytest.raises(DataError, match=r"not strictly increasing at data row 3 \(60 s then 30 s\)"):
+        fc.read_voltage_profile(write_profile(tmp_path / "q.csv", [0, 60, 30], [3.0, 2.0, 1.0]))
+    with pytest.raises(DataError, match="data row 2: time_s and voltage_v must be finite"):
+        fc.read_voltage_profile(write_profile(tmp_path / "r.csv", [0, "x"], [3.0, 2.0]))
+    with pytest.raises(DataError, match="at least 2 rows"):
+        fc.read_voltage_profile(write_profile(tmp_path / "s.csv", [0], [3.0]))
+    (tmp_path / "t.csv").write_text("seconds,volts\n0,1\n1,2\n")
+    with pytest.raises(DataError, match="expected columns time_s and voltage_v, found seconds, volts"):
+        fc.read_voltage_profile(tmp_path / "t.csv")
+    with pytest.raises(DataError, match=r"data row 2: voltage 5 V is outside the model's training range 0.100..3.000"):
+        fc.check_voltage_range(fc.read_voltage_profile(write_profile(tmp_path / "u.csv", [0, 1], [3.0, 5.0])),
+                               [0.1, 3.0], 0.05)
+    fc.check_voltage_range(good, [1.02, 3.0], 0.05)  # inside the tolerance
+
+
+def test_static_spectrum_csv_and_unreadable_files(tmp_path):
+    x = np.linspace(4000, 600, 50)
+    (tmp_path / "s.csv").write_text("wavenumber_cm1,absorbance\n" + "\n".join(f"{a},{b}" for a, b in zip(x, x / 1e4)))
+    spectrum = fc.read_static_spectrum(tmp_path / "s.csv")
+    np.testing.assert_allclose(spectrum.absorbance, x / 1e4)
+    (tmp_path / "bad.csv").write_text("wavenumber_cm1,absorbance\n1000,0.1\n990,abc\n")
+    with pytest.raises(DataError, match="row 2 of the data is not two finite numbers"):
+        fc.read_static_spectrum(tmp_path / "bad.csv")
+    (tmp_path / "garbage.0").write_bytes(b"not an OPUS file at all")
+    with pytest.raises(OpusReadError, match="neither an OPUS file"):
+        fc.read_static_spectrum(tmp_path / "garbage.0")
+    (tmp_path / "cut.0").write_bytes(bytes.fromhex("0a0afefe") + b"\x00" * 10)
+    with pytest.raises(OpusReadError, match="cut.0: truncated OPUS file"):
+        fc.read_static_spectrum(tmp_path / "cut.0")
+    with pytest.raises(DataError, match="does not exist"):
+        fc.read_static_spectrum(tmp_path / "missing.0")
+
+
+def test_band_coverage_is_calibrated_for_a_calibrated_sampler():
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(40, 400, 30))
+    mean, low, high = fc.band(draws)
+    assert mean.shape == low.shape == high.shape == (40, 30)
+    assert np.all(low < high)
+    result = fc.band_coverage(draws, rng.normal(size=(40, 30)))
+    assert 0.87 < result["coverage"] < 0.93 and result["nominal"] == pytest.approx(0.9)
+    assert result["coverage"] + result["below"] + result["above"] == pytest.approx(1.0)
+    overconfident = fc.band_coverage(0.3 * draws, rng.normal(size=(40, 30)))
+    assert overconfident["coverage"] < 0.5
+    with pytest.raises(DataError, match="do not match"):
+        fc.band_coverage(draws, np.zeros((40, 29)))
+
+
+def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
+    profile = write_profile(tmp_path / "p.csv", [0, 60], [3.0, 2.0])
+    args = ["predict", "--model", str(tmp_path / "nomodel"), "--spectrum", str(tmp_path / "p.csv"),
+            "--voltage-profile", str(profile), "--electrolyte", "LiPF6:1M; EC:1", "--out", str(tmp_path / "out")]
+    assert main(args) == EXIT_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("opir predict: error: ") and "Traceback" not in "".join(err)
+    with pytest.raises(DataError):
+        main(["--debug", *args])
+    with pytest.raises(SystemExit):  # argparse: a missing required option
+        main(["predict", "--model", "x"])
+
+
+def test_incompatible_model_directory_is_named(tmp_path):
+    model = tmp_path / "model"
+    (model / "vae").mkdir(parents=True)
+    for name in ("model.safetensors", "model.json", "molecules.h5", "vae/config.json"):
+        (model / name).write_text("{}")
+    (model / "forecast.json").write_text(json.dumps({"format": "opir-model-dir", "format_version": 99,
+                                                      "opir_version": "9.0.0"}))
+    with pytest.raises(fc.IncompatibleModelError, match=r"version 99 \(made by opir 9.0.0\).*reads 'opir-model-dir' "
+                       "version 1"):
+        fc.check_model_dir(model)
+    (model / "forecast.json").unlink()
+    with pytest.raises(fc.IncompatibleModelError, match="missing forecast.json .*opir package"):
+        fc.check_model_dir(model)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# End to end on a model trained by the test config
+# --------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """The test config's workflow up to the system split's trained model (and what packaging reads)."""
+    workdir = tmp_path_factory.mktemp("predict-wd")
+    run_snakemake(workdir, "--cores", "2", "results/models/system/abcc/model.json", "results/latent/system/vae",
+                  "results/dataset/splits.json")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def packaged(workspace, tmp_path_factory) -> Path:
+    """A self-contained copy of the model, outside the workflow's folder."""
+    out = tmp_path_factory.mktemp("packaged") / "abcc-system"
+    result = subprocess.run([str(OPIR), "package", "--workdir", str(workspace), "--split", "system", "--model",
+                             "abcc", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_inputs(workspace, tmp_path_factory) -> dict:
+    """A test system's first OPUS spectrum, its run's acquisition times and voltages as the profile."""
+    folder = tmp_path_factory.mktemp("inputs")
+    with h5py.File(workspace / "results/dataset/samples.h5", "r") as handle:
+        systems = handle["runs/system_id"].asstr()[()]
+        runs = handle["runs/run_id"].asstr()[()]
+        first, n = handle["runs/first_row"][()], handle["runs/n_rows"][()]
+        test = json.loads((workspace / "results/dataset/splits.json").read_text())["system"]["test"][0]
+        i = int(np.flatnonzero((systems == test.split("/")[0]) & (runs == test.split("/")[1]))[0])
+        rows = slice(int(first[i]), int(first[i] + n[i]))
+        voltage, elapsed = handle["rows/voltage_v"][rows], handle["rows/elapsed_s"][rows]
+        initial = handle["spectra/absorbance"][int(first[i])]
+    spectrum = sorted((workspace / "results/raw" / systems[i] / runs[i] / "spectra").iterdir())[0]
+    recipe = pd.read_csv(Path(__file__).resolve().parents[1] / "config/systems.tsv", sep="\t", comment="#")
+    recipe = recipe.set_index("system_id").loc[systems[i], "electrolyte"]
+    return {"spectrum": spectrum, "profile": write_profile(folder / "profile.csv", elapsed, voltage),
+            "voltage": voltage, "elapsed": elapsed, "initial": initial, "recipe": recipe, "folder": folder}
+
+
+@pytest.mark.workflow
+def test_predict_end_to_end_without_the_results_folder(workspace, packaged, run_inputs, tmp_path):
+    hidden = workspace.with_name(workspace.name + "-hidden")
+    workspace.rename(hidden)  # the packaged model must not need anything from the workflow's folder
+    try:
+        spectrum = shutil.copy(run_inputs["spectrum"].as_posix().replace(str(workspace), str(hidden)), tmp_path)
+        result = subprocess.run(
+            [str(OPIR), "predict", "--model", str(packaged), "--spectrum", spectrum, "--voltage-profile",
+             str(run_inputs["profile"]), "--electrolyte", run_inputs["recipe"], "--electrode", "Cu", "--out",
+             str(tmp_path / "out"), "--draws", "6", "--plot-voltages", "0.5,1.5"],
+            capture_output=True, text=True, timeout=300)
+    finally:
+        hidden.rename(workspace)
+    assert result.returncode == 0, result.stderr
+    n_targets, n_points = len(run_inputs["voltage"]) - 1, len(run_inputs["initial"])
+    with h5py.File(tmp_path / "out/forecast.h5", "r") as handle:
+        # preprocessed exactly as training: the same spectrum gives the same row as samples.h5
+        np.testing.assert_allclose(handle["input/absorbance"][()], run_inputs["initial"], atol=1e-5)
+        group = handle["forecast"]
+        assert group.attrs["signal"] == "mean" and list(group.attrs["axes"]) == ["elapsed_s", "wavenumber_cm1"]
+        assert group["mean"].shape == (n_targets, n_points)
+        assert group["wavenumber_cm1"].attrs["units"] == "1/cm" and group["voltage_v"].attrs["units"] == "V"
+        np.testing.assert_allclose(group["voltage_v"][()], run_inputs["voltage"][1:])
+        draws = handle["draws/absorbance"][()]
+        assert draws.shape == (n_targets, 6, n_points) and np.all(np.isfinite(draws))
+        np.testing.assert_allclose(group["band_q05"][()], np.quantile(draws, 0.05, axis=1), atol=1e-6)
+        np.testing.assert_allclose(group["band_q95"][()], np.quantile(draws, 0.95, axis=1), atol=1e-6)
+        assert np.all(draws.std(axis=1).mean(axis=1) > 0), "the draws of a spectrum must differ"
+        assert handle.attrs["producer_rule"] == "opir predict" and handle.attrs["electrode"] == "Cu"
+    table = pd.read_csv(tmp_path / "out/forecast.csv")
+    assert list(table.columns) == ["step", "elapsed_s", "voltage_v", "wavenumber_cm1", "mean", "band_q05", "band_q95"]
+    assert len(table) == n_targets * n_points and (table["band_q05"] <= table["band_q95"]).all()
+    assert (tmp_path / "out/forecast.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.workflow
+def test_initial_latent_matches_the_training_latents(workspace, packaged, run_inputs):
+    from opir.latent import read_latents
+
+    fm = fc.load_forecast_model(packaged, "cpu")
+    latent = fc.initial_latent(run_inputs["initial"], fm).numpy()
+    with h5py.File(workspace / "results/dataset/samples.h5", "r") as handle:
+        row = int(np.flatnonzero(np.isclose(handle["spectra/absorbance"][()], run_inputs["initial"]).all(axis=1))[0])
+    np.testing.assert_allclose(latent[0], read_latents(workspace / "results/latent/system/waveform.h5")[0][row],
+                               atol=1e-4)
+    # a known molecule by SMILES is that molecule; proportions as in training
+    by_name = fc.embed_electrolyte("LiPF6:1.0M; EC:1; DMC:1", fm)
+    by_smiles = fc.embed_electrolyte("[Li+].F[P-](F)(F)(F)(F)F:1.0M; C1COC(=O)O1:1; COC(=O)OC:1", fm)
+    np.testing.assert_allclose(by_name, by_smiles)
+    with pytest.raises(ConfigError, match="'FOO' is neither a known molecule"):
+        fc.embed_electrolyte("LiPF6:1.0M; FOO:1", fm)
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("case", ["unreadable_spectrum", "non_monotonic_time", "voltage_out_of_range",
+                                  "unknown_molecule", "incompatible_model", "wrong_weights"])
+def test_predict_bad_input_is_one_line(case, packaged, run_inputs, tmp_path, capsys):
+    model, spectrum, profile = packaged, run_inputs["spectrum"], run_inputs["profile"]
+    recipe = run_inputs["recipe"]
+    elapsed, voltage = run_inputs["elapsed"], run_inputs["voltage"]
+    if case == "unreadable_spectrum":
+        spectrum = tmp_path / "broken.0"
+        spectrum.write_bytes(run_inputs["spectrum"].read_bytes()[:200])
+    elif case == "non_monotonic_time":
+        profile = write_profile(tmp_path / "p.csv", elapsed[[0, 2, 1]], voltage[:3])
+    elif case == "voltage_out_of_range":
+        profile = write_profile(tmp_path / "p.csv", elapsed[:3], [voltage[0], 7.5, voltage[2]])
+    elif case == "unknown_molecule":
+        recipe = "LiPF6:1.0M; NotAMolecule:1"
+    else:
+        model = tmp_path / "model"
+        shutil.copytree(packaged, model)
+        if case == "incompatible_model":
+            meta = json.loads((model / "forecast.json").read_text())
+            (model / "forecast.json").write_text(json.dumps({**meta, "format_version": 0}))
+        else:
+            meta = json.loads((model / "model.json").read_text())
+            meta["architecture"]["hidden_size"] *= 2
+            (model / "model.json").write_text(json.dumps(meta))
+    code = main(["predict", "--model", str(model), "--spectrum", str(spectrum), "--voltage-profile", str(profile),
+                 "--electrolyte", recipe, "--out", str(tmp_path / "out"), "--draws", "2"])
+    assert code == EXIT_ERROR
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("opir predict: error")]
+    assert len(lines) == 1, "exactly one error line"
+    expected = {
+        "unreadable_spectrum": "broken.0: ",
+        "non_monotonic_time": "not strictly increasing at data row 3",
+        "voltage_out_of_range": "data row 2: voltage 7.5 V is outside the model's training range",
+        "unknown_molecule": "'NotAMolecule' is neither a known molecule",
+        "incompatible_model": "version 0",
+        "wrong_weights": "the weights do not fit",
+    }[case]
+    assert expected in lines[0]
+    assert not (tmp_path / "out" / "forecast.h5").exists()
