@@ -13,8 +13,8 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import run_snakemake
+
 from opir import forecast as fc
 from opir.cli import EXIT_ERROR, main
 from opir.errors import ConfigError, DataError, OpusReadError
@@ -50,7 +50,8 @@ def test_voltage_profile_is_read_and_checked(tmp_path):
 
 def test_static_spectrum_csv_and_unreadable_files(tmp_path):
     x = np.linspace(4000, 600, 50)
-    (tmp_path / "s.csv").write_text("wavenumber_cm1,absorbance\n" + "\n".join(f"{a},{b}" for a, b in zip(x, x / 1e4)))
+    lines = [f"{a},{b}" for a, b in zip(x, x / 1e4, strict=True)]
+    (tmp_path / "s.csv").write_text("wavenumber_cm1,absorbance\n" + "\n".join(lines))
     spectrum = fc.read_static_spectrum(tmp_path / "s.csv")
     np.testing.assert_allclose(spectrum.absorbance, x / 1e4)
     (tmp_path / "bad.csv").write_text("wavenumber_cm1,absorbance\n1000,0.1\n990,abc\n")

@@ -392,6 +392,12 @@ def test_writer_names_what_is_missing_or_inconsistent(samples_h5, tmp_path):
     with pytest.raises(DataError, match="cu_dmc/run1/00001 has m=5"):
         render.render_variation(samples_h5, tmp_path / "v.h5", SETTINGS)
     with h5py.File(samples_h5, "a") as handle:
+        handle["samples/m"][0] = 1
+        handle["spectra/absorbance"][9, 42] = np.nan
+    for stream in ("waveform", "variation"):
+        with pytest.raises(DataError, match=r"row 9 has a non-finite value at point 42 \(926\.3 1/cm\)"):
+            render.render_stream(stream, samples_h5, tmp_path / f"{stream}.h5", SETTINGS)
+    with h5py.File(samples_h5, "a") as handle:
         del handle["runs/n_rows"]
     with pytest.raises(DataError, match="runs/n_rows"):
         render.render_waveforms(samples_h5, tmp_path / "w.h5", SETTINGS)

@@ -229,6 +229,7 @@ window.addEventListener("load", () => {
   const check = {categories: {}, images: {}};
   const steps = [];
   for (const category of Object.keys(categories)) {
+    steps.push(() => app.setView({navbarMode: "menu"}));  // back to "Results", as a reader would go
     steps.push(() => app.showCategory(category));
     steps.push(() => { check.categories[category] = document.querySelector("#app").innerText; });
   }

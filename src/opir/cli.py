@@ -111,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="opir %(levelname)s: %(message)s", stream=sys.stderr, force=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub from a command-line run
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")  # its loading notes are no concern of a user here
     try:
         if args.command == "predict":
             for kind, path in _predict(args).items():

@@ -570,7 +570,8 @@ class Forecast:
     wavenumber_cm1: np.ndarray
     input_spectrum: np.ndarray  # preprocessed s(v_0)
     input_scale: float
-    time_s: np.ndarray  # of the targets (rows 1..M of the profile)
+    input_voltage_v: float  # v_0, the static spectrum's state
+    time_s: np.ndarray  # of the targets (rows 1..M of the profile), from the static spectrum
     voltage_v: np.ndarray
     draws: np.ndarray  # (M, k, N_f)
 
@@ -599,8 +600,8 @@ def forecast(
         latent = initial_latent(processed, fm)
         condition = build_conditions(latent, profile, mixture, fm.meta["settings"])
         sampled = sample_sequence(fm, condition, draws, seed, batch_size)
-    return Forecast(fm.wavenumber_cm1, processed, scale, profile.time_s[1:] - profile.time_s[0],
-                    profile.voltage_v[1:], sampled)
+    return Forecast(fm.wavenumber_cm1, processed, scale, float(profile.voltage_v[0]),
+                    profile.time_s[1:] - profile.time_s[0], profile.voltage_v[1:], sampled)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -612,6 +613,7 @@ def write_forecast_h5(path: Path, result: Forecast, attrs: dict[str, Any]) -> No
         write_nxdata(handle, "input", "absorbance", result.input_spectrum, [("wavenumber_cm1", result.wavenumber_cm1)],
                      long_name="static spectrum, preprocessed as in training (baseline removed, / input_scale)")
         handle["input"].attrs["input_scale"] = result.input_scale
+        handle["input"].attrs["voltage_v"] = result.input_voltage_v
         group = write_nxdata(handle, "forecast", "mean", mean.astype(np.float32),
                              [("elapsed_s", result.time_s), ("wavenumber_cm1", result.wavenumber_cm1)],
                              long_name="mean of the draws (normalized absorbance)")
@@ -659,7 +661,9 @@ def plot_forecast(path: Path, result: Forecast, title: str, at_voltages: Sequenc
     steps = plot_steps(result.voltage_v, at_voltages)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [1, 2, 2]}, constrained_layout=True)
     hours = result.time_s / 3600.0
-    axes[0].plot(result.voltage_v, hours, "k.-", ms=3)
+    axes[0].plot(np.r_[result.input_voltage_v, result.voltage_v], np.r_[0.0, hours], "k.-", ms=3)
+    axes[0].plot([result.input_voltage_v], [0.0], "o", color="0.4", label="static spectrum")
+    axes[0].legend(fontsize=8)
     axes[0].set(xlabel="voltage (V)", ylabel="time (h)", title="voltage profile")
     axes[0].invert_yaxis()
     limit = float(np.max(np.abs(mean - result.input_spectrum))) or 1.0

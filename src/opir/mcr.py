@@ -413,14 +413,24 @@ def decompose_streams(D: np.ndarray, refs: References, baseline_order: int = 1, 
     return Streams(c_elec, c_sei, elec, sei, baseline, residual, norm, np.zeros(len(D), bool))
 
 
-def flag_poorly_explained(residual_norm: np.ndarray, max_relative: float, robust_z: float) -> np.ndarray:
-    """A spectrum is flagged when its relative residual exceeds ``max_relative`` or lies more than ``robust_z``
-    robust standard deviations (1.4826 MAD) above the median: the first catches references that miss a species
-    everywhere, the second single spectra that are off (bubbles, a shifted baseline)."""
+def flag_poorly_explained(
+    residual_norm: np.ndarray, max_relative: float, robust_z: float, snr: np.ndarray | None = None
+) -> np.ndarray:
+    """A spectrum is flagged when its relative residual exceeds ``max_relative`` (the references miss something
+    big) or when its residual is an outlier: more than ``robust_z`` robust SDs (1.4826 MAD) above the median
+    (a bubble, a contaminant, a shifted baseline in one spectrum).
+
+    With the SNR of every spectrum, the outlier test is on ``residual_norm * snr``: a residual that is only
+    noise has ||E|| / ||D|| proportional to 1 / SNR, so the product is the residual in units of what the noise
+    explains, and low-SNR spectra are not flagged for being noisy."""
     r = np.asarray(residual_norm, float)
-    median = np.median(r)
-    mad = 1.4826 * np.median(np.abs(r - median))
-    outlier = (r - median) > robust_z * mad if mad > 0 else np.zeros_like(r, bool)
+    statistic = r if snr is None else r * np.asarray(snr, float)
+    finite = np.isfinite(statistic)
+    median = np.median(statistic[finite])
+    mad = 1.4826 * np.median(np.abs(statistic[finite] - median))
+    outlier = np.zeros_like(r, bool)
+    if mad > 0:
+        outlier[finite] = (statistic[finite] - median) > robust_z * mad
     return (r > max_relative) | outlier
 
 
@@ -485,10 +495,10 @@ class Pathway:
 
 
 def select_pathway_components(c_sei: np.ndarray, names: Sequence[str], min_share: float) -> list[int]:
-    """SEI components worth resolving in a run: those whose largest amount reaches ``min_share`` of the largest
-    SEI amount in the run. Components that never appear have no information in the sequence; left in, MCR-ALS
-    would let them absorb noise."""
-    peak = np.asarray(c_sei).max(axis=0)
+    """SEI components worth resolving in a run: those whose amount (90th percentile over the run, so that a few
+    noisy spectra do not count) reaches ``min_share`` of the largest SEI component's. Components that never
+    appear have no information in the sequence; left in, MCR-ALS would let them absorb noise."""
+    peak = np.quantile(np.asarray(c_sei), 0.9, axis=0)
     if peak.max() <= 0:
         raise DataError("no SEI component is present in this run's sequence; nothing to resolve")
     return [i for i in range(len(names)) if peak[i] >= min_share * peak.max()]
@@ -683,6 +693,8 @@ def read_samples(samples_h5: str | Path) -> dict[str, np.ndarray]:
             "index_in_run": h5["rows/index_in_run"][()],
             "voltage_v": h5["rows/voltage_v"][()],
         }
+        if "rows/snr" in h5:
+            out["snr"] = h5["rows/snr"][()]
         if "samples/sample_id" in h5:
             out["sample_id"] = read_strings(h5["samples/sample_id"])
             out["sample_row"] = h5["samples/row"][()]
@@ -705,17 +717,18 @@ def build_streams(
     start = time.perf_counter()
     streams = decompose_streams(samples["absorbance"], refs, params["baseline_order"], params["solver"])
     streams.flagged = flag_poorly_explained(
-        streams.residual_norm, params["flag"]["max_relative_residual"], params["flag"]["robust_z"]
+        streams.residual_norm, params["flag"]["max_relative_residual"], params["flag"]["robust_z"], samples.get("snr")
     )
     log.info("streams: %d spectra in %.2f s", len(streams.residual_norm), time.perf_counter() - start)
     flagged = flagged_table(samples, streams)
     for _, row in flagged.iterrows():
         log.warning(
-            "poorly explained by the references: %s/%s spectrum %d (relative residual %.4f)",
+            "poorly explained by the references: %s/%s spectrum %d (relative residual %.4f, SNR %.0f)",
             row.system_id,
             row.run_id,
             row.index_in_run,
             row.relative_residual,
+            row.snr,
         )
     log.info("flagged %d of %d spectra", len(flagged), len(streams.flagged))
     write_streams(out_h5, samples, refs, streams, provenance(rule, params, [samples_h5, references_h5]))
@@ -734,6 +747,7 @@ def flagged_table(samples: Mapping[str, np.ndarray], streams: Streams) -> pd.Dat
             "index_in_run": samples["index_in_run"][rows],
             "voltage_v": samples["voltage_v"][rows],
             "relative_residual": streams.residual_norm[rows],
+            "snr": samples["snr"][rows] if "snr" in samples else np.full(rows.size, np.nan),
         }
     )
 
@@ -957,6 +971,11 @@ def build_pathway(
             g.attrs["lack_of_fit_percent"] = pw.lack_of_fit_percent
             g.attrs["n_iter"] = pw.n_iter
         h5.create_dataset("cosine_similarity", data=similarity)
+        reference_spectra = refs.select("sei")[1][components]
+        for key, pw in result.items():
+            to_reference = cosine_similarity_rows(pw.spectra, reference_spectra)
+            h5[key].create_dataset("cosine_to_reference", data=to_reference)
+            log.info("pathway %s: cosine to the references %s", key, np.round(to_reference, 3).tolist())
     figure = plot_sei_pathway(
         refs.wavenumber_cm1,
         voltage,

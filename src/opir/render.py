@@ -544,6 +544,17 @@ def _read_dataset(handle: h5py.File, path: Path) -> _Dataset:
     return data
 
 
+def _check_finite(block: np.ndarray, first_row: int, path: Path, wavenumber_cm1: np.ndarray) -> None:
+    """Name the row and wavenumber of the first value that cannot be drawn (NaN or inf)."""
+    bad = np.argwhere(~np.isfinite(block))
+    if bad.size:
+        row, point = bad[0]
+        raise DataError(
+            f"{path}: spectra/absorbance row {first_row + row} has a non-finite value at point {point} "
+            f"({wavenumber_cm1[point]:.1f} 1/cm): it cannot be drawn"
+        )
+
+
 def _image_file(
     handle: h5py.File,
     n_images: int,
@@ -617,6 +628,7 @@ def render_waveforms(
             write_axis(out, "sample_id", row_ids)
             for start in range(0, n_rows, chunk):
                 block = spectra[start : start + chunk]
+                _check_finite(block, start, samples_h5, data.wavenumber_cm1)
                 images[start : start + len(block)] = spectrum_to_waveform(block, style)
                 log.info("waveform: %d / %d rows", start + len(block), n_rows)
     log.info(
@@ -679,6 +691,7 @@ def _render_per_sample(
             done = 0
             for first, count, members in groups:
                 run_spectra = spectra[first : first + count]  # one run at a time: a few MB even for long runs
+                _check_finite(run_spectra, first, samples_h5, data.wavenumber_cm1)
                 for start in range(0, len(members), chunk):
                     indices = np.sort(members[start : start + chunk])
                     local_row = data.sample_row[indices] - first

@@ -340,8 +340,10 @@ def plot_training_curves(curves: Mapping[str, Mapping[str, np.ndarray]]) -> plt.
             if key in ("step", "lr", "grad_norm") or not np.isfinite(values).any():
                 continue
             positive = values > 0
-            ax.plot(curve["step"][positive], values[positive], lw=1.4 if key == "loss" else 0.9,
-                    color="k" if key == "loss" else None, label=key)
+            total = key == "loss"  # drawn on top, so a term equal to the total does not hide it
+            ax.plot(curve["step"][positive], values[positive], lw=2.0 if total else 1.0, ls="-" if total else "--",
+                    color="k" if total else None, zorder=3 if total else 2, label=key,
+                    marker="o" if positive.sum() < 5 else None, ms=3)
         if ax.lines:
             ax.set_yscale("log")
             ax.legend(fontsize=7, frameon=False)
