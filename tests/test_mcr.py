@@ -366,6 +366,15 @@ def test_flag_rule():
     r = np.array([0.01, 0.011, 0.012, 0.0105, 0.3, 0.06])
     flagged = mcr.flag_poorly_explained(r, max_relative=0.05, robust_z=50)
     assert flagged.tolist() == [False, False, False, False, True, True]
+    # with the SNR, a residual that is only noise (relative residual ~ 1 / SNR) is not an outlier, a residual
+    # far above the spectrum's noise is, even when it is small in relative terms
+    rng = np.random.default_rng(0)
+    snr = rng.lognormal(np.log(88), 0.5, 500)
+    r = 3.5 / snr * rng.normal(1, 0.05, 500)
+    r[10] = 20 / snr[10]
+    flagged = mcr.flag_poorly_explained(r, max_relative=0.5, robust_z=8, snr=snr)
+    assert np.flatnonzero(flagged).tolist() == [10]
+    assert mcr.flag_poorly_explained(r, max_relative=0.5, robust_z=8).sum() > 1  # blind to SNR: noisy ones
 
 
 def test_pathway_recovers_sei_components(world, tmp_path):

@@ -71,6 +71,9 @@ class ReferenceDesign:
     closure: list[tuple[int, tuple[int, int], float]]
     salt_molarity: np.ndarray  # (n_samples,)
     anions: list[str] = field(default_factory=list)
+    # estimated amounts of free components, e.g. a speciation model's free/solvated split, written as columns
+    # named like the components in calibration.tsv: a starting point for the ALS, never imposed (NaN: none)
+    estimate: np.ndarray | None = None
 
     @property
     def elec_index(self) -> list[int]:
@@ -159,7 +162,11 @@ def design_from_table(table: pd.DataFrame, solvated_species: Sequence[str], sour
             else:
                 known[n, i] = amount
     anions = sorted({anion_of(s) for recipe_row in table["composition"] for s in parse_recipe(recipe_row).salts})
-    return ReferenceDesign(names, stream, known, closure, salt_molarity, anions)
+    estimate = np.full(known.shape, np.nan)
+    for j, name in enumerate(names):
+        if name in table.columns:
+            estimate[:, j] = pd.to_numeric(table[name].replace("", np.nan), errors="coerce").to_numpy(float)
+    return ReferenceDesign(names, stream, known, closure, salt_molarity, anions, estimate)
 
 
 # ==============================================================================================================
@@ -199,11 +206,19 @@ class References:
 
 
 def initial_concentrations(design: ReferenceDesign, solvated_share_per_molar: float) -> np.ndarray:
-    """Start of the ALS: known amounts, and a solvated share growing with the salt molarity (Li+ binds about four
-    solvent molecules, so the share of solvated solvent rises roughly linearly with the salt)."""
+    """Start of the ALS: known amounts, and for each free/solvated pair the calibration table's own estimate of
+    the split when it gives one (columns named like the components), else a solvated share growing with the salt
+    molarity (Li+ binds about four solvent molecules, so the solvated share rises roughly linearly with salt).
+
+    The start matters: the split is only determined up to the ambiguity that :func:`minimal_solvated_share`
+    discusses, and ALS moves little along it."""
     C = np.nan_to_num(design.known.copy())
+    estimate = design.estimate if design.estimate is not None else np.full(C.shape, np.nan)
     for row, (i, j), total in design.closure:
         share = float(np.clip(solvated_share_per_molar * design.salt_molarity[row], 0.05, 0.95))
+        given = estimate[row, [i, j]]
+        if np.all(np.isfinite(given)) and given.sum() > 0:
+            share = float(np.clip(given[1] / given.sum(), 0.0, 1.0))
         C[row, i], C[row, j] = total * (1 - share), total * share
     return C
 

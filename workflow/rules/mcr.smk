@@ -45,7 +45,7 @@ rule mcr_references:
         runtime=20,
     params:
         calibration_dir=str(MCR_CALIBRATION_DIR),
-        mcr={k: v for k, v in config["mcr"].items() if k != "pathway"},
+        mcr={k: config["mcr"][k] for k in ("solvated_species", "references")},
         preprocess=config["preprocess"],
     script:
         "../scripts/mcr_references.py"
