@@ -153,9 +153,15 @@ def test_workflow_profile_names_existing_rules(tmp_path):
     assert named <= rules, f"profiles/default/config.yaml names rules the workflow lacks: {sorted(named - rules)}"
 
 
+def _with_configs(workdir: Path, *args: str, configfiles: tuple[Path, ...]) -> list[str]:
+    """snakemake_cmd with several config files after one --configfile (a second --configfile would replace the
+    first, not extend it); targets and options go first, since the file list takes every argument after it."""
+    return snakemake_cmd(workdir, *args, "--configfile", *map(str, configfiles), configfiles=())
+
+
 def _dry_run_resources(workdir: Path, rule: str, *configfiles: Path) -> str:
     result = subprocess.run(
-        snakemake_cmd(workdir, "-n", "--forceall", rule, configfiles=(TEST_CONFIG, *configfiles)),
+        _with_configs(workdir, "-n", "--forceall", rule, configfiles=(TEST_CONFIG, *configfiles)),
         capture_output=True,
         text=True,
         cwd=workdir,
@@ -369,13 +375,13 @@ def test_workflow_runs_through_slurm(slurm_cluster, tmp_path):
     slurm.mkdir()
     t0 = time.monotonic()
     rc, local_out = _run_bounded(
-        snakemake_cmd(local, "--cores", "2", *targets, configfiles=configs), local, deadline, env
+        _with_configs(local, *targets, "--cores", "2", configfiles=configs), local, deadline, env
     )
     assert rc == 0, f"local run failed:\n{local_out[-6000:]}"
 
     t1 = time.monotonic()
     before = set(_squeue_jobs())
-    cmd = snakemake_cmd(slurm, "--profile", str(SLURM_PROFILE), *LOCAL_CLUSTER_OVERRIDES, *targets, configfiles=configs)
+    cmd = _with_configs(slurm, *targets, "--profile", str(SLURM_PROFILE), *LOCAL_CLUSTER_OVERRIDES, configfiles=configs)
     rc, slurm_out = _run_bounded(cmd, slurm, deadline, env)
     assert rc == 0, f"SLURM run failed:\n{slurm_out[-8000:]}"
     print(f"local run {t1 - t0:.0f} s, SLURM run {time.monotonic() - t1:.0f} s")

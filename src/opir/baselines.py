@@ -12,7 +12,7 @@ Baselines a spectroscopist would try first, fitted on the training split only:
 - ``voltage_regression``: a ridge regression, per wavenumber, of the change s(v_m) - s(v_0) on features of the
   voltage profile v_0..v_m (voltage, its running extremes, time, time-integrated exposure below potentials).
 
-Every one writes a predictions file (opir.metrics.write_predictions), so evaluation treats them like any model.
+Every one writes a predictions file (opir.predictions.write_predictions), so evaluation treats them like any model.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 
 from opir.errors import DataError
 from opir.h5io import provenance, read_strings
-from opir.metrics import SampleTable, load_samples, load_split, write_predictions
+from opir.predictions import SampleTable, load_samples, load_split, write_predictions
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""OpIRBench metrics (docs/benchmark.md) and the predictions file that every model writes.
+"""OpIRBench metrics (docs/benchmark.md); the predictions file every model writes is in opir.predictions.
 
 Per test sample, across wavenumbers: MAE, MSE, RMSE, SAM (spectral angle, degrees), cosine similarity and R2.
 Per test run, over its test spectra in acquisition order (the order in which the voltage profile is traversed):
@@ -14,15 +14,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from opir.errors import DataError
-from opir.h5io import atomic_h5, atomic_path, provenance, read_strings, write_axis
+from opir.h5io import atomic_path, provenance
+from opir.predictions import (  # noqa: F401  (re-exported: the formats used to live here)
+    Predictions,
+    SampleTable,
+    load_samples,
+    load_split,
+    read_predictions,
+    write_predictions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,161 +164,6 @@ def dilate(prediction_seq: np.ndarray, target_seq: np.ndarray, alpha: float = 0.
     shape = value / n
     temporal = float(np.sum(alignment * omega)) / n
     return {"dilate": alpha * shape + (1.0 - alpha) * temporal, "shape": shape, "temporal": temporal}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The predictions file (docs/formats.md, "Predictions, metrics and tables")
-# --------------------------------------------------------------------------------------------------------------
-@dataclass
-class Predictions:
-    sample_id: np.ndarray  # (n,) str
-    wavenumber_cm1: np.ndarray  # (N_f,)
-    prediction: np.ndarray  # (n, k, N_f) float32: k draws per input
-
-    @property
-    def mean(self) -> np.ndarray:
-        """The point prediction scored by the metrics: the mean over draws."""
-        return self.prediction.mean(axis=1)
-
-
-def write_predictions(
-    path: str | os.PathLike,
-    sample_id,
-    wavenumber_cm1,
-    prediction,
-    attrs: dict[str, Any] | None = None,
-    model: str | None = None,
-) -> None:
-    """Write a predictions file: the root is an NXdata group with signal ``prediction`` (n, k, N_f) float32 and
-    axes ``sample_id`` and ``wavenumber_cm1`` (1/cm). A (n, N_f) prediction is stored with k = 1."""
-    sample_id = np.asarray(sample_id, dtype=str)
-    wavenumber = np.asarray(wavenumber_cm1, dtype=np.float64)
-    pred = np.asarray(prediction, dtype=np.float32)
-    if pred.ndim == 2:
-        pred = pred[:, None, :]
-    if pred.ndim != 3 or pred.shape[0] != sample_id.size or pred.shape[2] != wavenumber.size:
-        raise ValueError(f"{path}: prediction {pred.shape} must be (n={sample_id.size}, k, N_f={wavenumber.size})")
-    with atomic_h5(path, attrs) as handle:
-        handle.attrs["NX_class"] = "NXdata"
-        handle.attrs["signal"] = "prediction"
-        handle.attrs["axes"] = np.array(["sample_id", ".", "wavenumber_cm1"], dtype=h5py.string_dtype())
-        if model:
-            handle.attrs["model"] = model
-        write_axis(handle, "sample_id", sample_id)
-        write_axis(handle, "wavenumber_cm1", wavenumber)
-        dataset = handle.create_dataset("prediction", data=pred, chunks=(1, pred.shape[1], pred.shape[2]))
-        dataset.attrs["long_name"] = "predicted absorbance (k draws per input; metrics score the mean)"
-
-
-def read_predictions(path: str | os.PathLike) -> Predictions:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: predictions file does not exist")
-    with h5py.File(path, "r") as handle:
-        missing = [key for key in ("sample_id", "wavenumber_cm1", "prediction") if key not in handle]
-        if missing:
-            raise DataError(f"{path}: missing dataset(s) {missing}; see docs/formats.md (predictions)")
-        sample_id = read_strings(handle["sample_id"])
-        wavenumber = handle["wavenumber_cm1"][()]
-        prediction = handle["prediction"][()]
-    if prediction.ndim != 3 or prediction.shape[0] != sample_id.size or prediction.shape[2] != wavenumber.size:
-        raise DataError(
-            f"{path}: 'prediction' has shape {prediction.shape}; expected (n={sample_id.size}, k, "
-            f"N_f={wavenumber.size})"
-        )
-    if prediction.shape[1] < 1:
-        raise DataError(f"{path}: 'prediction' holds zero draws per sample")
-    return Predictions(sample_id, wavenumber, prediction)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The sample table and the splits (written by the dataset stage; docs/architecture.md)
-# --------------------------------------------------------------------------------------------------------------
-@dataclass
-class SampleTable:
-    """What evaluation and the baselines read from ``results/dataset/samples.h5``."""
-
-    path: Path
-    wavenumber_cm1: np.ndarray
-    absorbance: np.ndarray  # (n_rows, N_f)
-    rows: dict[str, np.ndarray]
-    samples: dict[str, np.ndarray]
-    runs: dict[str, np.ndarray]
-
-    def sample_index(self, sample_ids, where: str) -> np.ndarray:
-        """Positions of ``sample_ids`` in the table; unknown ids are an error naming ``where``."""
-        lookup = {sid: i for i, sid in enumerate(self.samples["sample_id"])}
-        missing = [sid for sid in sample_ids if sid not in lookup]
-        if missing:
-            raise DataError(f"{where}: {len(missing)} sample id(s) not in {self.path}, e.g. {missing[:5]}")
-        return np.array([lookup[sid] for sid in sample_ids], dtype=np.int64)
-
-    def run_key(self) -> np.ndarray:
-        """'{system}/{run}' of every sample."""
-        return np.char.add(np.char.add(self.samples["system_id"], "/"), self.samples["run_id"])
-
-
-_SAMPLE_KEYS = ("sample_id", "row", "initial_row", "m", "system_id", "run_id", "voltage_v", "elapsed_s")
-_ROW_KEYS = ("system_id", "run_id", "index_in_run", "voltage_v", "elapsed_s")
-_RUN_KEYS = ("system_id", "run_id", "first_row", "n_rows")
-
-
-def _read_group(handle: h5py.File, group: str, keys, path: Path, optional=()) -> dict[str, np.ndarray]:
-    if group not in handle:
-        raise DataError(f"{path}: group '{group}' is missing (docs/architecture.md, samples.h5)")
-    out = {}
-    for key in (*keys, *optional):
-        if key not in handle[group]:
-            if key in optional:
-                continue
-            raise DataError(f"{path}: dataset '{group}/{key}' is missing (docs/architecture.md, samples.h5)")
-        dataset = handle[group][key]
-        out[key] = read_strings(dataset) if dataset.dtype.kind in "OSU" else dataset[()]
-    return out
-
-
-def load_samples(path: str | os.PathLike) -> SampleTable:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: sample table does not exist")
-    with h5py.File(path, "r") as handle:
-        for key in ("wavenumber_cm1", "spectra/absorbance"):
-            if key not in handle:
-                raise DataError(f"{path}: dataset '{key}' is missing (docs/architecture.md, samples.h5)")
-        wavenumber = handle["wavenumber_cm1"][()]
-        absorbance = handle["spectra/absorbance"][()]
-        rows = _read_group(handle, "rows", _ROW_KEYS, path, optional=("current_ma", "snr"))
-        samples = _read_group(handle, "samples", _SAMPLE_KEYS, path)
-        runs = _read_group(handle, "runs", _RUN_KEYS, path)
-    if absorbance.ndim != 2 or absorbance.shape[1] != wavenumber.size:
-        raise DataError(f"{path}: spectra/absorbance {absorbance.shape} does not match {wavenumber.size} wavenumbers")
-    n_rows = absorbance.shape[0]
-    for key, values in rows.items():
-        if len(values) != n_rows:
-            raise DataError(f"{path}: rows/{key} has {len(values)} entries, spectra/absorbance {n_rows} rows")
-    for key in ("row", "initial_row"):
-        bad = np.flatnonzero((samples[key] < 0) | (samples[key] >= n_rows))
-        if bad.size:
-            raise DataError(f"{path}: samples/{key} out of range for sample {samples['sample_id'][bad[0]]}")
-    return SampleTable(path, wavenumber, absorbance, rows, samples, runs)
-
-
-def load_split(path: str | os.PathLike, split: str) -> dict[str, list[str]]:
-    """``{"train": [...], "test": [...]}`` of one split from ``splits.json``."""
-    path = Path(path)
-    try:
-        splits = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: cannot read the splits ({err})") from err
-    if split not in splits or not all(part in splits[split] for part in ("train", "test")):
-        raise DataError(f"{path}: split '{split}' with 'train' and 'test' lists is missing")
-    train, test = list(splits[split]["train"]), list(splits[split]["test"])
-    overlap = set(train) & set(test)
-    if overlap:
-        raise DataError(
-            f"{path}: split '{split}': {len(overlap)} sample(s) both train and test, e.g. {sorted(overlap)[:3]}"
-        )
-    return {"train": train, "test": test}
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+# Rules of the neural baselines (see src/opir/models/neural_baselines.py).
