@@ -91,15 +91,16 @@ def main() -> None:
     mcr.decompose_streams(D, refs, params["baseline_order"], "pymcr")
     t_pymcr = time.perf_counter() - start
 
-    out = Path(tempfile.mkdtemp(prefix="opir-bench-mcr-out-"))
-    start = time.perf_counter()
-    mcr.build_streams(samples_h5, refs_h5, out / "streams.h5", out / "flagged.tsv", params)
-    t_build = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="opir-bench-mcr-out-") as tmp:
+        out = Path(tmp)
+        start = time.perf_counter()
+        mcr.build_streams(samples_h5, refs_h5, out / "streams.h5", out / "flagged.tsv", params)
+        t_build = time.perf_counter() - start
 
-    truth_dir = workdir / config["data"]["truth_dir"]
-    keys = sorted(set(zip(samples["system_id"], samples["run_id"], strict=True)))
-    preprocessed = {key: workdir / f"results/preprocessed/{key[0]}/{key[1]}.h5" for key in keys}
-    report = mcr.validate_against_truth(out / "streams.h5", mcr.truth_files(truth_dir, keys), preprocessed)
+        truth_dir = workdir / config["data"]["truth_dir"]
+        keys = sorted(set(zip(samples["system_id"], samples["run_id"], strict=True)))
+        preprocessed = {key: workdir / f"results/preprocessed/{key[0]}/{key[1]}.h5" for key in keys}
+        report = mcr.validate_against_truth(out / "streams.h5", mcr.truth_files(truth_dir, keys), preprocessed)
     elec_names, sei_names = refs.select("elec")[0], refs.select("sei")[0]
     result = {
         "benchmark": "mcr",

@@ -145,7 +145,7 @@ def run_inputs(workspace, tmp_path_factory) -> dict:
         rows = slice(int(first[i]), int(first[i] + n[i]))
         voltage, elapsed = handle["rows/voltage_v"][rows], handle["rows/elapsed_s"][rows]
         initial = handle["spectra/absorbance"][int(first[i])]
-    spectrum = sorted((workspace / "results/raw" / systems[i] / runs[i] / "spectra").iterdir())[0]
+    spectrum = sorted((workspace / "results/raw" / systems[i] / runs[i] / "spectra").glob("*.0"))[0]
     recipe = pd.read_csv(Path(__file__).resolve().parents[1] / "config/systems.tsv", sep="\t", comment="#")
     recipe = recipe.set_index("system_id").loc[systems[i], "electrolyte"]
     return {"spectrum": spectrum, "profile": write_profile(folder / "profile.csv", elapsed, voltage),

@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REALDATA
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -227,10 +228,12 @@ def _edit(raw: bytes, edits) -> bytes:
     return bytes(out)
 
 
-def test_fuzzed_opus_files_raise_only_opus_read_error(tmp_path_factory, realdata):
-    """A few thousand mutated files (a generated one and a small real one): only OpusReadError, never a crash."""
+def test_fuzzed_opus_files_raise_only_opus_read_error(tmp_path_factory):
+    """A few thousand mutated files (a generated one and, when ../shared is there, a small real one): only
+    OpusReadError, never another exception or a hang (hypothesis' deadline)."""
     folder = tmp_path_factory.mktemp("fuzz")
-    sources = [realdata / "opus" / "opusreader2" / "issue81_A1.1.0"]
+    real = REALDATA / "opus" / "opusreader2" / "issue81_A1.1.0"
+    sources = [real] if real.exists() else []
     generated = folder / "generated.0"
     write_opus(
         generated,
@@ -262,7 +265,7 @@ def test_fuzzed_opus_files_raise_only_opus_read_error(tmp_path_factory, realdata
                 outcomes["read"] += 1
 
         check()
-    assert outcomes["rejected"] > 500 and outcomes["read"] > 0
+    assert outcomes["rejected"] > 300 * len(sources) and outcomes["read"] > 0, outcomes
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -241,6 +241,17 @@ def test_design_from_calibration_table():
     assert design.known[7, design.component_names.index("LMC")] == 0.0
 
 
+def test_split_estimate_in_the_table_is_the_start():
+    table = pd.DataFrame(CALIBRATION[:3], columns=["kind", "composition"]).assign(file="x.0")
+    table["EC_free"], table["EC_solvated"] = ["0.5", "0.3", ""], ["0", "0.2", ""]
+    design = mcr.design_from_table(table, ["EC", "DMC"])
+    C0 = mcr.initial_concentrations(design, solvated_share_per_molar=0.3)
+    i, j = design.component_names.index("EC_free"), design.component_names.index("EC_solvated")
+    assert C0[1, [i, j]] == pytest.approx([0.3, 0.2])  # the table's split (0.4 solvated), not 0.3/M x 0.5 M
+    assert C0[2, [i, j]] == pytest.approx([0.35, 0.15])  # no estimate: 0.3 per mol/L x 1 M
+    assert np.isnan(design.known[1, [i, j]]).all()  # a start only: the split stays free in the ALS
+
+
 def test_bad_calibration_table_names_the_row(tmp_path):
     path = tmp_path / "calibration.tsv"
     path.write_text("file\tkind\tcomposition\na.0\telectrolyte\tEC:1\nb.0\tsolid\tLEDC:1\n")

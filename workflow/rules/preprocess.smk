@@ -5,6 +5,11 @@ TRUTH_DIR = config["data"]["truth_dir"]
 WITH_TRUTH = TRUTH_DIR is not None and (
     config["data"]["source"] == "simulated" or Path(TRUTH_DIR).exists()
 )
+# the per-run jobs never read the clip quantiles (global, applied by the dataset rule): changing them must not
+# rerun every run
+PER_RUN_PREPROCESS = {
+    key: value for key, value in config["preprocess"].items() if key != "clip_quantiles"
+}
 
 
 rule preprocess:
@@ -22,7 +27,7 @@ rule preprocess:
         mem_mb=1000,
         runtime=30,
     params:
-        preprocess=config["preprocess"],
+        preprocess=PER_RUN_PREPROCESS,
     script:
         "../scripts/preprocess.py"
 
@@ -43,7 +48,7 @@ rule preprocess_truth:
         mem_mb=1000,
         runtime=30,
     params:
-        preprocess=config["preprocess"],
+        preprocess=PER_RUN_PREPROCESS,
     script:
         "../scripts/preprocess_truth.py"
 

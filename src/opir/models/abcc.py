@@ -1,9 +1,17 @@
-"""ABCC (core): a conditional MeanFlow generator of waveform-image latents.
+"""ABCC: a conditional MeanFlow generator with an explicit residual stream, dual-flow disentanglement and physics
+losses (Ye et al. 2026; our decisions in docs/method.md, "ABCC complete").
 
-u_theta(z_t, r, t | C) = SiT([z_t, initial latent], r, t, c(C)). The backbone's input channels are the target
-latent's channels plus the conditioning channels; a second stream (the next issue's Chemical Flow branch) adds
-channels or a second backbone without changing this interface, and :meth:`ABCC.loss` returns a dict of terms
-that extra losses join.
+The generated state is a stack of channel groups on one grid:
+- the waveform stream: VAE latents of the waveform image of s(v_m) (``latent_channels``; 0 in the 1D variant);
+- the residual stream (the paper's Chemical Flow, "explicit residual flow"): VAE latents of the variation image
+  s(v_m) - s(v_0) (``residual_channels``; 0 "without Chemical Flow"); in the 1D variant, the scaled difference
+  spectrum itself on the wavenumber axis.
+u_theta(z_t, r, t | C) = SiT([z_t, initial state], r, t, c(C)). With ``two_stream`` the SiT is the dual-flow
+transformer (branches F_elec and F_SEI fused by learned per-channel weights), and each branch has a head that
+regresses its MCR stream's change from the branch's mean token: that is how the branches are told apart.
+
+:meth:`ABCC.loss` returns the dict of terms: MeanFlow (``loss`` is the weighted total), ``mass`` (Eq. 12),
+``peak`` (Eq. 13), ``stream_elec`` and ``stream_sei``, each present only where its weight is > 0.
 """
 
 from __future__ import annotations
@@ -13,17 +21,22 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from opir.models.conditioning import Condition, ConditionEncoder
 from opir.models.meanflow import MeanFlowConfig, meanflow_loss, sample_euler, sample_one_step
+from opir.models.physics import PeakTargets, mass_loss, peak_loss
 from opir.models.sit import SiT, SiTConfig
+
+#: The two MCR streams, in the order of the dual-flow branches.
+STREAMS = ("elec", "sei")
 
 
 @dataclass(frozen=True)
 class ABCCConfig:
-    latent_channels: int
-    latent_size: int
+    latent_channels: int  # waveform-stream channels of the generated state (0: the 1D variant has none)
+    latent_size: int  # grid side (2D) or sequence length (1D)
     profile_dim: int
     mixture_dim: int
     hidden_size: int = 768
@@ -33,6 +46,24 @@ class ABCCConfig:
     mlp_ratio: float = 4.0
     attention: str = "sdpa"
     meanflow: MeanFlowConfig = field(default_factory=MeanFlowConfig)
+    residual_channels: int = 0  # residual (variation) stream channels; 0: "without Chemical Flow"
+    condition_channels: int | None = None  # channels of the initial state (None: latent_channels)
+    spatial_dims: int = 2
+    two_stream: bool = False  # dual flow: branches F_elec and F_SEI
+    branch_depth: int = 0  # blocks per branch (two_stream)
+    stream_points: int = 0  # length of the MCR stream targets of the branch heads
+
+    def __post_init__(self):
+        if self.latent_channels + self.residual_channels < 1:
+            raise ValueError("ABCC generates nothing: latent_channels + residual_channels must be >= 1")
+
+    @property
+    def state_channels(self) -> int:
+        return self.latent_channels + self.residual_channels
+
+    @property
+    def initial_channels(self) -> int:
+        return self.latent_channels if self.condition_channels is None else self.condition_channels
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,37 +75,73 @@ class ABCCConfig:
         return cls(**values)
 
 
+@dataclass
+class PhysicsBatch:
+    """What the physics and stream terms need for one batch. ``spectra_fn(state)`` maps a (predicted or true)
+    clean state to a list of spectra (B, N) (one per read-out path: waveform, s(v_0) + residual), differentiably;
+    ``stream_target`` (B, 2, stream_points) are the MCR stream changes (scaled), in :data:`STREAMS` order."""
+
+    mass_weight: float = 0.0
+    peak_weight: float = 0.0
+    stream_weight: float = 0.0
+    spectra_fn: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
+    peaks: PeakTargets | None = None
+    peak_half_window: int = 4
+    peak_temperature: float = 0.01
+    stream_target: torch.Tensor | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.mass_weight > 0 or self.peak_weight > 0 or self.stream_weight > 0
+
+
+def _expand(scalar: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return scalar.view(-1, *[1] * (like.dim() - 1))
+
+
 class ABCC(nn.Module):
     def __init__(self, config: ABCCConfig):
         super().__init__()
         self.config = config
         self.condition_encoder = ConditionEncoder(
-            config.latent_channels, config.profile_dim, config.mixture_dim, config.hidden_size
+            config.initial_channels, config.profile_dim, config.mixture_dim, config.hidden_size, config.spatial_dims
         )
         self.backbone = SiT(
             SiTConfig(
                 input_size=config.latent_size,
                 patch_size=config.patch_size,
-                in_channels=2 * config.latent_channels,
-                out_channels=config.latent_channels,
+                in_channels=config.state_channels + config.initial_channels,
+                out_channels=config.state_channels,
                 hidden_size=config.hidden_size,
                 depth=config.depth,
                 num_heads=config.num_heads,
                 mlp_ratio=config.mlp_ratio,
                 cond_dim=config.hidden_size,
                 attention=config.attention,
+                spatial_dims=config.spatial_dims,
+                branches=2 if config.two_stream else 1,
+                branch_depth=config.branch_depth if config.two_stream else 0,
             )
         )
+        if config.two_stream:
+            if config.stream_points < 1:
+                raise ValueError("two_stream needs stream_points >= 1 (the length of the MCR stream targets)")
+            self.stream_heads = nn.ModuleList(nn.Linear(config.hidden_size, config.stream_points) for _ in STREAMS)
 
     def forward(
-        self, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, cond: Condition, drop: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, cond: Condition, drop: torch.Tensor | None = None,
+        return_features: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         vector, channels = self.condition_encoder(cond, drop)
-        return self.backbone(torch.cat([z, channels.to(z.dtype)], dim=1), r, t, vector)
+        return self.backbone(torch.cat([z, channels.to(z.dtype)], dim=1), r, t, vector, return_features)
 
     def u_fn(self, cond: Condition) -> Callable:
         """u(z, r, t, drop) with the condition bound, as :mod:`opir.models.meanflow` expects."""
         return lambda z, r, t, drop: self(z, r, t, cond, drop)
+
+    def streams_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Branch mean tokens (B, 2, hidden) -> predicted MCR stream changes (B, 2, stream_points)."""
+        return torch.stack([head(features[:, i]) for i, head in enumerate(self.stream_heads)], dim=1)
 
     def loss(
         self,
@@ -82,17 +149,62 @@ class ABCC(nn.Module):
         cond: Condition,
         generator: torch.Generator,
         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        physics: PhysicsBatch | None = None,
     ) -> dict[str, torch.Tensor]:
-        return meanflow_loss(self.u_fn(cond), x, self.config.meanflow, generator, autocast)
+        extras: dict = {}
+        terms = meanflow_loss(self.u_fn(cond), x, self.config.meanflow, generator, autocast, extras)
+        terms["meanflow"] = terms["loss"].detach()
+        if physics is None or not physics.active:
+            return terms
+        # The physics terms judge the clean state the model would produce from the same noisy point:
+        # x_hat = z_t - t u(z_t, 0, t | C), which at t = 1 is exactly the one-step sampler's output.
+        z_t, t = extras["z_t"], extras["t"]
+        with autocast():
+            u0, features = self(z_t, torch.zeros_like(t), t, cond, None, return_features=True)
+        x_hat = z_t - _expand(t, z_t) * u0.float()
+        total = terms["loss"]
+        cfg = self.config
+        if physics.mass_weight > 0:
+            # the Chemical Flow channels; without them, the waveform channels (their mean change is the same
+            # quantity: the initial state cancels in the difference of the means)
+            flow = slice(cfg.latent_channels, None) if cfg.residual_channels else slice(0, cfg.latent_channels)
+            terms["mass"] = mass_loss(x_hat[:, flow], x[:, flow])
+            total = total + physics.mass_weight * terms["mass"]
+        if physics.peak_weight > 0:
+            if physics.spectra_fn is None or physics.peaks is None:
+                raise ValueError("peak_weight > 0 needs spectra_fn and peaks")
+            predicted = physics.spectra_fn(x_hat)
+            with torch.no_grad():
+                target = physics.spectra_fn(x)
+            terms["peak"] = sum(
+                peak_loss(p, q, physics.peaks, physics.peak_half_window, physics.peak_temperature)
+                for p, q in zip(predicted, target, strict=True)
+            ) / len(predicted)
+            total = total + physics.peak_weight * terms["peak"]
+        if cfg.two_stream and physics.stream_weight > 0:
+            if physics.stream_target is None:
+                raise ValueError("stream_weight > 0 needs the MCR stream targets")
+            streams = self.streams_from_features(features.float())
+            for i, name in enumerate(STREAMS):
+                terms[f"stream_{name}"] = F.mse_loss(streams[:, i], physics.stream_target[:, i])
+                total = total + physics.stream_weight * terms[f"stream_{name}"]
+        terms["loss"] = total
+        return terms
 
     @torch.no_grad()
-    def sample(
-        self, cond: Condition, generator: torch.Generator, euler_steps: int = 0
-    ) -> torch.Tensor:
-        """One draw per condition: one-step MeanFlow, or ``euler_steps`` Euler steps of u(z, t, t) when > 0."""
-        shape = (len(cond), self.config.latent_channels, self.config.latent_size, self.config.latent_size)
-        device = cond.profile.device
-        eps = torch.randn(shape, generator=generator).to(device)
+    def sample_state(self, cond: Condition, generator: torch.Generator, euler_steps: int = 0) -> torch.Tensor:
+        """One draw of the whole generated state per condition: one-step MeanFlow, or ``euler_steps`` Euler steps
+        of u(z, t, t) when > 0."""
+        cfg = self.config
+        shape = (len(cond), cfg.state_channels) + (cfg.latent_size,) * cfg.spatial_dims
+        eps = torch.randn(shape, generator=generator).to(cond.profile.device)
         if euler_steps > 0:
             return sample_euler(self.u_fn(cond), eps, euler_steps)
         return sample_one_step(self.u_fn(cond), eps)
+
+    @torch.no_grad()
+    def sample(self, cond: Condition, generator: torch.Generator, euler_steps: int = 0) -> torch.Tensor:
+        """The waveform-stream latents of one draw per condition (what a waveform-only reader such as ``opir
+        predict`` decodes); :meth:`sample_state` gives the residual stream too."""
+        state = self.sample_state(cond, generator, euler_steps)
+        return state[:, : self.config.latent_channels] if self.config.latent_channels else state

@@ -49,7 +49,8 @@ def profile_features(
 
 @dataclass
 class Condition:
-    """A batch of conditions. ``initial_latent`` (B, C, h, w); ``profile`` (B, L + 2); ``mixture`` (B, D)."""
+    """A batch of conditions. ``initial_latent`` (B, C, h, w) (the spectral variant: the initial spectrum, (B, 1, L));
+    ``profile`` (B, L + 2); ``mixture`` (B, D)."""
 
     initial_latent: torch.Tensor
     profile: torch.Tensor
@@ -75,13 +76,13 @@ class ConditionEncoder(nn.Module):
     Condition dropout (for classifier-free guidance) replaces the vector by a learned null embedding and the
     initial latent by zeros, so the unconditional model sees no trace of the input spectrum."""
 
-    def __init__(self, latent_channels: int, profile_dim: int, mixture_dim: int, hidden: int):
+    def __init__(self, latent_channels: int, profile_dim: int, mixture_dim: int, hidden: int, spatial_dims: int = 2):
         super().__init__()
         self.profile_encoder = _mlp(profile_dim, hidden)
         self.mixture_encoder = _mlp(mixture_dim, hidden)
+        conv, pool = (nn.Conv2d, nn.AdaptiveAvgPool2d) if spatial_dims == 2 else (nn.Conv1d, nn.AdaptiveAvgPool1d)
         self.latent_encoder = nn.Sequential(
-            nn.Conv2d(latent_channels, hidden, 3, padding=1), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(hidden, hidden),
+            conv(latent_channels, hidden, 3, padding=1), nn.SiLU(), pool(1), nn.Flatten(), nn.Linear(hidden, hidden),
         )
         self.null_embedding = nn.Parameter(torch.zeros(hidden))
 
@@ -94,5 +95,5 @@ class ConditionEncoder(nn.Module):
         channels = cond.initial_latent
         if drop is not None:
             vector = torch.where(drop[:, None], self.null_embedding.to(vector.dtype).expand_as(vector), vector)
-            channels = channels * (~drop).to(channels.dtype)[:, None, None, None]
+            channels = channels * (~drop).to(channels.dtype).view(-1, *[1] * (channels.dim() - 1))
         return vector, channels

@@ -62,16 +62,20 @@ def meanflow_loss(
     config: MeanFlowConfig,
     generator: torch.Generator,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    extras: dict | None = None,
 ) -> dict[str, torch.Tensor]:
     """MeanFlow loss for a batch of clean latents ``x``; returns a dict of terms (``loss`` is what is minimized,
     ``mse`` the unweighted squared error per element, for the training curve). Extra loss terms of later models
-    are added to this dict by their callers."""
+    are added to this dict by their callers; ``extras``, when given, receives the batch's z_t, r, t and drop mask
+    so that those terms see the same noisy points."""
     batch, device = x.shape[0], x.device
     r, t = sample_time_pairs(batch, config, generator, device)
     eps = torch.randn(x.shape, generator=generator).to(device=device, dtype=x.dtype)
     drop = (torch.rand(batch, generator=generator) < config.cond_dropout).to(device)
     z_t = (1 - _expand(t, x)) * x + _expand(t, x) * eps
     v = eps - x
+    if extras is not None:
+        extras.update(z_t=z_t, r=r, t=t, drop=drop)
 
     # Classifier-free guidance folded into the target (MeanFlow, appendix "improved CFG"):
     # v~ = omega v + kappa u(z_t, t, t | c) + (1 - omega - kappa) u(z_t, t, t | null), for conditioned samples.

@@ -34,6 +34,9 @@ class SiTConfig:
     mlp_ratio: float = 4.0
     cond_dim: int = 768
     attention: str = "sdpa"  # "sdpa" or "explicit"
+    spatial_dims: int = 2  # 2: latent images (input_size x input_size); 1: sequences of input_size points
+    branches: int = 1  # 2: dual flow, two branches (F_elec, F_SEI) after a shared trunk, fused by learned weights
+    branch_depth: int = 0  # blocks of each branch (the trunk has depth - branch_depth); used when branches > 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +64,15 @@ def sincos_pos_embed_2d(embed_dim: int, grid_size: int) -> np.ndarray:
         return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
 
     return np.concatenate([encode(rows), encode(cols)], axis=1).astype(np.float32)  # (grid^2, D)
+
+
+def sincos_pos_embed_1d(embed_dim: int, length: int) -> np.ndarray:
+    """Fixed 1D sine-cosine positions of ``length`` tokens (patches of a spectrum)."""
+    if embed_dim % 2:
+        raise ValueError(f"hidden size {embed_dim} must be even for 1D sin-cos positions")
+    omega = 1.0 / 10000 ** (np.arange(embed_dim // 2, dtype=np.float64) / (embed_dim / 2.0))
+    angles = np.outer(np.arange(length, dtype=np.float64), omega)
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1).astype(np.float32)  # (length, D)
 
 
 def timestep_frequencies(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -130,10 +142,10 @@ class SiTBlock(nn.Module):
 
 
 class FinalLayer(nn.Module):
-    def __init__(self, hidden_size: int, patch_size: int, out_channels: int):
+    def __init__(self, hidden_size: int, patch_size: int, out_channels: int, spatial_dims: int = 2):
         super().__init__()
         self.norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.linear = nn.Linear(hidden_size, patch_size * patch_size * out_channels)
+        self.linear = nn.Linear(hidden_size, patch_size**spatial_dims * out_channels)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -142,27 +154,50 @@ class FinalLayer(nn.Module):
 
 
 class SiT(nn.Module):
-    """u_theta(x, r, t, c): x (B, in_channels, H, W), r and t (B,), c (B, cond_dim) -> (B, out_channels, H, W)."""
+    """u_theta(x, r, t, c): x (B, in_channels, H, W) (or (B, in_channels, L) with ``spatial_dims`` 1), r and t (B,),
+    c (B, cond_dim) -> (B, out_channels, H, W).
+
+    With ``branches`` 2 it is the dual-flow transformer: a shared trunk of ``depth - branch_depth`` blocks, then two
+    branches of ``branch_depth`` blocks, each with its own output layer; the outputs are fused per channel with
+    learned weights (softmax over the branches, equal at the start). ``return_features`` also returns each
+    branch's mean token (B, branches, hidden), which the caller supervises (ABCC: by the MCR streams)."""
 
     def __init__(self, config: SiTConfig):
         super().__init__()
+        if config.spatial_dims not in (1, 2):
+            raise ValueError(f"spatial_dims must be 1 or 2, got {config.spatial_dims}")
         if config.input_size % config.patch_size:
-            raise ValueError(f"latent size {config.input_size} is not a multiple of patch size {config.patch_size}")
+            raise ValueError(f"input size {config.input_size} is not a multiple of patch size {config.patch_size}")
+        if config.branches < 1 or (config.branches > 1 and not 1 <= config.branch_depth <= config.depth):
+            raise ValueError(f"{config.branches} branches need 1 <= branch_depth <= depth ({config.depth}), got "
+                             f"{config.branch_depth}")
         self.config = config
         hidden = config.hidden_size
         self.grid = config.input_size // config.patch_size
-        self.x_embedder = nn.Conv2d(config.in_channels, hidden, config.patch_size, stride=config.patch_size)
-        self.register_buffer(
-            "pos_embed", torch.from_numpy(sincos_pos_embed_2d(hidden, self.grid))[None], persistent=False
-        )
+        conv = nn.Conv2d if config.spatial_dims == 2 else nn.Conv1d
+        self.x_embedder = conv(config.in_channels, hidden, config.patch_size, stride=config.patch_size)
+        positions = (sincos_pos_embed_2d(hidden, self.grid) if config.spatial_dims == 2
+                     else sincos_pos_embed_1d(hidden, self.grid))
+        self.register_buffer("pos_embed", torch.from_numpy(positions)[None], persistent=False)
         self.t_embedder = TimestepEmbedder(hidden)
         self.h_embedder = TimestepEmbedder(hidden)  # embeds the interval h = t - r
         self.c_embedder = nn.Linear(config.cond_dim, hidden)
         explicit = config.attention == "explicit"
-        self.blocks = nn.ModuleList(
-            SiTBlock(hidden, config.num_heads, config.mlp_ratio, explicit) for _ in range(config.depth)
-        )
-        self.final_layer = FinalLayer(hidden, config.patch_size, config.out_channels)
+
+        def stack(n: int) -> nn.ModuleList:
+            return nn.ModuleList(SiTBlock(hidden, config.num_heads, config.mlp_ratio, explicit) for _ in range(n))
+
+        if config.branches == 1:
+            self.blocks = stack(config.depth)
+            self.final_layer = FinalLayer(hidden, config.patch_size, config.out_channels, config.spatial_dims)
+        else:
+            self.blocks = stack(config.depth - config.branch_depth)
+            self.branch_blocks = nn.ModuleList(stack(config.branch_depth) for _ in range(config.branches))
+            self.branch_final_layers = nn.ModuleList(
+                FinalLayer(hidden, config.patch_size, config.out_channels, config.spatial_dims) for _ in range(config.branches)
+            )
+            # per output channel, softmax over branches: equal weights at the start
+            self.fusion_logits = nn.Parameter(torch.zeros(config.branches, config.out_channels))
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -183,22 +218,51 @@ class SiT(nn.Module):
         for embedder in (self.t_embedder, self.h_embedder):
             nn.init.normal_(embedder.mlp[0].weight, std=0.02)
             nn.init.normal_(embedder.mlp[2].weight, std=0.02)
-        for block in self.blocks:
+        blocks = list(self.blocks)
+        finals = [self.final_layer] if self.config.branches == 1 else list(self.branch_final_layers)
+        if self.config.branches > 1:
+            blocks += [block for branch in self.branch_blocks for block in branch]
+        for block in blocks:
             nn.init.zeros_(block.adaLN_modulation[-1].weight)
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
-        for layer in (self.final_layer.adaLN_modulation[-1], self.final_layer.linear):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        for final in finals:
+            for layer in (final.adaLN_modulation[-1], final.linear):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, T, p*p*C) -> (B, C, H, W)
         p, c, g = self.config.patch_size, self.config.out_channels, self.grid
+        if self.config.spatial_dims == 1:
+            # (B, T, p*C) -> (B, C, T*p)
+            return x.reshape(x.shape[0], g, p, c).permute(0, 3, 1, 2).reshape(x.shape[0], c, g * p)
+        # (B, T, p*p*C) -> (B, C, H, W)
         x = x.reshape(x.shape[0], g, g, p, p, c)
         return torch.einsum("nhwpqc->nchpwq", x).reshape(x.shape[0], c, g * p, g * p)
 
-    def forward(self, x: torch.Tensor, r: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        tokens = self.x_embedder(x).flatten(2).transpose(1, 2) + self.pos_embed  # (B, T, D), T = (H/p)(W/p)
+    def fusion_weights(self) -> torch.Tensor:
+        """(branches, out_channels) weights of the branch outputs in the fused output (ones for one branch)."""
+        if self.config.branches == 1:
+            return torch.ones(1, self.config.out_channels)
+        return self.fusion_logits.softmax(dim=0)
+
+    def forward(
+        self, x: torch.Tensor, r: torch.Tensor, t: torch.Tensor, c: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.x_embedder(x).flatten(2).transpose(1, 2) + self.pos_embed  # (B, T, D)
         cond = self.t_embedder(t) + self.h_embedder(t - r) + self.c_embedder(c)
         for block in self.blocks:
             tokens = block(tokens, cond)
-        return self.unpatchify(self.final_layer(tokens, cond))
+        if self.config.branches == 1:
+            out = self.unpatchify(self.final_layer(tokens, cond))
+            return (out, tokens.mean(dim=1)[:, None]) if return_features else out
+        outputs, features = [], []
+        for blocks, final in zip(self.branch_blocks, self.branch_final_layers, strict=True):
+            branch = tokens
+            for block in blocks:
+                branch = block(branch, cond)
+            outputs.append(self.unpatchify(final(branch, cond)))
+            features.append(branch.mean(dim=1))
+        weights = self.fusion_weights().to(outputs[0].dtype)
+        shape = (1, -1) + (1,) * self.config.spatial_dims
+        out = sum(w.view(shape) * u for w, u in zip(weights, outputs, strict=True))
+        return (out, torch.stack(features, dim=1)) if return_features else out
