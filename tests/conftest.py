@@ -21,8 +21,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def snakemake_cmd(workdir: Path, *args: str, configfiles: tuple[Path, ...] = (TEST_CONFIG,)) -> list[str]:
     exe = Path(sys.executable).with_name("snakemake")
     cmd = [str(exe), "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
-    for configfile in configfiles:
-        cmd += ["--configfile", str(configfile)]
+    if configfiles:  # one option with several values: a repeated --configfile keeps only the last one
+        cmd += ["--configfile", *map(str, configfiles)]
     return cmd + list(args)
 
 

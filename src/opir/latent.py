@@ -52,11 +52,24 @@ def read_images(waveform_h5: str | Path, rows: np.ndarray | None = None) -> np.n
         return images[np.sort(rows)]
 
 
+def training_sample_images(image_h5: str | Path, splits_json: str | Path, split: str) -> np.ndarray:
+    """The images of a per-sample stream (variation, chemical_flow) that belong to the training samples of ``split``."""
+    train_ids = set(json.loads(Path(splits_json).read_text())[split]["train"])
+    with h5py.File(image_h5, "r") as handle:
+        if "sample_id" not in handle:
+            raise DataError(f"{image_h5}: no sample_id; not a per-sample image stream")
+        keep = np.flatnonzero(np.isin(read_strings(handle["sample_id"]), list(train_ids)))
+        return handle["images"][keep] if len(keep) else np.zeros((0, *handle["images"].shape[1:]), np.uint8)
+
+
 def build_or_train_vae(
     waveform_h5: str | Path, samples_h5: str | Path, splits_json: str | Path, split: str, out_dir: str | Path,
     vae_config: dict[str, Any], checkpoint_dir: str | Path, device: str = "auto", progress: bool = True,
+    extra_images_h5: list[str | Path] | None = None,
 ) -> Path:
-    """Write the split's VAE as a diffusers folder (``config.json`` + safetensors) to ``out_dir``."""
+    """Write the split's VAE as a diffusers folder (``config.json`` + safetensors) to ``out_dir``. The small VAE
+    also sees the training samples' images of ``extra_images_h5`` (the variation stream that ABCC generates too),
+    so one decoder serves every generated stream."""
     out_dir, device_ = Path(out_dir), resolve_device(device)
     if vae_config.get("pretrained_dir"):
         vae = vae_lib.load_pretrained_vae(vae_config["pretrained_dir"])
@@ -67,7 +80,13 @@ def build_or_train_vae(
         return out_dir
 
     rows = training_rows(samples_h5, splits_json, split)
-    images = torch.from_numpy(read_images(waveform_h5, rows))
+    images = read_images(waveform_h5, rows)
+    for extra in extra_images_h5 or []:
+        more = training_sample_images(extra, splits_json, split)
+        if more.shape[1:] != images.shape[1:]:
+            raise DataError(f"{extra}: images are {more.shape[1:]}, the waveform images {images.shape[1:]}")
+        images = np.concatenate([images, more])
+    images = torch.from_numpy(images)
     size = images.shape[-1]
     torch.manual_seed(int(vae_config["seed"]))  # the initial weights
     vae = vae_lib.build_small_vae(size, vae_config["block_out_channels"], vae_config["latent_channels"],
@@ -107,9 +126,13 @@ def encode_waveforms(
     waveform_h5: str | Path, vae_dir: str | Path, out_h5: str | Path, batch_size: int, device: str = "auto",
     rule: str = "latent", config_slice: Any = None,
 ) -> int:
-    """Latents (scaled by the VAE's scaling factor) of every waveform image, row-aligned with samples.h5."""
+    """Latents (scaled by the VAE's scaling factor) of every image of a render file: row-aligned with samples.h5
+    for the waveform stream; for a per-sample stream (variation, chemical_flow) the file's ``sample_id`` is copied
+    to ``latent/sample_id``."""
     vae = load_vae(vae_dir)
     images = read_images(waveform_h5)
+    with h5py.File(waveform_h5, "r") as handle:
+        sample_id = read_strings(handle["sample_id"]) if "initial_row" in handle and "sample_id" in handle else None
     if vae.config.sample_size and images.shape[-1] != vae.config.sample_size and vae.config.in_channels == 1:
         raise DataError(f"{waveform_h5}: images are {images.shape[-1]} px but the VAE in {vae_dir} was trained "
                         f"on {vae.config.sample_size} px")
@@ -121,6 +144,8 @@ def encode_waveforms(
                              [("row", np.arange(len(latents), dtype=np.int64)), ".", ".", "."],
                              chunks=(min(256, len(latents)), *latents.shape[1:]))
         group.attrs["scaling_factor"] = float(vae.config.scaling_factor)
+        if sample_id is not None:
+            group.create_dataset("sample_id", data=np.asarray(sample_id, dtype=object), dtype=h5py.string_dtype())
         group.attrs["vae_dir"] = str(vae_dir)
     log.info("encoded %d images to latents %s", len(latents), latents.shape[1:])
     return len(latents)

@@ -1,19 +1,27 @@
 # Rules of the predict stage: k draws per test sample of every ABCC model, one-step MeanFlow -> VAE decoder ->
-# Alg. 1 inverse, in the predictions format that evaluation reads (opir.models.pipeline; docs/formats.md).
+# Alg. 1 inverse of each generated stream -> fused spectrum (the 1D variant: the difference spectrum directly), in
+# the predictions format that evaluation reads (opir.models.pipeline; docs/formats.md).
+
+
+def abcc_predict_inputs(wildcards):
+    """The model, and what it reads at prediction: the dataset, the condition's latents and the VAE."""
+    inputs = abcc_model_inputs(
+        config,
+        wildcards.model,
+        wildcards.split,
+        MIXTURE_EMBEDDING_FILES,
+        prediction=True,
+    )
+    inputs["model"] = (
+        f"results/models/{wildcards.split}/{wildcards.model}/model.safetensors"
+    )
+    inputs["meta"] = f"results/models/{wildcards.split}/{wildcards.model}/model.json"
+    return inputs
 
 
 rule predict_abcc:
     input:
-        samples="results/dataset/samples.h5",
-        splits="results/dataset/splits.json",
-        waveform="results/render/waveform.h5",
-        latent="results/latent/{split}/waveform.h5",
-        mixture=lambda wildcards: MIXTURE_EMBEDDING_FILES[
-            abcc_embedding_variant(config, wildcards.model)
-        ],
-        vae="results/latent/{split}/vae",
-        model="results/models/{split}/{model}/model.safetensors",
-        meta="results/models/{split}/{model}/model.json",
+        unpack(abcc_predict_inputs),
     output:
         "results/predictions/{split}/{model}.h5",
     log:
@@ -38,10 +46,11 @@ rule predict_abcc:
         "../scripts/predict_abcc.py"
 
 
-# evaluation scores every model in PREDICTION_MODELS (defined in baselines.smk)
-PREDICTION_MODELS.extend(ABCC_MODELS)
+# evaluation scores every model in PREDICTION_MODELS (defined in baselines.smk): the models on both splits;
+# the ablations are read by Table 4 (evaluate.ablation_models)
+PREDICTION_MODELS.extend(ABCC_BENCHMARK_MODELS)
 FINAL_TARGETS.extend(
     f"results/predictions/{split}/{model}.h5"
-    for split in SPLITS
     for model in ABCC_MODELS
+    for split in model_splits(config["models"], model)
 )

@@ -1,22 +1,34 @@
 # Rules of the train stage: one ABCC model per split and name in models.variants (opir.models.pipeline,
-# opir.train; docs/method.md "ABCC core"). Checkpoints go to results/checkpoints/{split}/{model}/, which is no
-# output: a job killed by a time limit and started again resumes from the newest one.
+# opir.train; docs/method.md "ABCC core" and "ABCC complete"). A model's inputs follow its settings: the variation
+# latents with chemical_flow, the MCR streams with two_stream, no latents at all for the 1D variant (space:
+# spectrum). Each model trains on the splits it names (`splits`; the Table 4 ablations only on the system split).
+# Checkpoints go to results/checkpoints/{split}/{model}/, which is no output: a job killed by a time limit and
+# started again resumes from the newest one.
 from opir.compute import gpus_requested
-from opir.models.settings import abcc_embedding_variant, resolve_model_config
+from opir.models.settings import (
+    abcc_model_inputs,
+    model_splits,
+    resolve_model_config,
+)
 
 ABCC_MODELS = list(config["models"]["variants"])
 ABCC_MODEL_FILES = ["model.safetensors", "model.json", "training_curve.csv"]
+# models trained on both splits are rows of Tables 2 and 3; the others (ablations) only of Table 4
+ABCC_BENCHMARK_MODELS = [
+    m for m in ABCC_MODELS if set(model_splits(config["models"], m)) == set(SPLITS)
+]
+
+
+def abcc_inputs(wildcards):
+    """The files model `wildcards.model` reads on `wildcards.split` (its settings decide which)."""
+    return abcc_model_inputs(
+        config, wildcards.model, wildcards.split, MIXTURE_EMBEDDING_FILES
+    )
 
 
 rule train_abcc:
     input:
-        samples="results/dataset/samples.h5",
-        splits="results/dataset/splits.json",
-        waveform="results/render/waveform.h5",
-        latent="results/latent/{split}/waveform.h5",
-        mixture=lambda wildcards: MIXTURE_EMBEDDING_FILES[
-            abcc_embedding_variant(config, wildcards.model)
-        ],
+        unpack(abcc_inputs),
     output:
         model="results/models/{split}/{model}/model.safetensors",
         meta="results/models/{split}/{model}/model.json",
@@ -46,7 +58,7 @@ rule train_abcc:
 
 FINAL_TARGETS.extend(
     f"results/models/{split}/{model}/{name}"
-    for split in SPLITS
     for model in ABCC_MODELS
+    for split in model_splits(config["models"], model)
     for name in ABCC_MODEL_FILES
 )

@@ -1,4 +1,4 @@
-# Latents of every waveform image with the split's VAE.
+# Latents of every image of one stream (waveform or variation) with the split's VAE.
 from opir.logs import from_snakemake
 
 log = from_snakemake(snakemake)
@@ -9,7 +9,7 @@ from opir.latent import encode_waveforms  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 encode_waveforms(
-    snakemake.input.waveform,
+    snakemake.input.images,
     snakemake.input.vae,
     snakemake.output[0],
     snakemake.params.batch_size,

@@ -11,15 +11,16 @@ from opir.h5io import provenance  # noqa: E402
 from opir.models.pipeline import predict_abcc  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
+given = dict(snakemake.input.items())
 predict_abcc(
-    snakemake.input.samples,
-    snakemake.input.latent,
-    snakemake.input.mixture,
-    snakemake.input.splits,
-    snakemake.input.waveform,
+    given["samples"],
+    given.get("latent"),
+    given["mixture"],
+    given["splits"],
+    given.get("waveform"),
     snakemake.wildcards.split,
-    Path(snakemake.input.model).parent,
-    snakemake.input.vae,
+    Path(given["model"]).parent,
+    given.get("vae"),
     snakemake.output[0],
     snakemake.params.predict,
     snakemake.params.device,

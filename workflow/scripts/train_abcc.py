@@ -10,17 +10,22 @@ import torch  # noqa: E402
 from opir.models.pipeline import train_abcc  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
+given = dict(snakemake.input.items())
 train_abcc(
-    snakemake.input.samples,
-    snakemake.input.latent,
-    snakemake.input.mixture,
-    snakemake.input.splits,
+    given["samples"],
+    given.get("latent"),
+    given["mixture"],
+    given["splits"],
     snakemake.wildcards.split,
     snakemake.wildcards.model,
     snakemake.params.settings,
     Path(snakemake.output.model).parent,
     snakemake.params.checkpoint_dir,
     snakemake.params.device,
-    waveform_h5=snakemake.input.waveform,
-    metadata={"embedding_file": snakemake.input.mixture},
+    waveform_h5=given.get("waveform"),
+    metadata={"embedding_file": given["mixture"]},
+    residual_h5=given.get("residual"),
+    streams_h5=given.get("streams"),
+    vae_dir=given.get("vae"),
+    variation_h5=given.get("variation"),
 )

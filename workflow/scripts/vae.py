@@ -17,4 +17,5 @@ build_or_train_vae(
     snakemake.params.vae,
     snakemake.params.checkpoint_dir,
     snakemake.params.device,
+    extra_images_h5=[snakemake.input[key] for key in ("variation",) if key in snakemake.input.keys()],
 )

@@ -36,3 +36,35 @@ def embedding_variant(settings: dict[str, Any], embed: dict[str, Any]) -> str:
 def abcc_embedding_variant(config: dict[str, Any], name: str) -> str:
     """The embedding variant model ``name`` reads, from the whole workflow config (for the rules' input functions)."""
     return embedding_variant(resolve_model_config(config["models"], name), config["embed"])
+
+
+def model_splits(models: dict[str, Any], name: str) -> list[str]:
+    """The splits model ``name`` is trained and predicted on."""
+    return list(resolve_model_config(models, name).get("splits") or ["random", "system"])
+
+
+def abcc_model_inputs(
+    config: dict[str, Any], name: str, split: str, mixture_files: dict[str, str], prediction: bool = False
+) -> dict[str, str]:
+    """The files model ``name`` reads on ``split``, named as the train/predict scripts expect: its settings decide
+    (variation latents with ``chemical_flow``, MCR streams with ``two_stream``, no latents for ``space:
+    spectrum``; the VAE wherever something is decoded). A split the model is not trained on is a ConfigError."""
+    settings = resolve_model_config(config["models"], name)
+    if split not in model_splits(config["models"], name):
+        raise ConfigError(f"models.variants.{name}: not trained on split {split!r} (splits: "
+                          f"{model_splits(config['models'], name)})")
+    inputs = {
+        "samples": "results/dataset/samples.h5",
+        "splits": "results/dataset/splits.json",
+        "mixture": mixture_files[embedding_variant(settings, config["embed"])],
+    }
+    if settings["space"] == "latent":
+        inputs.update(waveform="results/render/waveform.h5", latent=f"results/latent/{split}/waveform.h5")
+        if prediction or settings["chemical_flow"] or settings["losses"]["peak_weight"] > 0:
+            inputs["vae"] = f"results/latent/{split}/vae"
+        if settings["chemical_flow"] and not prediction:
+            inputs.update(variation="results/render/variation.h5",
+                          residual=f"results/latent/{split}/variation.h5")
+    if settings["two_stream"] and not prediction:
+        inputs["streams"] = "results/mcr/streams.h5"
+    return inputs

@@ -194,7 +194,8 @@ class SiT(nn.Module):
             self.blocks = stack(config.depth - config.branch_depth)
             self.branch_blocks = nn.ModuleList(stack(config.branch_depth) for _ in range(config.branches))
             self.branch_final_layers = nn.ModuleList(
-                FinalLayer(hidden, config.patch_size, config.out_channels, config.spatial_dims) for _ in range(config.branches)
+                FinalLayer(hidden, config.patch_size, config.out_channels, config.spatial_dims)
+                for _ in range(config.branches)
             )
             # per output channel, softmax over branches: equal weights at the start
             self.fusion_logits = nn.Parameter(torch.zeros(config.branches, config.out_channels))
