@@ -49,6 +49,7 @@ def main() -> None:
     from opir.metrics import load_samples, read_predictions
 
     table = load_samples(args.samples)
+    offsets = None
     t0 = time.perf_counter()
     if args.predictions is not None:
         predictions = read_predictions(args.predictions)
@@ -60,7 +61,7 @@ def main() -> None:
             sys.exit("give --predictions, or --model-dir with --splits and --mixture")
         import torch
 
-        from opir.forecast import forecast_samples, load_forecast_model
+        from opir.forecast import band_offsets, forecast_samples, load_forecast_model
         from opir.models.pipeline import load_split_samples, read_mixtures
 
         torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -69,6 +70,7 @@ def main() -> None:
         draws = forecast_samples(fm, args.samples, list(sample_ids), read_mixtures(args.mixture), args.draws,
                                  args.seed)
         source = f"{args.model_dir} (opir predict path, {args.draws} draws, seed {args.seed})"
+        offsets = band_offsets(fm)
     seconds = time.perf_counter() - t0
     rows = table.samples["row"][table.sample_index(sample_ids, source)]
     result = {"source": source, "n_samples": int(len(sample_ids)), "k_draws": int(draws.shape[1]),
@@ -78,13 +80,16 @@ def main() -> None:
         with h5py.File(args.truth, "r") as handle:
             against["truth"] = handle["absorbance"][()][rows]
     for name, target in against.items():
-        cov = band_coverage(draws, target)
+        if offsets is not None:  # the model's conformally widened band (what opir predict writes)
+            result[f"coverage_{name}_raw_quantiles"] = round(band_coverage(draws, target)["coverage"], 4)
+        cov = band_coverage(draws, target, offsets=offsets)
         result[f"coverage_{name}"] = round(cov["coverage"], 4)
         result[f"below_{name}"] = round(cov["below"], 4)
         result[f"above_{name}"] = round(cov["above"], 4)
         result[f"coverage_{name}_per_sample_p10_p50_p90"] = [round(float(v), 4) for v in
                                                              np.quantile(cov["per_sample"], [0.1, 0.5, 0.9])]
-    result["mean_band_width"] = round(band_coverage(draws, against["target"])["mean_band_width"], 5)
+    result["mean_band_width"] = round(band_coverage(draws, against["target"], offsets=offsets)["mean_band_width"], 5)
+    result["band_calibrated"] = offsets is not None
     print(json.dumps(result))
 
 

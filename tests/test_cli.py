@@ -82,6 +82,18 @@ def test_band_coverage_is_calibrated_for_a_calibrated_sampler():
         fc.band_coverage(draws, np.zeros((40, 29)))
 
 
+def test_conformal_offsets_repair_an_overconfident_band():
+    rng = np.random.default_rng(1)
+    narrow = 0.3 * rng.normal(size=(200, 64, 10))  # draws far too close together for N(0, 1) targets
+    offsets = fc.conformal_offsets(narrow, rng.normal(size=(200, 10)))
+    assert offsets.shape == (10,) and np.all(offsets > 0)
+    fresh, target = 0.3 * rng.normal(size=(400, 64, 10)), rng.normal(size=(400, 10))
+    assert fc.band_coverage(fresh, target)["coverage"] < 0.5
+    assert 0.86 < fc.band_coverage(fresh, target, offsets=offsets)["coverage"] < 0.94
+    wide = 3.0 * rng.normal(size=(200, 64, 10))  # too wide: the offsets narrow it
+    assert np.all(fc.conformal_offsets(wide, rng.normal(size=(200, 10))) < 0)
+
+
 def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
     profile = write_profile(tmp_path / "p.csv", [0, 60], [3.0, 2.0])
     args = ["predict", "--model", str(tmp_path / "nomodel"), "--spectrum", str(tmp_path / "p.csv"),
@@ -127,7 +139,8 @@ def packaged(workspace, tmp_path_factory) -> Path:
     """A self-contained copy of the model, outside the workflow's folder."""
     out = tmp_path_factory.mktemp("packaged") / "abcc-system"
     result = subprocess.run([str(OPIR), "package", "--workdir", str(workspace), "--split", "system", "--model",
-                             "abcc", "--out", str(out)], capture_output=True, text=True, timeout=300)
+                             "abcc", "--out", str(out), "--calibration-draws", "4", "--calibration-samples", "12"],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return out
 
@@ -177,8 +190,15 @@ def test_predict_end_to_end_without_the_results_folder(workspace, packaged, run_
         np.testing.assert_allclose(group["voltage_v"][()], run_inputs["voltage"][1:])
         draws = handle["draws/absorbance"][()]
         assert draws.shape == (n_targets, 6, n_points) and np.all(np.isfinite(draws))
-        np.testing.assert_allclose(group["band_q05"][()], np.quantile(draws, 0.05, axis=1), atol=1e-6)
-        np.testing.assert_allclose(group["band_q95"][()], np.quantile(draws, 0.95, axis=1), atol=1e-6)
+        # the band: quantiles of the draws, widened by the conformal offsets the packaging calibrated
+        offsets = group["band_offset"][()]
+        assert offsets.shape == (n_points,) and np.all(np.isfinite(offsets))
+        calibration = json.loads((packaged / "forecast.json").read_text())["band_calibration"]
+        assert calibration["n_samples"] == 12 and calibration["draws"] == 4
+        np.testing.assert_allclose(offsets, calibration["offsets"], rtol=1e-6, atol=1e-7)
+        low, high = fc.widen(np.quantile(draws, 0.05, axis=1), np.quantile(draws, 0.95, axis=1), offsets)
+        np.testing.assert_allclose(group["band_q05"][()], low, atol=1e-5)
+        np.testing.assert_allclose(group["band_q95"][()], high, atol=1e-5)
         assert np.all(draws.std(axis=1).mean(axis=1) > 0), "the draws of a spectrum must differ"
         assert handle.attrs["producer_rule"] == "opir predict" and handle.attrs["electrode"] == "Cu"
     table = pd.read_csv(tmp_path / "out/forecast.csv")
@@ -192,7 +212,7 @@ def test_initial_latent_matches_the_training_latents(workspace, packaged, run_in
     from opir.latent import read_latents
 
     fm = fc.load_forecast_model(packaged, "cpu")
-    latent = fc.initial_latent(run_inputs["initial"], fm).numpy()
+    latent = fc.initial_state(run_inputs["initial"], fm).numpy()
     with h5py.File(workspace / "results/dataset/samples.h5", "r") as handle:
         row = int(np.flatnonzero(np.isclose(handle["spectra/absorbance"][()], run_inputs["initial"]).all(axis=1))[0])
     np.testing.assert_allclose(latent[0], read_latents(workspace / "results/latent/system/waveform.h5")[0][row],

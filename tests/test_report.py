@@ -19,7 +19,7 @@ from test_metrics import write_toy_dataset
 
 from opir.errors import ConfigError, DataError
 from opir.figures import paper
-from opir.metrics import load_samples, write_predictions
+from opir.predictions import load_samples, write_predictions
 from opir.train import write_curve
 
 SETTINGS = {
@@ -77,7 +77,7 @@ def test_most_changing_run_and_unknown_run(toy):
     table.absorbance[last_b] += 1.0
     assert paper.most_changing_run(table) == "sys_b/run01"
     assert paper.run_rows(table, "sys_b/run01").tolist() == list(range(13, 26))
-    with pytest.raises(ConfigError, match="'nope/run01' is not in the sample table; runs: sys_a/run01"):
+    with pytest.raises(ConfigError, match="report.fig1.run: 'nope/run01' is not a run of .*samples.h5; runs: sys_a/run01"):
         paper.run_rows(table, "nope/run01")
 
 
@@ -149,6 +149,18 @@ def test_figure4_writes_png_and_pdf(toy, tmp_path):
     assert_pdf(pdf)
 
 
+def test_plot_sequence_maps_wraps_many_models():
+    wavenumber = np.linspace(800.0, 2000.0, 20)
+    voltage = np.array([2.0, 1.0, 0.5, 1.5])
+    maps = {"ground truth": np.ones((4, 20)), **{f"model {i}": np.zeros((4, 20)) for i in range(6)}}
+    fig = paper.plot_sequence_maps(wavenumber, voltage, maps, "difference", columns=3)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_images()]
+    assert titles[0] == "ground truth" and titles[1] == "model 0\nMAE 1"
+    assert len(titles) == 7
+    voltage_panels = [ax for ax in fig.axes if ax.get_title() == "voltage profile"]
+    assert len(voltage_panels) == 3, "one voltage panel per row of maps"
+
+
 # ---- training curves ---------------------------------------------------------------------------------------------
 def test_training_curves(tmp_path):
     abcc = tmp_path / "abcc.csv"
@@ -198,7 +210,8 @@ REPORT_ENTRIES = (
     "fig2_data.png",
     "fig4_maps.png",
     "fig5_sei_pathway.png",
-    "training_curves.png",
+    "training_curves_random.png",
+    "training_curves_system.png",
     "table2_random.html",
     "table3_system.html",
 )
@@ -300,7 +313,8 @@ def test_report_renders_its_figures_in_chromium(report_html, tmp_path):
     assert found, f"the report walk did not finish: {dumped.stderr[-1500:]}"
     check = json.loads(html.unescape(found.group(1)))
     listed = " ".join(check["categories"].values())
-    missing = [name for name in REPORT_ENTRIES if name not in listed]
+    tables = [path.name for path in (report_html.parent / "report" / "tables").glob("*.html")]  # Table 4 too
+    missing = [name for name in (*REPORT_ENTRIES, *tables) if name not in listed]
     assert not missing, f"no category lists {missing}; categories show: {check['categories']}"
     assert {Path(path).name for path in check["images"]} >= {n for n in REPORT_ENTRIES if n.endswith(".png")}
     broken = {path: shown for path, shown in check["images"].items() if not shown or not shown[1] > 100}

@@ -75,11 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--split", required=True, help="random or system")
     k.add_argument("--model", required=True, help="model name (a key of models.variants)")
     k.add_argument("--out", type=Path, default=None, help="write a copy here (default: complete the folder in place)")
+    k.add_argument("--calibration-draws", type=int, default=32,
+                   help="draws per training sample to calibrate the 5-95%% band (conformal); 0: no calibration")
+    k.add_argument("--calibration-samples", type=int, default=256, help="training samples used at most (default 256)")
+    k.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device for calibration")
     return parser
 
 
 def _package(args: argparse.Namespace) -> Path:
-    from opir.forecast import package_model
+    from opir.forecast import calibrate_band, package_model
 
     results = args.workdir / "results"
     model_dir = results / "models" / args.split / args.model
@@ -89,8 +93,14 @@ def _package(args: argparse.Namespace) -> Path:
     mixture = meta.get("embedding_file")
     if not mixture:
         raise ConfigError(f"{model_dir / 'model.json'}: no 'embedding_file'; cannot tell which embeddings it used")
-    return package_model(model_dir, results / "dataset" / "samples.h5", results / "latent" / args.split / "vae",
-                         args.workdir / mixture, results / "dataset" / "splits.json", args.out)
+    target = package_model(model_dir, results / "dataset" / "samples.h5", results / "latent" / args.split / "vae",
+                           args.workdir / mixture, results / "dataset" / "splits.json", args.out)
+    if args.calibration_draws:
+        if args.calibration_draws < 2:
+            raise ConfigError(f"--calibration-draws {args.calibration_draws}: 0 (off) or at least 2")
+        calibrate_band(target, results / "dataset" / "samples.h5", results / "dataset" / "splits.json",
+                       args.workdir / mixture, args.calibration_draws, args.calibration_samples, device=args.device)
+    return target
 
 
 def _predict(args: argparse.Namespace) -> dict:

@@ -17,6 +17,7 @@ The steps mirror training exactly, with everything read from a self-contained mo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -92,11 +93,14 @@ def package_model(
     """
     model_dir, samples_h5, vae_dir, mixture_h5 = (Path(p) for p in (model_dir, samples_h5, vae_dir, mixture_h5))
     for path, what in ((model_dir / "model.json", "model.json"), (model_dir / "model.safetensors", "weights"),
-                       (samples_h5, "sample table"), (vae_dir / "config.json", "VAE"), (mixture_h5, "mixtures")):
+                       (samples_h5, "sample table"), (mixture_h5, "mixtures")):
         if not path.exists():
             raise DataError(f"{path}: missing ({what}); cannot package the model directory {model_dir}")
     meta = json.loads((model_dir / "model.json").read_text())
-    if not meta.get("render"):
+    latent_space = model_space(meta) == "latent"
+    if latent_space and not (vae_dir / "config.json").exists():
+        raise DataError(f"{vae_dir / 'config.json'}: missing (VAE); cannot package the model directory {model_dir}")
+    if latent_space and not meta.get("render"):
         raise DataError(f"{model_dir / 'model.json'}: no 'render' geometry; the waveform images cannot be redrawn")
     with h5py.File(samples_h5, "r") as handle:
         if "preprocess_params" not in handle.attrs:
@@ -126,9 +130,10 @@ def package_model(
     vae_target = target / VAE_DIR
     if vae_target.exists():
         shutil.rmtree(vae_target)
-    vae_target.mkdir()
-    for path in [vae_dir / "config.json", *sorted(vae_dir.glob("*.safetensors"))]:
-        shutil.copy2(path, vae_target / path.name)
+    if latent_space:  # the spectral variant decodes nothing
+        vae_target.mkdir()
+        for path in [vae_dir / "config.json", *sorted(vae_dir.glob("*.safetensors"))]:
+            shutil.copy2(path, vae_target / path.name)
 
     with atomic_h5(target / MOLECULES_H5, provenance("opir package", None, [mixture_h5])) as handle:
         group = write_nxdata(handle, "molecules", "embedding", molecules["embedding"],
@@ -152,13 +157,18 @@ def package_model(
         },
         "voltage_range_v": _training_voltage_range(samples_h5, Path(splits_json) if splits_json else None, split),
         "elapsed_max_s": _training_elapsed_max(samples_h5),
-        "sources": inputs_digest([samples_h5, mixture_h5, vae_dir / "config.json"]),
+        "sources": inputs_digest([samples_h5, mixture_h5] + ([vae_dir / "config.json"] if latent_space else [])),
     }
     with atomic_path(target / FORECAST_JSON) as tmp:
         tmp.write_text(json.dumps(forecast, indent=2))
     log.info("packaged %s -> %s (VAE, preprocessing, %s embeddings of %d molecules)", model_dir, target,
              attrs["method"], len(molecules["name"]))
     return target
+
+
+def model_space(meta: dict[str, Any]) -> str:
+    """``latent`` (waveform-image latents, the paper's ABCC) or ``spectrum`` (the 1D variant)."""
+    return meta.get("space") or meta.get("settings", {}).get("space") or "latent"
 
 
 @dataclass
@@ -169,8 +179,8 @@ class ForecastModel:
     model: Any  # opir.models.abcc.ABCC
     meta: dict[str, Any]  # model.json
     forecast: dict[str, Any]  # forecast.json
-    vae: Any  # diffusers AutoencoderKL
-    style: Any  # opir.render.CurveStyle
+    vae: Any  # diffusers AutoencoderKL (None for the spectral variant)
+    readout: Any  # opir.models.pipeline.Readout: generated state -> spectra, as the workflow's predict does
     molecules: pd.DataFrame  # name, smiles, role
     molecule_embeddings: dict[str, np.ndarray]
     device: Any
@@ -189,7 +199,11 @@ def check_model_dir(model_dir: str | Path) -> tuple[dict[str, Any], dict[str, An
     if not model_dir.is_dir():
         raise DataError(f"{model_dir}: model directory does not exist")
     missing = [name for name in MODEL_DIR_FILES if not (model_dir / name).exists()]
-    if not (model_dir / VAE_DIR / "config.json").exists():
+    latent_space = True
+    if (model_dir / "model.json").exists():
+        with contextlib.suppress(json.JSONDecodeError):
+            latent_space = model_space(json.loads((model_dir / "model.json").read_text())) == "latent"
+    if latent_space and not (model_dir / VAE_DIR / "config.json").exists():
         missing.append(f"{VAE_DIR}/config.json")
     if missing:
         workflow_folder = (model_dir / "model.json").exists()
@@ -208,7 +222,7 @@ def check_model_dir(model_dir: str | Path) -> tuple[dict[str, Any], dict[str, An
             f"{forecast.get('format_version')!r} (made by opir {forecast.get('opir_version', '?')}); this opir "
             f"{__version__} reads {MODEL_DIR_FORMAT!r} version {MODEL_DIR_FORMAT_VERSION}: re-package or retrain it"
         )
-    for key in ("architecture", "settings", "render"):
+    for key in ("architecture", "settings") + (("render",) if model_space(meta) == "latent" else ()):
         if not meta.get(key):
             raise IncompatibleModelError(f"{model_dir / 'model.json'}: no {key!r} entry")
     return meta, forecast
@@ -218,7 +232,7 @@ def load_forecast_model(model_dir: str | Path, device: str = "auto") -> Forecast
     """Load a self-contained model directory (weights as safetensors only; nothing is unpickled)."""
     from opir.compute import resolve_device
     from opir.latent import load_vae
-    from opir.models.pipeline import load_abcc
+    from opir.models.pipeline import Readout, load_abcc
     from opir.render import CurveStyle
 
     model_dir = Path(model_dir)
@@ -229,18 +243,31 @@ def load_forecast_model(model_dir: str | Path, device: str = "auto") -> Forecast
     except (TypeError, KeyError, RuntimeError, ValueError) as exc:  # architecture or weights of another version
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise IncompatibleModelError(f"{model_dir}: the weights do not fit this opir {__version__}: {first}") from exc
-    try:
-        style = CurveStyle(**meta["render"])
-    except (TypeError, ValueError) as exc:
-        raise IncompatibleModelError(f"{model_dir / 'model.json'}: render geometry not understood: {exc}") from exc
-    vae = load_vae(model_dir / VAE_DIR).to(device_)
+    n_points = int(forecast["preprocess_params"]["n_points"])
+    vae = None
+    if model_space(meta) == "spectrum":
+        readout = Readout("spectrum", n_points, spectrum_scale=float(meta["spectrum_scale"]))
+    else:
+        try:
+            style = CurveStyle(**meta["render"])
+            residual_style = CurveStyle(**meta["render_variation"]) if meta.get("render_variation") else None
+        except (TypeError, ValueError) as exc:
+            raise IncompatibleModelError(f"{model_dir / 'model.json'}: render geometry not understood: {exc}") from exc
+        if model.config.residual_channels and residual_style is None:
+            raise IncompatibleModelError(f"{model_dir / 'model.json'}: a residual stream but no 'render_variation'")
+        vae = load_vae(model_dir / VAE_DIR).to(device_)
+        background = float(meta["settings"].get("predict", {}).get("background_grey", 0.0))
+        readout = Readout("latent", n_points, model.config.latent_channels, model.config.residual_channels, vae,
+                          float(vae.config.scaling_factor), style, residual_style, background)
+    if meta.get("fusion"):
+        readout.fusion_weight = np.asarray(meta["fusion"]["waveform_weight"], dtype=np.float32)
     with h5py.File(model_dir / MOLECULES_H5, "r") as handle:
         group = handle["molecules"]
         names = read_strings(group["name"])
         table = pd.DataFrame({"name": names, "smiles": read_strings(group["smiles"]),
                               "role": read_strings(group["role"])})
         embeddings = dict(zip(names, group["embedding"][()], strict=True))
-    return ForecastModel(model_dir, model, meta, forecast, vae, style, table, embeddings, device_)
+    return ForecastModel(model_dir, model, meta, forecast, vae, readout, table, embeddings, device_)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -427,14 +454,21 @@ def preprocess_static(spectrum: StaticSpectrum, fm: ForecastModel) -> tuple[np.n
     return processed[0], float(info["scale"])
 
 
-def initial_latent(spectrum: np.ndarray, fm: ForecastModel):
-    """Alg. 1 image of the preprocessed spectrum, encoded exactly as opir.latent encodes the training images."""
+def initial_state(spectrum: np.ndarray, fm: ForecastModel):
+    """The condition's initial state, made as in training: the Alg. 1 image of the preprocessed spectrum encoded
+    exactly as opir.latent encodes the training images (1, C, h, w); for the spectral variant the spectrum itself,
+    padded to the patch size (1, 1, L)."""
     import torch
 
+    from opir.models.pipeline import pad_points, spectral_length
     from opir.models.vae import encode_images
     from opir.render import spectrum_to_waveform
 
-    image = spectrum_to_waveform(np.asarray(spectrum, dtype=np.float32)[None], fm.style)
+    spectrum = np.asarray(spectrum, dtype=np.float32)[None]
+    if model_space(fm.meta) == "spectrum":
+        length = spectral_length(spectrum.shape[1], int(fm.meta["settings"]["spectral_patch_size"]))
+        return torch.from_numpy(pad_points(spectrum, length)[:, None]).float()
+    image = spectrum_to_waveform(spectrum, fm.readout.style)
     latent = encode_images(fm.vae, image, 1, fm.device) * float(fm.vae.config.scaling_factor)
     return torch.from_numpy(latent).float()
 
@@ -453,25 +487,25 @@ def build_conditions(latent, profile: VoltageProfile, mixture: np.ndarray, setti
     ])
     n = len(features)
     return Condition(
-        initial_latent=latent.expand(n, -1, -1, -1).contiguous(),
+        initial_latent=latent.expand(n, *latent.shape[1:]).contiguous(),
         profile=torch.from_numpy(features).float(),
         mixture=torch.from_numpy(np.asarray(mixture, dtype=np.float32)).expand(n, -1).contiguous(),
     )
 
 
-def sample_sequence(fm: ForecastModel, condition, draws: int, seed: int, batch_size: int) -> np.ndarray:
-    """``draws`` one-step samples per condition -> spectra (n, draws, N_f) float32."""
+def sample_sequence(
+    fm: ForecastModel, condition, initial_spectra: np.ndarray, draws: int, seed: int, batch_size: int
+) -> np.ndarray:
+    """``draws`` one-step samples per condition -> spectra (n, draws, N_f) float32, read out and fused exactly as
+    the workflow's predict (opir.models.pipeline.Readout); ``initial_spectra`` (n, N_f) are the s(v_0) the
+    residual path adds its change to."""
     import torch
 
-    from opir.models.pipeline import images_to_spectra
-    from opir.models.vae import decode_latents
     from opir.train import autocast_factory
 
     settings = fm.meta["settings"]
-    predict = settings.get("predict", {})
-    euler_steps, background = int(predict.get("euler_steps", 0)), float(predict.get("background_grey", 0.0))
+    euler_steps = int(settings.get("predict", {}).get("euler_steps", 0))
     n_points = int(fm.forecast["preprocess_params"]["n_points"])
-    scaling = float(fm.vae.config.scaling_factor)
     autocast = autocast_factory(fm.device, settings.get("train", {}).get("precision", "fp32"))
     n = len(condition)
     # all (target, draw) pairs in one flat batch: draw k of target i is row i * draws + k
@@ -482,9 +516,9 @@ def sample_sequence(fm: ForecastModel, condition, draws: int, seed: int, batch_s
         idx = flat[start : start + batch_size]
         generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + start)
         with autocast():
-            z = fm.model.sample(condition.index(idx).to(fm.device), generator, euler_steps=euler_steps)
-        images = decode_latents(fm.vae, z.float() / scaling, batch_size, fm.device)
-        out[start : start + len(idx)], bad = images_to_spectra(images, n_points, fm.style, background)
+            state = fm.model.sample_state(condition.index(idx).to(fm.device), generator, euler_steps=euler_steps)
+        paths, bad = fm.readout.paths(state, initial_spectra[idx.numpy()], fm.device)
+        out[start : start + len(idx)] = fm.readout.fuse(paths)
         fallbacks += bad
     if fallbacks:
         log.warning("%d of %d decoded images had no ink above the background threshold; read without it",
@@ -501,10 +535,15 @@ def band(draws: np.ndarray, quantiles: Sequence[float] = BAND_QUANTILES) -> tupl
     return draws.mean(axis=1), low, high
 
 
-def band_coverage(draws: np.ndarray, target: np.ndarray, quantiles: Sequence[float] = BAND_QUANTILES) -> dict:
+def band_coverage(
+    draws: np.ndarray, target: np.ndarray, quantiles: Sequence[float] = BAND_QUANTILES,
+    offsets: np.ndarray | None = None,
+) -> dict:
     """Share of target values inside the per-wavenumber band of the draws (n, k, N_f) vs targets (n, N_f): the
-    empirical coverage of the nominal (q_high - q_low) interval; also per sample and the mean band width."""
+    empirical coverage of the nominal (q_high - q_low) interval (widened by conformal ``offsets`` (N_f,) when
+    given); also per sample and the mean band width."""
     _, low, high = band(draws, quantiles)
+    low, high = widen(low, high, offsets)
     target = np.asarray(target, dtype=np.float64)
     if target.shape != low.shape:
         raise DataError(f"targets {target.shape} do not match the draws' band {low.shape}")
@@ -548,7 +587,7 @@ def forecast_samples(
         raise DataError(f"no mixture embedding for system(s) {', '.join(unknown)}")
     parts = []
     with torch.no_grad():
-        latents = {r: initial_latent(s, fm) for r, s in initial_spectra.items()}
+        latents = {r: initial_state(s, fm) for r, s in initial_spectra.items()}
         for r in starts:
             chosen = np.flatnonzero(initial == r)
             profile = VoltageProfile(str(samples_h5), elapsed[r : rows[chosen].max() + 1],
@@ -559,10 +598,84 @@ def forecast_samples(
         order = np.concatenate([c for c, _ in parts])
         condition = Condition(*(torch.cat([getattr(p, f) for _, p in parts]) for f in
                                 ("initial_latent", "profile", "mixture")))
-        sampled = sample_sequence(fm, condition, draws, seed, batch_size)
+        s0 = np.stack([initial_spectra[int(r)] for r in initial[order]])
+        sampled = sample_sequence(fm, condition, s0, draws, seed, batch_size)
     out = np.empty_like(sampled)
     out[order] = sampled
     return out
+
+
+def conformal_offsets(draws: np.ndarray, target: np.ndarray, coverage: float = 0.9) -> np.ndarray:
+    """Split-conformal widening of the draws' band (conformalized quantile regression, Romano et al. 2019, NeurIPS):
+    per wavenumber, the score of a calibration sample is how far its target lies outside the band
+    (max(q_low - y, y - q_high), negative inside), and the offset is the ceil((n + 1) coverage)-th smallest score.
+    The band [q_low - offset, q_high + offset] then covers a new exchangeable sample with probability >= coverage.
+    Returns (N_f,) offsets (negative ones narrow a band that was too wide)."""
+    _, low, high = band(draws)
+    target = np.asarray(target, dtype=np.float64)
+    if target.shape != low.shape:
+        raise DataError(f"calibration targets {target.shape} do not match the draws' band {low.shape}")
+    n = len(target)
+    if n < 2:
+        raise DataError(f"band calibration needs at least 2 samples, got {n}")
+    scores = np.maximum(low - target, target - high)
+    level = min(1.0, np.ceil((n + 1) * coverage) / n)
+    return np.quantile(scores, level, axis=0, method="higher")
+
+
+def widen(low: np.ndarray, high: np.ndarray, offsets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """[low - offset, high + offset]; a negative offset narrows the band at most to its midpoint (never inverts)."""
+    if offsets is None:
+        return low, high
+    middle = 0.5 * (low + high)
+    return np.minimum(low - offsets, middle), np.maximum(high + offsets, middle)
+
+
+def calibrated_band(draws: np.ndarray, offsets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and the 5-95 % band of the draws, widened by the model's conformal offsets when it has them."""
+    mean, low, high = band(draws)
+    return (mean, *widen(low, high, offsets))
+
+
+def band_offsets(fm: ForecastModel) -> np.ndarray | None:
+    calibration = fm.forecast.get("band_calibration")
+    return None if not calibration else np.asarray(calibration["offsets"], dtype=np.float64)
+
+
+def calibrate_band(
+    model_dir: str | Path, samples_h5: str | Path, splits_json: str | Path, mixture_h5: str | Path, draws: int = 32,
+    max_samples: int = 256, seed: int = 0, device: str = "auto",
+) -> dict[str, Any]:
+    """Estimate the conformal offsets of a packaged model on (up to ``max_samples`` of) its split's *training*
+    samples, with the measured targets, and store them in forecast.json. Test samples are never used: the offsets
+    are part of the model, and the coverage reported on the test sets stays an honest out-of-sample number."""
+    from opir.models.pipeline import load_split_samples, read_mixtures
+
+    fm = load_forecast_model(model_dir, device)
+    ids = load_split_samples(splits_json, fm.meta["split"], "train")
+    if len(ids) > max_samples:
+        ids = sorted(np.random.default_rng(seed).choice(ids, max_samples, replace=False))
+    sampled = forecast_samples(fm, samples_h5, ids, read_mixtures(mixture_h5), draws, seed + 1)
+    with h5py.File(samples_h5, "r") as handle:
+        position = {s: i for i, s in enumerate(read_strings(handle["samples/sample_id"]))}
+        rows = handle["samples/row"][()][[position[s] for s in ids]]
+        targets = handle["spectra/absorbance"][()][rows]
+    offsets = conformal_offsets(sampled, targets, BAND_QUANTILES[1] - BAND_QUANTILES[0])
+    calibration = {
+        "method": "split-conformal (CQR) offsets per wavenumber, from training samples of the split",
+        "nominal_coverage": round(BAND_QUANTILES[1] - BAND_QUANTILES[0], 6),
+        "n_samples": len(ids), "draws": draws, "seed": seed,
+        "raw_coverage_on_calibration": band_coverage(sampled, targets)["coverage"],
+        "offsets": [float(v) for v in offsets],
+    }
+    forecast_json = Path(model_dir) / FORECAST_JSON
+    meta = json.loads(forecast_json.read_text())
+    meta["band_calibration"] = calibration
+    with atomic_path(forecast_json) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
+    log.info("band calibrated on %d training samples x %d draws: raw coverage %.3f, median offset %.4g", len(ids),
+             draws, calibration["raw_coverage_on_calibration"], float(np.median(offsets)))
+    return calibration
 
 
 @dataclass
@@ -574,10 +687,11 @@ class Forecast:
     time_s: np.ndarray  # of the targets (rows 1..M of the profile), from the static spectrum
     voltage_v: np.ndarray
     draws: np.ndarray  # (M, k, N_f)
+    band_offsets: np.ndarray | None = None  # conformal widening of the band (N_f,), None: raw quantiles
 
     @property
     def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return band(self.draws)
+        return calibrated_band(self.draws, self.band_offsets)
 
 
 def forecast(
@@ -597,11 +711,12 @@ def forecast(
     mixture = embed_electrolyte(electrolyte, fm)
     processed, scale = preprocess_static(spectrum, fm)
     with torch.no_grad():
-        latent = initial_latent(processed, fm)
+        latent = initial_state(processed, fm)
         condition = build_conditions(latent, profile, mixture, fm.meta["settings"])
-        sampled = sample_sequence(fm, condition, draws, seed, batch_size)
+        s0 = np.repeat(processed[None], len(condition), axis=0)
+        sampled = sample_sequence(fm, condition, s0, draws, seed, batch_size)
     return Forecast(fm.wavenumber_cm1, processed, scale, float(profile.voltage_v[0]),
-                    profile.time_s[1:] - profile.time_s[0], profile.voltage_v[1:], sampled)
+                    profile.time_s[1:] - profile.time_s[0], profile.voltage_v[1:], sampled, band_offsets(fm))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -618,8 +733,12 @@ def write_forecast_h5(path: Path, result: Forecast, attrs: dict[str, Any]) -> No
                              [("elapsed_s", result.time_s), ("wavenumber_cm1", result.wavenumber_cm1)],
                              long_name="mean of the draws (normalized absorbance)")
         group.attrs["auxiliary_signals"] = np.array(["band_q05", "band_q95"], dtype=h5py.string_dtype())
-        group.create_dataset("band_q05", data=low.astype(np.float32)).attrs["long_name"] = "5 % quantile of draws"
-        group.create_dataset("band_q95", data=high.astype(np.float32)).attrs["long_name"] = "95 % quantile of draws"
+        widened = "" if result.band_offsets is None else " - conformal offset"
+        group.create_dataset("band_q05", data=low.astype(np.float32)).attrs["long_name"] = f"5 % quantile{widened}"
+        widened = "" if result.band_offsets is None else " + conformal offset"
+        group.create_dataset("band_q95", data=high.astype(np.float32)).attrs["long_name"] = f"95 % quantile{widened}"
+        if result.band_offsets is not None:
+            write_axis(group, "band_offset", result.band_offsets.astype(np.float32))
         write_axis(group, "voltage_v", result.voltage_v)
         write_nxdata(handle, "draws", "absorbance", result.draws,
                      [("elapsed_s", result.time_s), ".", ("wavenumber_cm1", result.wavenumber_cm1)],
@@ -710,7 +829,9 @@ def predict(
     attrs |= {"model": str(fm.meta.get("model")), "split": str(fm.meta.get("split")), "electrolyte": electrolyte,
               "electrode": electrode or "", "draws": draws,
               "sampler": "euler" if fm.meta["settings"].get("predict", {}).get("euler_steps") else "meanflow_one_step",
-              "band_quantiles": list(BAND_QUANTILES)}
+              "band_quantiles": list(BAND_QUANTILES),
+              "band_calibration": "none (raw quantiles of the draws)" if result.band_offsets is None else
+              fm.forecast["band_calibration"]["method"]}
     paths = {"h5": out_dir / "forecast.h5", "csv": out_dir / "forecast.csv", "png": out_dir / "forecast.png"}
     write_forecast_h5(paths["h5"], result, attrs)
     write_forecast_csv(paths["csv"], result)

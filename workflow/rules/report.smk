@@ -1,22 +1,61 @@
 # Rules of the report stage: the paper's figures that no stage owns (Fig. 1, Fig. 4, training curves) and the
 # benchmark tables as HTML pages for `snakemake --report` (opir.figures.paper; docs/report.md). `paper_figures`
 # builds every figure and table of the paper, including those the stages make themselves (Fig. 2: preprocess,
-# rendering illustration: render, Fig. 5: mcr). Included last, so PREDICTION_MODELS and ABCC_MODELS are complete.
+# rendering illustration: render, Fig. 5: mcr). Included last, so the model lists of the model stages are complete.
+from opir.models.settings import model_splits
+
 REPORT_SETTINGS = config["report"]
 # Fig. 4 compares models on held-out systems, as the paper does
 FIG4_SPLIT = "system"
-# ABCC first, then the baselines (every model with a predictions file), unless report.fig4.models names them
+# ABCC (the variants of Tables 2 and 3) first, then every baseline, unless report.fig4.models names them
 FIG4_MODELS = REPORT_SETTINGS["fig4"]["models"] or (
-    ABCC_MODELS + [model for model in PREDICTION_MODELS if model not in ABCC_MODELS]
+    ABCC_BENCHMARK_MODELS
+    + [model for model in PREDICTION_MODELS if model not in ABCC_BENCHMARK_MODELS]
 )
-# every trained model, per split: the ABCC variants and the split's VAE (its curve sits in its folder)
+# every model with predictions on the system split (the Table 4 ablations too)
+FIG4_AVAILABLE = (
+    PREDICTION_MODELS
+    + REFERENCE_MODELS
+    + [m for m in ABCC_MODELS if FIG4_SPLIT in model_splits(config["models"], m)]
+)
+# named runs and models must exist: say so now, not after the workflow ran for an hour
+for key in ("fig1", "fig4"):
+    named = REPORT_SETTINGS[key]["run"]
+    if named and tuple(named.split("/", 1)) not in RUNS:
+        raise WorkflowError(
+            f"config report.{key}.run: {named!r} is not a run of the runs sheet; expected 'system/run', "
+            f"one of: {', '.join(f'{s}/{r}' for s, r in RUNS)}"
+        )
+if (
+    REPORT_SETTINGS["fig4"]["run"]
+    and REPORT_SETTINGS["fig4"]["run"].split("/")[0] not in TEST_SYSTEMS
+):
+    raise WorkflowError(
+        f"config report.fig4.run: {REPORT_SETTINGS['fig4']['run']!r} is not a run of a held-out system of "
+        f"the system split ({', '.join(TEST_SYSTEMS)})"
+    )
+UNKNOWN_FIG4_MODELS = sorted(set(FIG4_MODELS) - set(FIG4_AVAILABLE))
+if UNKNOWN_FIG4_MODELS:
+    raise WorkflowError(
+        f"config report.fig4.models: {UNKNOWN_FIG4_MODELS} make no predictions; models: "
+        f"{', '.join(dict.fromkeys(FIG4_AVAILABLE))}"
+    )
+# every model trained on a split, per split: the ABCC variants that use it, the neural baselines and the
+# split's VAE (its curve sits in its folder)
 TRAINING_CURVES = {
-    **{
-        f"{split}/{model}": f"results/models/{split}/{model}/training_curve.csv"
-        for split in SPLITS
-        for model in ABCC_MODELS
-    },
-    **{f"{split}/vae": f"results/latent/{split}/vae" for split in SPLITS},
+    split: {
+        **{
+            model: f"results/models/{split}/{model}/training_curve.csv"
+            for model in ABCC_MODELS
+            if split in model_splits(config["models"], model)
+        },
+        **{
+            model: f"results/models/{split}/{model}/training_curve.csv"
+            for model in NB_MODELS
+        },
+        "vae": f"results/latent/{split}/vae",
+    }
+    for split in SPLITS
 }
 # the same tables as evaluate.smk makes: Table 4 only when the config names ablation models
 PAPER_TABLES = ["table2_random", "table3_system"] + (
@@ -29,7 +68,7 @@ PAPER_FIGURES = [
         "fig2_data",
         "fig4_maps",
         "fig5_sei_pathway",
-        "training_curves",
+        *(f"training_curves_{split}" for split in SPLITS),
     )
     for ext in ("png", "pdf")
 ] + ["results/figures/render_illustration.png"]
@@ -99,18 +138,18 @@ rule paper_fig4:
 
 rule paper_training_curves:
     input:
-        list(TRAINING_CURVES.values()),
+        lambda wildcards: list(TRAINING_CURVES[wildcards.split].values()),
     output:
         png=report(
-            "results/figures/training_curves.png",
+            "results/figures/training_curves_{split}.png",
             caption="../report/training_curves.rst",
             category="Training",
         ),
-        pdf="results/figures/training_curves.pdf",
+        pdf="results/figures/training_curves_{split}.pdf",
     log:
-        f"{LOGS}/report/training_curves.log",
+        f"{LOGS}/report/training_curves_{{split}}.log",
     benchmark:
-        f"{BENCH}/report/training_curves.tsv"
+        f"{BENCH}/report/training_curves_{{split}}.tsv"
     conda:
         "../../envs/opir.yaml"
     resources:
@@ -118,10 +157,10 @@ rule paper_training_curves:
         runtime=10,
     params:
         report={"dpi": REPORT_SETTINGS["dpi"]},
-        names=list(TRAINING_CURVES),
-        curves=[
+        names=lambda wildcards: list(TRAINING_CURVES[wildcards.split]),
+        curves=lambda wildcards: [
             path if path.endswith(".csv") else f"{path}/training_curve.csv"
-            for path in TRAINING_CURVES.values()
+            for path in TRAINING_CURVES[wildcards.split].values()
         ],
     script:
         "../scripts/paper_training_curves.py"

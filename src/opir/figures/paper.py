@@ -4,7 +4,7 @@ the training curves of every model, and the benchmark tables as HTML pages for t
 
 Fig. 2 (opir.figures.data), the rendering illustration (opir.figures.render) and Fig. 5 (opir.figures.mcr) are
 made by their stages' rules; the report reuses those files. Every function here reads the stage files through the
-readers of the stages that wrote them (opir.metrics), so a format error names the file and what is wrong.
+readers of the stages that wrote them (opir.predictions), so a format error names the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 
 from opir.errors import ConfigError, DataError  # noqa: E402
 from opir.h5io import atomic_path  # noqa: E402
-from opir.metrics import SampleTable, load_samples, load_split, read_predictions  # noqa: E402
+from opir.predictions import SampleTable, load_samples, load_split, read_predictions  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def run_rows(table: SampleTable, run: str) -> np.ndarray:
     keys = np.char.add(np.char.add(table.runs["system_id"].astype(str), "/"), table.runs["run_id"].astype(str))
     hit = np.flatnonzero(keys == run)
     if hit.size != 1:
-        raise ConfigError(f"{table.path}: run {run!r} is not in the sample table; runs: {', '.join(keys)}")
+        raise ConfigError(f"config report.fig1.run: {run!r} is not a run of {table.path}; runs: {', '.join(keys)}")
     first, n_rows = int(table.runs["first_row"][hit[0]]), int(table.runs["n_rows"][hit[0]])
     if n_rows < 2:
         raise DataError(f"{table.path}: run {run!r} has {n_rows} spectrum; a sequence needs at least 2")
@@ -74,7 +74,8 @@ def most_changing_run(table: SampleTable) -> str:
 
 
 def windows_of(settings: Mapping[str, Any], key: str) -> list[tuple[float, float]]:
-    """``[[low, high], ...]`` (or one pair) of config key ``report.fig1.<key>`` as sorted (low, high) tuples."""
+    """``[[low, high], ...]`` (or one pair) of config key ``report.fig1.<key>`` as (low, high) tuples; a window
+    with low >= high is a ConfigError."""
     value = settings[key]
     pairs = [value] if value and np.isscalar(value[0]) else value
     out = []
@@ -236,11 +237,12 @@ def sequence_maps(
 
 def plot_sequence_maps(
     wavenumber_cm1: np.ndarray, voltage_v: np.ndarray, maps: Mapping[str, np.ndarray], quantity: str,
-    percentile: float = 99.0, title: str = "",
+    percentile: float = 99.0, title: str = "", columns: int = 5,
 ) -> plt.Figure:
     """Fig. 4: one map per model (rows: spectra in acquisition order, labelled by their voltage; columns:
     wavenumber), all on the colour scale of the ground truth, one colour bar; MAE against the ground truth in
-    each title. A narrow first panel shows the voltage of each row, because the protocol goes down and up."""
+    each title; at most ``columns`` maps per row of panels. A narrow first panel in each row shows the voltage of
+    each spectrum, because the protocol goes down and up."""
     truth = maps["ground truth"]
     if quantity == "difference":
         limit = float(np.percentile(np.abs(truth), percentile)) or 1e-6
@@ -249,25 +251,31 @@ def plot_sequence_maps(
         low, high = np.percentile(truth, [100 - percentile, percentile])
         norm, cmap, label = Normalize(float(low), float(max(high, low + 1e-6))), "viridis", "absorbance"
     n = len(maps)
+    per_row = min(n, columns)
+    n_rows = -(-n // per_row)
     fig, axes = plt.subplots(
-        1, n + 1, figsize=(2.2 + 3.0 * n, 4.2), sharey=True, constrained_layout=True,
-        gridspec_kw={"width_ratios": [0.45] + [1] * n},
+        n_rows, per_row + 1, figsize=(2.2 + 3.0 * per_row, 0.6 + 3.6 * n_rows), sharey=True, squeeze=False,
+        constrained_layout=True, gridspec_kw={"width_ratios": [0.45] + [1] * per_row},
     )
     rows = np.arange(len(voltage_v))
-    axes[0].plot(voltage_v, rows, color="0.2", lw=1.2, marker=".", ms=3)
-    axes[0].set_xlabel("voltage (V)")
-    axes[0].set_ylabel("test spectra in acquisition order (V)")
-    axes[0].set_title("voltage profile", fontsize=9)
     ticks = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), 6)).round().astype(int))
-    axes[0].set_yticks(ticks, [f"{voltage_v[t]:.2f} V" for t in ticks])
+    for ax in axes[:, 0]:
+        ax.plot(voltage_v, rows, color="0.2", lw=1.2, marker=".", ms=3)
+        ax.set_xlabel("voltage (V)")
+        ax.set_ylabel("test spectra in acquisition order (V)")
+        ax.set_title("voltage profile", fontsize=9)
+        ax.set_yticks(ticks, [f"{voltage_v[t]:.2f} V" for t in ticks])
     extent = (wavenumber_cm1.max(), wavenumber_cm1.min(), len(rows) - 0.5, -0.5)
+    map_axes = axes[:, 1:].ravel()
     image = None
-    for ax, (name, values) in zip(axes[1:], maps.items(), strict=True):
+    for ax, (name, values) in zip(map_axes, maps.items(), strict=False):
         image = ax.imshow(values, aspect="auto", cmap=cmap, norm=norm, extent=extent, interpolation="nearest")
         mae = float(np.abs(values - truth).mean())
         ax.set_title(name if name == "ground truth" else f"{name}\nMAE {mae:.3g}", fontsize=9)
         ax.set_xlabel(WAVENUMBER_LABEL)
-    fig.colorbar(image, ax=axes[1:], label=label, shrink=0.9, pad=0.01)
+    for ax in map_axes[n:]:
+        ax.set_visible(False)
+    fig.colorbar(image, ax=list(map_axes[:n]), label=label, shrink=0.9, pad=0.01)
     if title:
         fig.suptitle(title)
     return fig

@@ -63,7 +63,7 @@ class RunSeries:
     rows: np.ndarray  # (n,) rows of samples.h5
     voltage_v: np.ndarray  # (n,)
     elapsed_s: np.ndarray  # (n,) since s(v_0)
-    spectra: np.ndarray  # (n, N_f); only rows with target_mask (and j = 0) are ever read
+    spectra: np.ndarray  # (n, N_f); NaN except s(v_0) and the rows with target_mask
     target_mask: np.ndarray  # (n,) bool
     sample_index: dict[int, int]  # local index -> position in the caller's sample list
 
@@ -91,10 +91,15 @@ def build_runs(table, sample_idx: np.ndarray, target_idx: np.ndarray) -> list[Ru
             raise DataError(f"{table.path}: rows {initial}..{rows[-1]} of run {system}/{run_id} are not contiguous")
         elapsed = table.rows["elapsed_s"][rows].astype(np.float64)
         members = sample_idx[samples["initial_row"][sample_idx] == initial]
+        target_mask = np.isin(rows, list(targets))
+        # spectra a model may not see (test targets) are not even copied: NaN makes any accidental use visible
+        spectra = np.full((len(rows), table.absorbance.shape[1]), np.nan, dtype=np.float32)
+        usable = target_mask | (rows == initial)
+        spectra[usable] = table.absorbance[rows[usable]]
         runs.append(RunSeries(
             key=f"{system}/{run_id}", system_id=system, rows=rows,
             voltage_v=table.rows["voltage_v"][rows].astype(np.float64), elapsed_s=elapsed - elapsed[0],
-            spectra=table.absorbance[rows], target_mask=np.isin(rows, list(targets)),
+            spectra=spectra, target_mask=target_mask,
             sample_index={int(samples["row"][i]) - initial: int(k) for k, i in
                           zip(np.searchsorted(sample_idx, members), members, strict=True)},
         ))
@@ -351,7 +356,7 @@ def _gru_batch(runs: list[RunSeries], mixture: dict[str, torch.Tensor], conditio
         n = len(run.rows)
         steps[b, :n] = step_features(run, condition)
         if with_targets:
-            target[b, :n] = run.spectra - run.spectra[0]
+            target[b, :n][run.target_mask] = run.spectra[run.target_mask] - run.spectra[0]
             mask[b, :n] = run.target_mask
     initial = torch.from_numpy(np.stack([run.spectra[0] for run in runs]).astype(np.float32))
     mix = torch.stack([mixture[run.key] for run in runs])

@@ -100,7 +100,10 @@ class SoftReadout(torch.nn.Module):
         top, bottom = style.plot_rows
         self.centre, self.clip, self.mid, self.half = style.centre, style.clip, (top + bottom) / 2, (bottom - top) / 2
         self.background = float(background)
-        x = np.clip(point_columns(n_points, style), 0, style.width - 1)
+        # interpolate between the centres of columns the polyline crosses (the ones holding its end points are
+        # the outermost; the column beside them has no ink)
+        first, last = (round(c) for c in style.plot_columns)
+        x = np.clip(point_columns(n_points, style), first, last)
         left = np.clip(np.floor(x).astype(np.int64), 0, style.width - 2)
         self.register_buffer("left", torch.from_numpy(left), persistent=False)
         self.register_buffer("weight", torch.from_numpy((x - left).astype(np.float32)), persistent=False)

@@ -314,6 +314,11 @@ def _soft_spectra_fn(readout: Readout, device) -> Callable:
 # --------------------------------------------------------------------------------------------------------------
 # Train
 # --------------------------------------------------------------------------------------------------------------
+#: Settings without a ``losses`` section train the ABCC core: MeanFlow alone.
+NO_PHYSICS_LOSSES = {"mass_weight": 0.0, "peak_weight": 0.0, "stream_weight": 0.0, "peak_prominence": 0.02,
+                     "peak_max_peaks": 8, "peak_half_window_points": 4, "peak_temperature": 0.01}
+
+
 def train_abcc(
     samples_h5: str | Path, latent_h5: str | Path | None, mixture_h5: str | Path, splits_json: str | Path, split: str,
     model_name: str, cfg: dict[str, Any], out_dir: str | Path, checkpoint_dir: str | Path, device: str = "auto",
@@ -331,7 +336,7 @@ def train_abcc(
     from opir.models.physics import detect_peaks
 
     device_ = resolve_device(device)
-    space, losses = cfg.get("space", "latent"), cfg["losses"]
+    space, losses = cfg.get("space", "latent"), {**NO_PHYSICS_LOSSES, **cfg.get("losses", {})}
     train_ids = load_split_samples(splits_json, split, "train")
     spectrum_scale = fit_spectrum_scale(samples_h5, train_ids) if space == "spectrum" else None
     use_residual = space == "latent" and bool(cfg.get("chemical_flow"))
@@ -416,7 +421,7 @@ def _readout_for(space, config: ABCCConfig, n_points: int, cfg, vae_dir, wavefor
     background = float(cfg["predict"]["background_grey"])
     if space == "spectrum":
         return Readout("spectrum", n_points, spectrum_scale=float(spectrum_scale))
-    if not (decode or config.residual_channels > 0 or float(cfg["losses"]["peak_weight"]) > 0):
+    if not (decode or config.residual_channels > 0 or float(cfg.get("losses", {}).get("peak_weight", 0)) > 0):
         return Readout("latent", n_points, config.latent_channels, 0)
     if vae_dir is None or waveform_h5 is None and styles is None:
         raise DataError("the peak loss and the residual stream need the VAE and the waveform render geometry")
@@ -438,7 +443,7 @@ def _fit_fusion(model: ABCC, data: ABCCData, readout: Readout, cfg: dict[str, An
     of) the training samples: the model's own errors decide which path to trust at each wavenumber."""
     model.eval()
     n = len(data.sample_id)
-    count = min(n, int(cfg["fusion_fit_samples"]))
+    count = min(n, int(cfg.get("fusion_fit_samples", 256)))
     idx = torch.randperm(n, generator=torch.Generator().manual_seed(int(cfg["train"]["seed"])))[:count].sort().values
     batch = int(cfg["predict"]["batch_size"])
     paths: list[list[np.ndarray]] = [[], []]
