@@ -29,6 +29,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/neural_baselines.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/cluster_check.smk"
 
 
 wildcard_constraints:

@@ -221,8 +221,11 @@ def test_initial_latent_matches_the_training_latents(workspace, packaged, run_in
     by_name = fc.embed_electrolyte("LiPF6:1.0M; EC:1; DMC:1", fm)
     by_smiles = fc.embed_electrolyte("[Li+].F[P-](F)(F)(F)(F)F:1.0M; C1COC(=O)O1:1; COC(=O)OC:1", fm)
     np.testing.assert_allclose(by_name, by_smiles)
-    with pytest.raises(ConfigError, match="'FOO' is neither a known molecule"):
-        fc.embed_electrolyte("LiPF6:1.0M; FOO:1", fm)
+    # a new molecule by SMILES is embedded with the model's method; a name that is no SMILES is an error
+    with_fec = fc.embed_electrolyte("LiPF6:1.0M; EC:1; DMC:1; O=C1OCC(F)O1:0.1", fm)
+    assert with_fec.shape == by_name.shape and not np.allclose(with_fec, by_name)
+    with pytest.raises(ConfigError, match="'Fluoroethylene' is neither a known molecule"):
+        fc.embed_electrolyte("LiPF6:1.0M; Fluoroethylene:1", fm)
 
 
 @pytest.mark.workflow

@@ -4,6 +4,7 @@ small dataset made here (samples.h5, splits.json, waveform.h5, mixture embedding
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -187,6 +188,18 @@ def dataset(tmp_path):
     with atomic_h5(tmp_path / "waveform.h5", {f"render_{k}": v for k, v in style.attrs().items()}) as h5:
         h5["images"] = spectrum_to_waveform(np.asarray(spectra), style)
         write_axis(h5, "row", np.arange(len(spectra)))
+    # the variation stream (one image per sample) and MCR streams (one row per spectrum), in their formats
+    spectra_arr = np.asarray(spectra, dtype=np.float32)
+    difference = CurveStyle(height=32, width=32, centre=0.0, clip=0.4, thickness_px=1.0)
+    rows_, initial_ = np.asarray(samples["row"]), np.asarray(samples["initial_row"])
+    with atomic_h5(tmp_path / "variation.h5", {f"render_{k}": v for k, v in difference.attrs().items()}) as h5:
+        h5["images"] = spectrum_to_waveform(spectra_arr[rows_] - spectra_arr[initial_], difference)
+        for key, values in (("row", rows_), ("initial_row", initial_), ("sample_id", np.asarray(ids))):
+            write_axis(h5, key, values)
+    with h5py.File(tmp_path / "streams.h5", "w") as h5:
+        sei = np.clip(spectra_arr - spectra_arr[[0] * 9 + [9] * 9], 0, None)
+        h5["elec/elec"] = spectra_arr - sei
+        h5["sei/sei"] = sei
     with h5py.File(tmp_path / "mixture.h5", "w") as h5:
         write_axis(h5, "system_id", np.array(["sys_a", "sys_b"]))
         h5["mixture_embedding"] = rng.standard_normal((2, 6)).astype(np.float32)
@@ -204,7 +217,15 @@ MODEL_SETTINGS = {
               "warmup_steps": 0, "ema_decay": 0.99, "grad_clip": 1.0, "checkpoint_every": 2, "keep_checkpoints": 1,
               "log_every": 1, "seed": 0, "precision": "auto"},
     "predict": {"draws": 3, "batch_size": 8, "seed": 0, "euler_steps": 0, "background_grey": 8},
+    # the ABCC core: no residual stream, one backbone, MeanFlow alone
+    "space": "latent", "chemical_flow": False, "two_stream": False, "branch_depth": 1, "spectral_patch_size": 8,
+    "fusion_fit_samples": 6, "splits": ["random", "system"],
+    "losses": {"mass_weight": 0.0, "peak_weight": 0.0, "stream_weight": 0.0, "peak_prominence": 0.05,
+               "peak_max_peaks": 4, "peak_half_window_points": 3, "peak_temperature": 0.02},
 }
+COMPLETE_SETTINGS = {**MODEL_SETTINGS, "depth": 2, "chemical_flow": True, "two_stream": True,
+                     "losses": {**MODEL_SETTINGS["losses"], "mass_weight": 1.0, "peak_weight": 0.1,
+                                "stream_weight": 0.1}}
 VAE_SETTINGS = {"pretrained_dir": None, "block_out_channels": [32, 32], "latent_channels": 4, "layers_per_block": 1,
                 "norm_num_groups": 32, "mid_block_attention": False, "steps": 3, "batch_size": 4, "lr": 1e-3,
                 "kl_weight": 1e-6, "seed": 0, "encode_batch_size": 8}
@@ -255,3 +276,157 @@ def test_missing_mixture_embedding_is_named(dataset):
         h5["latent"].attrs["scaling_factor"] = 1.0
     with pytest.raises(DataError, match="no mixture embedding for system.*sys_b"):
         load_abcc_data(dataset / "samples.h5", latent, dataset / "mixture.h5", ["sys_b/r1/00001"], MODEL_SETTINGS)
+
+
+def test_complete_abcc_trains_with_every_term_and_predicts_fused_spectra(dataset):
+    """Residual stream + dual flow + L_mass + L_peak + stream supervision, through the workflow functions."""
+    from opir.latent import build_or_train_vae, encode_waveforms, read_latents
+    from opir.metrics import read_predictions
+    from opir.models.pipeline import load_abcc, predict_abcc, train_abcc
+
+    d = dataset
+    build_or_train_vae(d / "waveform.h5", d / "samples.h5", d / "splits.json", "system", d / "vae", VAE_SETTINGS,
+                       d / "ckpt_vae", "cpu", progress=False, extra_images_h5=[d / "variation.h5"])
+    encode_waveforms(d / "waveform.h5", d / "vae", d / "latent.h5", 8, "cpu")
+    encode_waveforms(d / "variation.h5", d / "vae", d / "variation_latent.h5", 8, "cpu")
+    residual, _ = read_latents(d / "variation_latent.h5")
+    assert residual.shape == (16, 4, 16, 16)  # one per sample, keyed by sample_id
+    with h5py.File(d / "variation_latent.h5") as h5:
+        assert h5["latent/sample_id"][0].decode() == "sys_a/r1/00001"
+
+    train_abcc(d / "samples.h5", d / "latent.h5", d / "mixture.h5", d / "splits.json", "system", "abcc",
+               COMPLETE_SETTINGS, d / "model", d / "ckpt", "cpu", waveform_h5=d / "waveform.h5", progress=False,
+               residual_h5=d / "variation_latent.h5", streams_h5=d / "streams.h5", vae_dir=d / "vae",
+               variation_h5=d / "variation.h5")
+    header = (d / "model" / "training_curve.csv").read_text().splitlines()[0].split(",")
+    for term in ("loss", "meanflow", "mass", "peak", "stream_elec", "stream_sei"):
+        assert term in header, term
+    curve = np.genfromtxt(d / "model" / "training_curve.csv", delimiter=",", names=True)
+    assert np.all(np.isfinite(curve["loss"])) and np.all(curve["peak"] >= 0)
+    model, meta = load_abcc(d / "model")
+    assert model.config.residual_channels == 4 and model.config.two_stream
+    assert model.config.stream_points == N_POINTS and len(meta["stream_scale"]) == 2
+    weights = np.asarray(meta["fusion"]["waveform_weight"])
+    assert weights.shape == (N_POINTS,) and np.all((weights >= 0) & (weights <= 1))
+    assert meta["render_variation"]["clip"] == pytest.approx(0.4)
+
+    predict_abcc(d / "samples.h5", d / "latent.h5", d / "mixture.h5", d / "splits.json", d / "waveform.h5",
+                 "system", d / "model", d / "vae", d / "pred.h5", MODEL_SETTINGS["predict"], "cpu")
+    predictions = read_predictions(d / "pred.h5")
+    assert predictions.prediction.shape == (8, 3, N_POINTS) and np.all(np.isfinite(predictions.prediction))
+    # the waveform-only reader (opir predict) still gets waveform latents from model.sample
+    cond_model, _ = load_abcc(d / "model")
+    from opir.models.pipeline import load_abcc_data, load_split_samples
+
+    data = load_abcc_data(d / "samples.h5", d / "latent.h5", d / "mixture.h5",
+                          load_split_samples(d / "splits.json", "system", "test")[:2], meta["settings"])
+    z = cond_model.sample(data.condition, torch.Generator().manual_seed(0))
+    assert z.shape == (2, 4, 16, 16)
+
+
+def test_spectral_variant_trains_and_predicts_without_images(dataset):
+    """Beyond the paper: MeanFlow on patches of the difference spectrum (no VAE, no images), with both streams."""
+    from opir.metrics import read_predictions
+    from opir.models.pipeline import load_abcc, predict_abcc, train_abcc
+
+    d = dataset
+    settings = {**COMPLETE_SETTINGS, "space": "spectrum", "chemical_flow": False}
+    train_abcc(d / "samples.h5", None, d / "mixture.h5", d / "splits.json", "random", "abcc1d", settings,
+               d / "m1d", d / "ckpt1d", "cpu", progress=False, streams_h5=d / "streams.h5")
+    model, meta = load_abcc(d / "m1d")
+    assert model.config.spatial_dims == 1 and model.config.latent_size == 48 and meta["spectrum_scale"] > 0
+    header = (d / "m1d" / "training_curve.csv").read_text().splitlines()[0]
+    assert all(term in header for term in ("mass", "peak", "stream_elec", "stream_sei"))
+    predict_abcc(d / "samples.h5", None, d / "mixture.h5", d / "splits.json", None, "random", d / "m1d", None,
+                 d / "p1d.h5", MODEL_SETTINGS["predict"], "cpu")
+    predictions = read_predictions(d / "p1d.h5")
+    assert predictions.prediction.shape == (2, 3, N_POINTS)
+    # an untrained-ish model predicts s(v_0) plus a small difference: close to persistence, never wild
+    with h5py.File(d / "samples.h5") as h5:
+        initial = h5["spectra/absorbance"][()][[0, 9]]
+    assert np.abs(predictions.prediction[:, 0] - initial).max() < 5 * meta["spectrum_scale"] * 10
+
+
+def tiny_abcc(**switches):
+    from opir.models.abcc import ABCC, ABCCConfig
+
+    torch.manual_seed(0)
+    values = dict(latent_channels=2, latent_size=4, profile_dim=3, mixture_dim=2, hidden_size=16, depth=2,
+                  num_heads=2, patch_size=2, stream_points=6, branch_depth=1)
+    values.update(switches)
+    return ABCC(ABCCConfig(**values))
+
+
+def test_each_ablation_switch_changes_the_model_and_loss_as_named():
+    """Every Table 4 row of config/config.yaml, resolved as the workflow does, changes what its name says."""
+    import yaml
+
+    from opir.models.abcc import PhysicsBatch
+    from opir.models.physics import PeakTargets
+    from opir.models.settings import abcc_model_inputs, model_splits
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    ablations = config["evaluate"]["ablation_models"]
+    assert ablations[0] == "abcc" and len(ablations) == 6  # the full model, then the five cumulative rows
+    files = {"3d": "mixture_3d.h5", "smiles": "mixture_smiles.h5"}
+    inputs = {name: abcc_model_inputs(config, name, "system", files) for name in ablations}
+    settings = {name: resolve_model_config(config["models"], name) for name in ablations}
+    assert "residual" in inputs["abcc"] and "streams" in inputs["abcc"]
+    # without Chemical Flow: no variation latents
+    assert settings["abcc_no_cf"]["chemical_flow"] is False and "residual" not in inputs["abcc_no_cf"]
+    # + without two streams: no MCR streams
+    assert "streams" in inputs["abcc_no_cf"] and "streams" not in inputs["abcc_no_cf_no_2s"]
+    # + SMILES instead of 3D
+    assert inputs["abcc_no_cf_no_2s"]["mixture"] == "mixture_3d.h5"
+    assert inputs["abcc_no_cf_no_2s_smiles"]["mixture"] == "mixture_smiles.h5"
+    # + without peak constraint, + without mean alignment
+    assert settings["abcc_no_cf_no_2s_smiles"]["losses"]["peak_weight"] > 0
+    assert settings["abcc_no_cf_no_2s_smiles_no_peak"]["losses"]["peak_weight"] == 0
+    assert settings["abcc_no_cf_no_2s_smiles_no_peak"]["losses"]["mass_weight"] > 0
+    assert settings["abcc_no_cf_no_2s_smiles_no_peak_no_mass"]["losses"]["mass_weight"] == 0
+    # the ablations train on the system split only (Table 4); asking for another split is an error
+    assert all(model_splits(config["models"], name) == ["system"] for name in ablations[1:])
+    with pytest.raises(ConfigError, match="not trained on split 'random'"):
+        abcc_model_inputs(config, "abcc_no_cf", "random", files)
+
+    # the switches in the network: residual channels, branches and stream heads
+    full, no_cf, no_2s = tiny_abcc(residual_channels=2, two_stream=True), tiny_abcc(two_stream=True), tiny_abcc()
+    assert full.backbone.config.out_channels == 4 and no_cf.backbone.config.out_channels == 2
+    assert hasattr(no_cf.backbone, "branch_blocks") and hasattr(no_cf, "stream_heads")
+    assert not hasattr(no_2s.backbone, "branch_blocks") and not hasattr(no_2s, "stream_heads")
+
+    # and in the loss: each weight adds exactly its term
+    x, cond = torch.randn(4, 4, 4, 4), Condition(torch.randn(4, 2, 4, 4), torch.randn(4, 3), torch.randn(4, 2))
+    spectra_fn = lambda state: [state.flatten(1)[:, :16]]  # noqa: E731 - any differentiable read-out
+    peaks = PeakTargets(torch.full((4, 2), 5), torch.ones(4, 2, dtype=torch.bool))
+    streams = torch.randn(4, 2, 6)
+
+    def terms(model, x, **weights):
+        physics = PhysicsBatch(spectra_fn=spectra_fn, peaks=peaks, stream_target=streams, **weights)
+        return set(model.loss(x, cond, torch.Generator().manual_seed(0), physics=physics))
+
+    base = {"loss", "mse", "meanflow"}
+    assert terms(full, x, mass_weight=1, peak_weight=1, stream_weight=1) == base | {
+        "mass", "peak", "stream_elec", "stream_sei"}
+    assert terms(no_2s, x[:, :2], mass_weight=1, peak_weight=1, stream_weight=1) == base | {"mass", "peak"}
+    assert terms(no_2s, x[:, :2], mass_weight=1) == base | {"mass"}
+    assert terms(no_2s, x[:, :2]) == base
+
+
+def test_mass_loss_reads_the_chemical_flow_channels():
+    from opir.models.abcc import PhysicsBatch
+
+    model = tiny_abcc(residual_channels=2)
+    x = torch.zeros(2, 4, 4, 4)
+    cond = Condition(torch.zeros(2, 2, 4, 4), torch.zeros(2, 3), torch.zeros(2, 2))
+    physics = PhysicsBatch(mass_weight=1.0)
+    # an untrained model predicts u = 0, so x_hat = z_t (noise): L_mass compares the channel means of the
+    # residual channels (2, 3) of z_t with those of x; shifting only the waveform channels of x leaves it
+    a = model.loss(x, cond, torch.Generator().manual_seed(1), physics=physics)["mass"]
+    shifted = x.clone()
+    shifted[:, :2] += 5.0
+    b = model.loss(shifted, cond, torch.Generator().manual_seed(1), physics=physics)["mass"]
+    assert a.item() == pytest.approx(b.item(), rel=1e-5, abs=1e-5)
+    shifted[:, 2:] += 5.0
+    c = model.loss(shifted, cond, torch.Generator().manual_seed(1), physics=physics)["mass"]
+    assert c.item() > a.item() + 1.0

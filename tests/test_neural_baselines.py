@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import REPO
 
 from opir.errors import ConfigError, DataError
 from opir.h5io import atomic_h5, write_axis
 from opir.models.nb_settings import NEURAL_BASELINES, baseline_embedding_variant, resolve_baseline_settings
 from opir.predictions import load_samples, read_predictions
-
-from conftest import REPO
 
 N_POINTS = 48
 SPECTRUM_STEPS = 4
@@ -73,7 +72,8 @@ def dataset(tmp_path):
     test_random = ids[3::4]
     (tmp_path / "splits.json").write_text(json.dumps({
         "random": {"train": [i for i in ids if i not in test_random], "test": test_random},
-        "system": {"train": [i for i in ids if i.startswith("sys_a")], "test": [i for i in ids if i.startswith("sys_b")]},
+        "system": {"train": [i for i in ids if i.startswith("sys_a")],
+                   "test": [i for i in ids if i.startswith("sys_b")]},
     }))
     style = CurveStyle(height=32, width=32, centre=0.5, clip=0.6)
     with atomic_h5(tmp_path / "waveform.h5", {f"render_{k}": v for k, v in style.attrs().items()}) as h5:
@@ -97,7 +97,7 @@ def _models_config() -> dict:
     models["abcc"]["predict"].update(draws=2, batch_size=8, background_grey=8)
     nb = models["neural_baselines"]
     nb["sit_flow_matching"]["euler_steps"] = 3
-    nb["gru_forecaster"].update(hidden_size=16, layers=1)
+    nb["gru_forecaster"].update(hidden_size=16, layers=1, stride=2)
     nb["trajectory_flow"].update(frames=6, hidden_size=16, depth=1, num_heads=2, euler_steps=3)
     for name in ("gru_forecaster", "trajectory_flow"):
         nb[name]["train"].update(steps=SPECTRUM_STEPS, batch_size=3, warmup_steps=0, checkpoint_every=2, log_every=1)
@@ -183,16 +183,20 @@ def test_gru_forecaster_is_causal_and_starts_at_persistence():
     from opir.models.nb_nets import VoltageGRU
 
     torch.manual_seed(0)
-    model = VoltageGRU(n_points=10, mixture_dim=3, step_features=3, hidden=8, layers=2, dropout=0.0, delta_scale=0.1)
-    initial, mixture, steps = torch.randn(2, 10), torch.randn(2, 3), torch.randn(2, 7, 3)
-    assert torch.all(model(initial, mixture, steps) == 0)  # zero change before training: persistence
-    torch.nn.init.normal_(model.head[-1].weight)
-    out = model(initial, mixture, steps)
-    later = steps.clone()
-    later[:, 4:] += 1.0  # change the profile after step 3
-    changed = model(initial, mixture, later)
-    torch.testing.assert_close(out[:, :4], changed[:, :4])
-    assert not torch.allclose(out[:, 4:], changed[:, 4:])
+    for stride in (1, 3):
+        model = VoltageGRU(n_points=10, mixture_dim=3, step_features=3, hidden=8, layers=2, dropout=0.0,
+                           delta_scale=0.1, stride=stride)
+        initial, mixture, steps = torch.randn(2, 10), torch.randn(2, 3), torch.randn(2, 8, 3)
+        assert torch.all(model(initial, mixture, steps) == 0)  # zero change before training: persistence
+        torch.nn.init.normal_(model.head[-1].weight)
+        out = model(initial, mixture, steps)
+        assert out.shape == (2, 8, 10)
+        for m in range(7):
+            later = steps.clone()
+            later[:, m + 1 :] += 1.0  # change the profile after step m
+            changed = model(initial, mixture, later)
+            torch.testing.assert_close(out[:, : m + 1], changed[:, : m + 1])
+            assert not torch.allclose(out[:, m + 1 :], changed[:, m + 1 :])
 
 
 def test_trajectory_transformer_shapes_and_zero_start():

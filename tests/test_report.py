@@ -77,7 +77,7 @@ def test_most_changing_run_and_unknown_run(toy):
     table.absorbance[last_b] += 1.0
     assert paper.most_changing_run(table) == "sys_b/run01"
     assert paper.run_rows(table, "sys_b/run01").tolist() == list(range(13, 26))
-    with pytest.raises(ConfigError, match="report.fig1.run: 'nope/run01' is not a run of .*samples.h5; runs: sys_a/run01"):
+    with pytest.raises(ConfigError, match=r"report.fig1.run: 'nope/run01' is not a run of .*samples.h5; runs: sys_a"):
         paper.run_rows(table, "nope/run01")
 
 

@@ -53,30 +53,40 @@ class LatentSiT(nn.Module):
 # Sequence forecaster driven by the voltage profile
 # --------------------------------------------------------------------------------------------------------------
 class VoltageGRU(nn.Module):
-    """(s(v_0), mixture, per-step features of v_0..v_L) -> s(v_m) - s(v_0) for every m <= L (causal: step m sees
-    only v_0..v_m). Shapes: initial (B, N_f), mixture (B, D), steps (B, L, S) -> (B, L, N_f)."""
+    """(s(v_0), mixture, per-step features of v_0..v_L) -> s(v_m) - s(v_0) for every m <= L. Shapes: initial
+    (B, N_f), mixture (B, D), steps (B, L, S) -> (B, L, N_f).
+
+    The recurrence runs over chunks of ``stride`` rows (a chunk's features concatenated), so a run of thousands of
+    spectra costs thousands / stride sequential steps on a CPU; row m is read from the state after the chunks
+    before its own, plus its own features. So the output at m sees only v_0..v_m (causal; tested); ``stride`` 1 is
+    the plain GRU (the state after m - 1 and the features of m)."""
 
     def __init__(self, n_points: int, mixture_dim: int, step_features: int, hidden: int, layers: int,
-                 dropout: float, delta_scale: float):
+                 dropout: float, delta_scale: float, stride: int = 1):
         super().__init__()
-        self.layers, self.hidden = layers, hidden
+        self.layers, self.hidden, self.stride = layers, hidden, stride
         self.spectrum_encoder = _mlp(n_points, hidden)
         self.mixture_encoder = _mlp(mixture_dim, hidden)
         self.initial_state = nn.Linear(2 * hidden, layers * hidden)
-        self.gru = nn.GRU(step_features + 2 * hidden, hidden, num_layers=layers, batch_first=True,
+        self.gru = nn.GRU(stride * step_features + 2 * hidden, hidden, num_layers=layers, batch_first=True,
                           dropout=dropout if layers > 1 else 0.0)
-        self.head = _mlp(3 * hidden, 2 * hidden, n_points)
+        self.head = _mlp(3 * hidden + step_features, 2 * hidden, n_points)
         nn.init.zeros_(self.head[-1].weight)  # start at persistence (zero change)
         nn.init.zeros_(self.head[-1].bias)
         # the change is small next to the absorbance: predict it in units of its training spread
         self.register_buffer("delta_scale", torch.tensor(float(delta_scale)))
 
     def forward(self, initial: torch.Tensor, mixture: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = steps.shape
         context = torch.cat([self.spectrum_encoder(initial), self.mixture_encoder(mixture)], dim=-1)  # (B, 2H)
         h0 = torch.tanh(self.initial_state(context)).view(-1, self.layers, self.hidden).transpose(0, 1).contiguous()
-        expanded = context[:, None].expand(-1, steps.shape[1], -1)
-        states, _ = self.gru(torch.cat([steps, expanded], dim=-1), h0)  # (B, L, H)
-        return self.delta_scale * self.head(torch.cat([states, expanded], dim=-1))
+        padded = nn.functional.pad(steps, (0, 0, 0, (-length) % self.stride))
+        chunks = padded.reshape(batch, -1, self.stride * steps.shape[-1])  # (B, C, stride * S)
+        states, _ = self.gru(torch.cat([chunks, context[:, None].expand(-1, chunks.shape[1], -1)], dim=-1), h0)
+        before = torch.cat([h0[-1][:, None], states[:, :-1]], dim=1)  # state before each chunk (B, C, H)
+        before = before.repeat_interleave(self.stride, dim=1)[:, :length]  # (B, L, H)
+        features = torch.cat([before, steps, context[:, None].expand(-1, length, -1)], dim=-1)
+        return self.delta_scale * self.head(features)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -303,7 +303,7 @@ def _train_spectrum(samples_h5, splits_json, mixture_h5, split, model_name, sett
         architecture = {"class": "VoltageGRU", "kwargs": {
             "n_points": n_points, "mixture_dim": mixture_dim, "step_features": STEP_FEATURES,
             "hidden": int(settings["hidden_size"]), "layers": int(settings["layers"]),
-            "dropout": float(settings["dropout"]), "delta_scale": scale}}
+            "dropout": float(settings["dropout"]), "delta_scale": scale, "stride": int(settings["stride"])}}
     else:
         architecture = {"class": "TrajectoryTransformer", "kwargs": {
             "n_points": n_points, "frames": int(settings["frames"]), "mixture_dim": mixture_dim,
