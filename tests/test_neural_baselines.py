@@ -314,3 +314,19 @@ def test_every_baseline_has_a_table_label():
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     labels = config["evaluate"]["labels"]
     assert all(name in labels for name in NEURAL_BASELINES)
+
+
+def test_trajectory_flow_learns_the_voltage_driven_change(dataset):
+    """The whole-run generator, trained briefly on the toy data, must beat persistence on the held-out samples."""
+    models = _models_config()
+    nb = models["neural_baselines"]["trajectory_flow"]
+    nb.update(hidden_size=32, euler_steps=8)
+    nb["train"].update(steps=120, lr=3e-3, batch_size=8, ema_decay=0.9, checkpoint_every=120)
+    predictions, _ = _train_and_predict(dataset, "trajectory_flow", "random", models)
+    table = load_samples(dataset / "samples.h5")
+    idx = table.sample_index(predictions.sample_id, "test")
+    target = table.absorbance[table.samples["row"][idx]]
+    persistence = table.absorbance[table.samples["initial_row"][idx]]
+    model_mae = np.abs(predictions.mean - target).mean()
+    persistence_mae = np.abs(persistence - target).mean()
+    assert model_mae < 0.5 * persistence_mae, (model_mae, persistence_mae)

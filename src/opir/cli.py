@@ -118,8 +118,13 @@ def _predict(args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="opir %(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    # the handler lives as long as the command: main() called in-process (tests, notebooks) leaves no trace
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("opir %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING if args.quiet else logging.INFO)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub from a command-line run
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")  # its loading notes are no concern of a user here
     try:
@@ -133,8 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"opir {args.command}: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
     return 0
-
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -3,25 +3,17 @@
 # the predictions format that evaluation reads (opir.models.pipeline; docs/formats.md).
 
 
-def abcc_predict_inputs(wildcards):
-    """The model, and what it reads at prediction: the dataset, the condition's latents and the VAE."""
-    inputs = abcc_model_inputs(
-        config,
-        wildcards.model,
-        wildcards.split,
-        MIXTURE_EMBEDDING_FILES,
-        prediction=True,
-    )
-    inputs["model"] = (
-        f"results/models/{wildcards.split}/{wildcards.model}/model.safetensors"
-    )
-    inputs["meta"] = f"results/models/{wildcards.split}/{wildcards.model}/model.json"
-    return inputs
-
-
 rule predict_abcc:
     input:
-        unpack(abcc_predict_inputs),
+        unpack(
+            lambda wildcards: abcc_model_inputs(
+                config,
+                wildcards.model,
+                wildcards.split,
+                MIXTURE_EMBEDDING_FILES,
+                prediction=True,
+            )
+        ),
     output:
         "results/predictions/{split}/{model}.h5",
     log:

@@ -19,16 +19,13 @@ ABCC_BENCHMARK_MODELS = [
 ]
 
 
-def abcc_inputs(wildcards):
-    """The files model `wildcards.model` reads on `wildcards.split` (its settings decide which)."""
-    return abcc_model_inputs(
-        config, wildcards.model, wildcards.split, MIXTURE_EMBEDDING_FILES
-    )
-
-
 rule train_abcc:
     input:
-        unpack(abcc_inputs),
+        unpack(
+            lambda wildcards: abcc_model_inputs(
+                config, wildcards.model, wildcards.split, MIXTURE_EMBEDDING_FILES
+            )
+        ),
     output:
         model="results/models/{split}/{model}/model.safetensors",
         meta="results/models/{split}/{model}/model.json",

@@ -93,7 +93,8 @@ class VoltageGRU(nn.Module):
 # Whole-trajectory ("video-style") flow matching
 # --------------------------------------------------------------------------------------------------------------
 class TrajectoryTransformer(nn.Module):
-    """v(x_t, t | C) for a clip x_t (B, F, N_f); frame conditions (B, F, P); initial spectrum (B, N_f); mixture
+    """x_hat(x_t, t | C), the clean clip, for a noisy clip x_t (B, F, N_f) (x-prediction: see
+    :func:`flow_matching_loss`); frame conditions (B, F, P); initial spectrum (B, N_f); mixture
     (B, D); clip features (B, G). Frames are tokens (attention runs over time); the spectral axis is embedded
     linearly, the way latent video generators embed each frame before temporal attention."""
 
@@ -136,16 +137,24 @@ def logit_normal_times(batch: int, mu: float, sigma: float, generator: torch.Gen
     return torch.sigmoid(torch.randn(batch, generator=generator) * sigma + mu)
 
 
-def flow_matching_loss(velocity_fn, x: torch.Tensor, mu: float, sigma: float,
-                       generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Conditional flow matching on the path z_t = (1 - t) x + t eps: regress v = eps - x (the instantaneous
-    velocity, the r = t case of MeanFlow's identity)."""
+def flow_matching_loss(network_fn, x: torch.Tensor, mu: float, sigma: float, generator: torch.Generator,
+                       prediction: str = "velocity") -> dict[str, torch.Tensor]:
+    """Conditional flow matching on the path z_t = (1 - t) x + t eps. ``prediction`` "velocity": the network
+    regresses v = eps - x (the instantaneous velocity, the r = t case of MeanFlow's identity); "data": it regresses
+    x itself (x-prediction, Li & He 2025: a network whose tokens are narrower than its inputs cannot carry the
+    noise through, but it can output the clean, low-dimensional data); the velocity is then (z_t - x_hat) / t."""
     t = logit_normal_times(x.shape[0], mu, sigma, generator).to(x.device)
     eps = torch.randn(x.shape, generator=generator).to(device=x.device, dtype=x.dtype)
     t_ = t.view(-1, *[1] * (x.dim() - 1))
     z_t = (1 - t_) * x + t_ * eps
-    mse = (velocity_fn(z_t, t).float() - (eps - x).float()).pow(2).mean()
+    target = eps - x if prediction == "velocity" else x
+    mse = (network_fn(z_t, t).float() - target.float()).pow(2).mean()
     return {"loss": mse, "mse": mse.detach()}
+
+
+def velocity_from_data_prediction(data_fn, min_t: float = 1e-3):
+    """v(z, t) = (z - x_hat(z, t)) / t for a network that predicts the clean data (Euler never evaluates t = 0)."""
+    return lambda z, t: (z - data_fn(z, t)) / t.clamp_min(min_t).view(-1, *[1] * (z.dim() - 1))
 
 
 def count_parameters(module: nn.Module) -> int:

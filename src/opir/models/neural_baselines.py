@@ -37,6 +37,7 @@ from opir.models.nb_nets import (
     VoltageGRU,
     count_parameters,
     flow_matching_loss,
+    velocity_from_data_prediction,
 )
 from opir.models.nb_settings import LATENT_BASELINES, NEURAL_BASELINES, SPECTRUM_BASELINES
 from opir.models.sit import SiTConfig
@@ -334,8 +335,8 @@ def _train_spectrum(samples_h5, splits_json, mixture_h5, split, model_name, sett
             batch = _stack_clips(clips, [mixture[run.key] for run, _ in clips], device)
             x = batch["delta"] / scale
             with autocast():
-                return flow_matching_loss(_trajectory_velocity(model, batch), x, float(settings["time_mu"]),
-                                          float(settings["time_sigma"]), generator)
+                return flow_matching_loss(_trajectory_network(model, batch), x, float(settings["time_mu"]),
+                                          float(settings["time_sigma"]), generator, prediction="data")
 
     weights, result = train(model, loss_fn, train_config, checkpoint_dir, device, run_settings=settings,
                             progress=progress, desc=f"{split}/{model_name}")
@@ -382,8 +383,8 @@ def _random_clip(runs, weights_by_run, settings, condition, generator):
     return run, clip_from_run(run, start, end, int(settings["frames"]), condition)
 
 
-def _trajectory_velocity(model, batch: dict[str, torch.Tensor]):
-    """v(z, t) of a trajectory model with a batch of clip conditions bound."""
+def _trajectory_network(model, batch: dict[str, torch.Tensor]):
+    """x_hat(z, t) of a trajectory model with a batch of clip conditions bound."""
     return lambda z, t: model(z, t, batch["frame_features"], batch["initial"], batch["mixture"],
                               batch["clip_features"])
 
@@ -495,7 +496,7 @@ def _predict_spectrum(model, meta, samples_h5, splits_json, mixture_h5, split, c
         batch = _stack_clips([(run, clip)] * draws, [mixture[run.key]] * draws, device)
         generator = torch.Generator().manual_seed(int(cfg["seed"]) * 1_000_003 + int(run.rows[0]))
         eps = torch.randn((draws, int(settings["frames"]), n_points), generator=generator).to(device)
-        velocity = _trajectory_velocity(model, batch)
+        velocity = velocity_from_data_prediction(_trajectory_network(model, batch))
         frames = sample_euler(lambda z, r, t, drop, v=velocity: v(z, t), eps, int(settings["euler_steps"]))
         frames = frames.cpu().numpy() * float(meta["delta_scale"])  # (k, F, N_f)
         frame_index = np.arange(frames.shape[1], dtype=np.float64)

@@ -48,7 +48,8 @@ def abcc_model_inputs(
 ) -> dict[str, str]:
     """The files model ``name`` reads on ``split``, named as the train/predict scripts expect: its settings decide
     (variation latents with ``chemical_flow``, MCR streams with ``two_stream``, no latents for ``space:
-    spectrum``; the VAE wherever something is decoded). A split the model is not trained on is a ConfigError."""
+    spectrum``; the VAE wherever something is decoded; with ``prediction`` the trained model's files). A split the
+    model is not trained on is a ConfigError."""
     settings = resolve_model_config(config["models"], name)
     if split not in model_splits(config["models"], name):
         raise ConfigError(f"models.variants.{name}: not trained on split {split!r} (splits: "
@@ -67,4 +68,7 @@ def abcc_model_inputs(
                           residual=f"results/latent/{split}/variation.h5")
     if settings["two_stream"] and not prediction:
         inputs["streams"] = "results/mcr/streams.h5"
+    if prediction:  # the trained model itself
+        folder = f"results/models/{split}/{name}"
+        inputs.update(model=f"{folder}/model.safetensors", meta=f"{folder}/model.json")
     return inputs
