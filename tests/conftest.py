@@ -42,3 +42,12 @@ def realdata() -> Path:
     if not REALDATA.exists():
         pytest.skip(f"real OPUS files not available: {REALDATA} is absent (it sits beside the repository in CI)")
     return REALDATA
+
+
+@pytest.fixture(scope="session")
+def finished_workspace(tmp_path_factory) -> Path:
+    """The test config run end to end once per session (`snakemake --cores 2`); tests that need a finished
+    workspace share it and must not change it."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    run_snakemake(workdir, "--cores", "2")
+    return workdir

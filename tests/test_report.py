@@ -210,12 +210,13 @@ REPORT_ENTRIES = (
     "fig2_data.png",
     "fig4_maps.png",
     "fig5_sei_pathway.png",
+    "render_illustration.png",
     "training_curves_random.png",
     "training_curves_system.png",
     "table2_random.html",
     "table3_system.html",
 )
-REPORT_CATEGORIES = ("Data", "Benchmark", "MCR", "Training")
+REPORT_CATEGORIES = ("Data", "Rendering", "Benchmark", "MCR", "Training")
 
 
 def chromium(*args: str, user_data_dir: Path, timeout: int = 120) -> subprocess.CompletedProcess:

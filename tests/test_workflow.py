@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import h5py
 import pytest
-
 from conftest import REPO, run_snakemake
 
 pytestmark = pytest.mark.workflow
@@ -15,13 +12,6 @@ pytestmark = pytest.mark.workflow
 def test_default_config_dry_run(tmp_path):
     result = run_snakemake(tmp_path, "-n", "--cores", "2", configfiles=())
     assert "Job stats" in result.stdout
-
-
-@pytest.fixture(scope="module")
-def finished_workspace(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    run_snakemake(workdir, "--cores", "2")
-    return workdir
 
 
 def test_every_hdf5_output_is_traceable(finished_workspace):

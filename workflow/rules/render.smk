@@ -58,7 +58,12 @@ rule render_figure:
     input:
         samples="results/dataset/samples.h5",
     output:
-        "results/figures/render_illustration.png",
+        png=report(
+            "results/figures/render_illustration.png",
+            caption="../report/render_illustration.rst",
+            category="Rendering",
+        ),
+        pdf="results/figures/render_illustration.pdf",
     log:
         f"{LOGS}/render/figure.log",
     benchmark:
@@ -76,4 +81,4 @@ rule render_figure:
 
 
 FINAL_TARGETS.extend(f"results/render/{stream}.h5" for stream in RENDER_STREAMS)
-FINAL_TARGETS.append("results/figures/render_illustration.png")
+FINAL_TARGETS.append("results/figures/render_illustration.pdf")

@@ -4,4 +4,4 @@ from opir.figures.render import render_illustration
 from opir.logs import from_snakemake
 
 log = from_snakemake(snakemake)
-render_illustration(snakemake.input.samples, snakemake.output[0], snakemake.params.render)
+render_illustration(snakemake.input.samples, snakemake.output.png, snakemake.params.render)

@@ -98,5 +98,6 @@ def render_illustration(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=dpi)
+    fig.savefig(output.with_suffix(".pdf"))
     plt.close(fig)
     return output
