@@ -13,7 +13,6 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_snakemake
 
 from opir import forecast as fc
 from opir.cli import EXIT_ERROR, main
@@ -126,11 +125,10 @@ def test_incompatible_model_directory_is_named(tmp_path):
 # End to end on a model trained by the test config
 # --------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    """The test config's workflow up to the system split's trained model (and what packaging reads)."""
-    workdir = tmp_path_factory.mktemp("predict-wd")
-    run_snakemake(workdir, "--cores", "2", "results/models/system/abcc/model.json", "results/latent/system/vae",
-                  "results/dataset/splits.json")
+def workspace(finished_workspace, tmp_path_factory) -> Path:
+    """A copy of the test config's finished workspace (the tests here rename it, so the shared one stays put)."""
+    workdir = tmp_path_factory.mktemp("predict") / "wd"
+    shutil.copytree(finished_workspace / "results", workdir / "results", symlinks=True)
     return workdir
 
 

@@ -12,7 +12,6 @@ the traceback as well. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -83,24 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _package(args: argparse.Namespace) -> Path:
-    from opir.forecast import calibrate_band, package_model
+    from opir.forecast import package_workspace_model
 
-    results = args.workdir / "results"
-    model_dir = results / "models" / args.split / args.model
-    if not (model_dir / "model.json").exists():
-        raise ConfigError(f"{model_dir}: no trained model (model.json); train it with the workflow first")
-    meta = json.loads((model_dir / "model.json").read_text())
-    mixture = meta.get("embedding_file")
-    if not mixture:
-        raise ConfigError(f"{model_dir / 'model.json'}: no 'embedding_file'; cannot tell which embeddings it used")
-    target = package_model(model_dir, results / "dataset" / "samples.h5", results / "latent" / args.split / "vae",
-                           args.workdir / mixture, results / "dataset" / "splits.json", args.out)
-    if args.calibration_draws:
-        if args.calibration_draws < 2:
-            raise ConfigError(f"--calibration-draws {args.calibration_draws}: 0 (off) or at least 2")
-        calibrate_band(target, results / "dataset" / "samples.h5", results / "dataset" / "splits.json",
-                       args.workdir / mixture, args.calibration_draws, args.calibration_samples, device=args.device)
-    return target
+    return package_workspace_model(args.workdir, args.split, args.model, args.out, args.calibration_draws,
+                                   args.calibration_samples, device=args.device)
 
 
 def _predict(args: argparse.Namespace) -> dict:

@@ -678,6 +678,33 @@ def calibrate_band(
     return calibration
 
 
+def package_workspace_model(
+    workdir: str | Path, split: str, model: str, out_dir: str | Path | None = None, calibration_draws: int = 32,
+    calibration_samples: int = 256, device: str = "auto",
+) -> Path:
+    """Package ``results/models/{split}/{model}`` of a workflow working directory (``opir package`` and the
+    workflow's ``package_model`` rule): the self-contained folder, with its band calibrated unless
+    ``calibration_draws`` is 0."""
+    workdir = Path(workdir)
+    results = workdir / "results"
+    model_dir = results / "models" / split / model
+    if not (model_dir / "model.json").exists():
+        raise ConfigError(f"{model_dir}: no trained model (model.json); train it with the workflow first")
+    meta = json.loads((model_dir / "model.json").read_text())
+    mixture = meta.get("embedding_file")
+    if not mixture:
+        raise ConfigError(f"{model_dir / 'model.json'}: no 'embedding_file'; cannot tell which embeddings it used")
+    samples, splits = results / "dataset" / "samples.h5", results / "dataset" / "splits.json"
+    target = package_model(model_dir, samples, results / "latent" / split / "vae", workdir / mixture, splits, out_dir)
+    if calibration_draws:
+        if calibration_draws < 2:
+            raise ConfigError(f"calibration draws {calibration_draws}: 0 (off) or at least 2")
+        calibrate_band(
+            target, samples, splits, workdir / mixture, calibration_draws, calibration_samples, device=device
+        )
+    return target
+
+
 @dataclass
 class Forecast:
     wavenumber_cm1: np.ndarray
