@@ -597,12 +597,14 @@ def preprocess_calibration(
     return spectra.astype(float)
 
 
-def calibration_files(calibration_dir: str | Path) -> list[str]:
+def calibration_files(calibration_dir: str | Path, list_spectra: bool = True) -> list[str]:
     """calibration.tsv and, once it exists, every file it lists: the inputs of the references rule (a changed
-    calibration spectrum reruns the references)."""
+    calibration spectrum reruns the references). ``list_spectra=False`` gives the table alone: for a simulated
+    calibration set, whose files one rule writes together, listing them would change the input set between the
+    first run (before they exist) and the next, and rerun the references and everything downstream."""
     table = Path(calibration_dir) / "calibration.tsv"
     files = [str(table)]
-    if table.exists():
+    if list_spectra and table.exists():
         listed = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False, comment="#")
         files += [str(Path(calibration_dir) / name) for name in listed.get("file", [])]
     return files

@@ -31,7 +31,9 @@ if MCR_PATHWAY["model"]:
 
 rule mcr_references:
     input:
-        lambda wildcards: calibration_files(MCR_CALIBRATION_DIR),
+        lambda wildcards: calibration_files(
+            MCR_CALIBRATION_DIR, list_spectra=config["data"]["source"] == "opus"
+        ),
     output:
         "results/mcr/references.h5",
     log:

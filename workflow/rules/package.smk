@@ -33,5 +33,7 @@ rule package_model:
 
 
 FINAL_TARGETS.extend(
-    f"results/packages/{split}/{model}" for model in config["models"]["package"]["models"] for split in SPLITS
+    f"results/packages/{split}/{model}"
+    for model in config["models"]["package"]["models"]
+    for split in SPLITS
 )
