@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 from opir.errors import ConfigError
+from opir.models.settings import merge_overrides
 
 #: Baselines on the VAE latents of waveform images (same SiT backbone and condition encoder as ABCC).
 LATENT_BASELINES = ("sit_regression", "sit_flow_matching")
@@ -29,18 +30,6 @@ LATENT_KEYS = (
 CONDITION_KEYS = ("voltage_center_v", "voltage_scale_v", "time_scale_s", "embedding_variant")
 
 
-def _merge(base: dict, override: dict, where: str) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if key not in base:
-            raise ConfigError(f"{where}.{key}: unknown key; allowed: {', '.join(sorted(base))}")
-        if isinstance(base[key], dict) and isinstance(value, dict):
-            merged[key] = _merge(base[key], value, f"{where}.{key}")
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def resolve_baseline_settings(models: dict[str, Any], name: str) -> dict[str, Any]:
     """Everything baseline ``name`` reads, as one dict (the rule's ``params``: a change reruns only that model)."""
     if name not in NEURAL_BASELINES:
@@ -48,7 +37,7 @@ def resolve_baseline_settings(models: dict[str, Any], name: str) -> dict[str, An
     section = models["neural_baselines"][name]
     abcc = {key: models["abcc"][key] for key in LATENT_KEYS}
     if name in LATENT_BASELINES:
-        settings = _merge(abcc, section.get("overrides") or {}, f"models.neural_baselines.{name}.overrides")
+        settings = merge_overrides(abcc, section.get("overrides") or {}, f"models.neural_baselines.{name}.overrides")
         settings.update({k: copy.deepcopy(v) for k, v in section.items() if k != "overrides"})
     else:
         settings = copy.deepcopy(section)

@@ -483,18 +483,10 @@ def load_abcc(model_dir: str | Path, device: torch.device | str = "cpu") -> tupl
 # Predict
 # --------------------------------------------------------------------------------------------------------------
 def curve_style_of(waveform_h5: str | Path):
-    """The render geometry the waveform images were made with, from the file's ``render_*`` attributes."""
-    from opir.render import CurveStyle
+    """The render geometry the waveform images were made with (the render stage's own reader)."""
+    from opir.render import read_style
 
-    with h5py.File(waveform_h5, "r") as handle:
-        attrs = dict(handle.attrs)
-    values = {}
-    for field in dataclasses.fields(CurveStyle):
-        key = f"render_{field.name}"
-        if key not in attrs:
-            raise DataError(f"{waveform_h5}: missing attribute {key!r}; cannot invert the waveform images")
-        values[field.name] = type(field.default)(attrs[key])
-    return CurveStyle(**values)
+    return read_style(waveform_h5)
 
 
 def images_to_spectra(images: np.ndarray, n_points: int, style, background_grey: float) -> tuple[np.ndarray, int]:

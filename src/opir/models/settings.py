@@ -9,13 +9,14 @@ from typing import Any
 from opir.errors import ConfigError
 
 
-def _merge(base: dict, override: dict, where: str) -> dict:
+def merge_overrides(base: dict, override: dict | None, where: str) -> dict:
+    """``override`` merged over ``base``, recursively; a key ``base`` lacks is a ConfigError naming ``where``."""
     merged = copy.deepcopy(base)
-    for key, value in override.items():
+    for key, value in (override or {}).items():
         if key not in base:
             raise ConfigError(f"{where}.{key}: unknown key; allowed: {', '.join(sorted(base))}")
         if isinstance(base[key], dict) and isinstance(value, dict):
-            merged[key] = _merge(base[key], value, f"{where}.{key}")
+            merged[key] = merge_overrides(base[key], value, f"{where}.{key}")
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -25,7 +26,7 @@ def resolve_model_config(models: dict[str, Any], name: str) -> dict[str, Any]:
     """``models.abcc`` with ``models.variants[name]`` merged over it; an unknown key is a ConfigError."""
     if name not in models["variants"]:
         raise ConfigError(f"models.variants: no model {name!r} (known: {', '.join(models['variants'])})")
-    return _merge(models["abcc"], models["variants"][name] or {}, f"models.variants.{name}")
+    return merge_overrides(models["abcc"], models["variants"][name] or {}, f"models.variants.{name}")
 
 
 def embedding_variant(settings: dict[str, Any], embed: dict[str, Any]) -> str:
