@@ -51,3 +51,14 @@ def finished_workspace(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("workflow")
     run_snakemake(workdir, "--cores", "2")
     return workdir
+
+
+@pytest.fixture
+def torch_one_thread():
+    """One torch thread for a test of tiny networks: as fast alone, much faster when other jobs share the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -18,14 +18,8 @@ from opir.models.meanflow import (
 )
 from opir.models.sit import SiT, SiTConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are tiny: one thread is as fast, and much faster when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny networks: one torch thread is as fast, and much faster when other jobs share the cores (conftest.py)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 

@@ -17,14 +17,8 @@ from opir.models.conditioning import Condition, ConditionEncoder, profile_featur
 from opir.models.settings import resolve_model_config
 from opir.models.sit import SIT_SIZES, SiT, SiTConfig, sincos_pos_embed_2d
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are tiny: one thread is as fast, and much faster when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny networks: one torch thread is as fast, and much faster when other jobs share the cores (conftest.py)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 

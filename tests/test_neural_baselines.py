@@ -23,12 +23,8 @@ N_POINTS = 48
 SPECTRUM_STEPS = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny networks: one torch thread is as fast, and much faster when other jobs share the cores (conftest.py)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _band(wavenumber, voltage, system):

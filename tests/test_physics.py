@@ -17,13 +17,8 @@ from opir.models.physics import (
     soft_peak_positions,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny networks: one torch thread is as fast, and much faster when other jobs share the cores (conftest.py)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def gaussians(centres, n=64, width=2.0, heights=None):

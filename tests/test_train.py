@@ -12,14 +12,8 @@ from opir.models.conditioning import Condition
 from opir.models.meanflow import MeanFlowConfig
 from opir.train import TrainConfig, TrainingDivergedError, batch_indices, latest_checkpoint, train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are tiny: one thread is as fast, and much faster when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny networks: one torch thread is as fast, and much faster when other jobs share the cores (conftest.py)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 
