@@ -482,7 +482,8 @@ def build_conditions(latent, profile: VoltageProfile, mixture: np.ndarray, setti
     features = np.stack([
         profile_features(profile.voltage_v[: m + 1], float(profile.time_s[m] - profile.time_s[0]),
                          int(settings["profile_length"]), float(settings["voltage_center_v"]),
-                         float(settings["voltage_scale_v"]), float(settings["time_scale_s"]))
+                         float(settings["voltage_scale_v"]), float(settings["time_scale_s"]),
+                         profile.time_s[: m + 1], settings.get("exposure_thresholds_v") or ())
         for m in range(1, len(profile.time_s))
     ])
     n = len(features)

@@ -24,7 +24,8 @@ NEURAL_BASELINES = LATENT_BASELINES + SPECTRUM_BASELINES
 #: The keys of ``models.abcc`` a latent baseline uses (backbone, condition encoder, training, prediction).
 LATENT_KEYS = (
     "hidden_size", "depth", "num_heads", "patch_size", "mlp_ratio", "attention", "profile_length",
-    "voltage_center_v", "voltage_scale_v", "time_scale_s", "embedding_variant", "train", "predict",
+    "voltage_center_v", "voltage_scale_v", "time_scale_s", "exposure_thresholds_v", "embedding_variant", "train",
+    "predict",
 )
 #: The condition settings of ``models.abcc`` the 1D baselines use.
 CONDITION_KEYS = ("voltage_center_v", "voltage_scale_v", "time_scale_s", "embedding_variant")

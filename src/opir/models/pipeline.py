@@ -127,6 +127,7 @@ def load_abcc_data(
         systems = read_strings(group["system_id"])
         elapsed = group["elapsed_s"][()]
         voltage = handle["rows/voltage_v"][()]
+        row_time = handle["rows/elapsed_s"][()]
         spectra = handle["spectra/absorbance"]
         position = {sample: i for i, sample in enumerate(all_ids)}
         missing = [s for s in sample_ids if s not in position]
@@ -143,7 +144,8 @@ def load_abcc_data(
         raise DataError(f"{mixture_h5}: no mixture embedding for system(s) {', '.join(unknown)}")
     profiles = np.stack([
         profile_features(voltage[initial[i] : rows[i] + 1], float(elapsed[i]), int(cfg["profile_length"]),
-                         float(cfg["voltage_center_v"]), float(cfg["voltage_scale_v"]), float(cfg["time_scale_s"]))
+                         float(cfg["voltage_center_v"]), float(cfg["voltage_scale_v"]), float(cfg["time_scale_s"]),
+                         row_time[initial[i] : rows[i] + 1], cfg.get("exposure_thresholds_v") or ())
         for i in idx
     ])
     if space == "latent":
@@ -316,7 +318,7 @@ def _soft_spectra_fn(readout: Readout, device) -> Callable:
 # --------------------------------------------------------------------------------------------------------------
 #: Settings without a ``losses`` section train the ABCC core: MeanFlow alone.
 NO_PHYSICS_LOSSES = {"mass_weight": 0.0, "peak_weight": 0.0, "stream_weight": 0.0, "peak_prominence": 0.02,
-                     "peak_max_peaks": 8, "peak_half_window_points": 4, "peak_temperature": 0.01}
+                     "peak_max_peaks": 8, "peak_half_window_points": 4, "peak_temperature": 0.01, "peak_samples": 0}
 
 
 def train_abcc(
@@ -376,10 +378,11 @@ def train_abcc(
         s0 = initial_spectrum[idx]
         physics = PhysicsBatch(
             mass_weight=weights["mass"], peak_weight=weights["peak"], stream_weight=weights["stream"],
-            spectra_fn=(lambda state: spectra_fn(state, s0)) if spectra_fn else None,
+            spectra_fn=(lambda state: spectra_fn(state, s0[: len(state)])) if spectra_fn else None,
             peaks=peaks.index_rows(idx) if peaks is not None else None,
             peak_half_window=int(losses["peak_half_window_points"]),
             peak_temperature=float(losses["peak_temperature"]),
+            peak_samples=int(losses["peak_samples"]),
             stream_target=stream_target[idx] if stream_scale is not None else None,
         )
         return model.loss(target[idx], condition.index(idx), generator, autocast, physics)
