@@ -73,6 +73,26 @@ def test_voltage_profile_features():
         profile_features(np.array([1.0]), -1.0, 4, 1.5, 1.5, 3600.0)
 
 
+def test_exposure_features_integrate_time_below_each_threshold():
+    # 1 h at 0.5 V, then up to 2.5 V an hour later; the exposure is the trapezoid rule on the acquired points, as in
+    # the voltage-regression baseline: below 1 V, 0.5 V h for the first hour and (0.5 + 0) / 2 V h for the second
+    voltage = np.array([0.5, 0.5, 2.5])
+    time_s = np.array([0.0, 3600.0, 7200.0])
+    features = profile_features(voltage, 7200.0, 4, 1.5, 1.5, 3600.0, time_s, (1.0, 3.0))
+    plain = profile_features(voltage, 7200.0, 4, 1.5, 1.5, 3600.0)
+    assert features.shape == (plain.size + 5,)
+    np.testing.assert_allclose(features[: plain.size], plain)
+    minimum, maximum, recovery, below_1v, below_3v = features[plain.size :]
+    assert minimum == pytest.approx((0.5 - 1.5) / 1.5) and maximum == pytest.approx((2.5 - 1.5) / 1.5)
+    assert recovery == pytest.approx(2.0 / 1.5)
+    assert below_1v == pytest.approx(np.log1p(0.5 + 0.25), rel=1e-6)
+    assert below_3v == pytest.approx(np.log1p(2.5 + 0.5 * (2.5 + 0.5)), rel=1e-6)
+    with pytest.raises(DataError, match="acquisition time"):
+        profile_features(voltage, 7200.0, 4, 1.5, 1.5, 3600.0, None, (1.0,))
+    with pytest.raises(DataError, match="non-decreasing"):
+        profile_features(voltage, 7200.0, 4, 1.5, 1.5, 3600.0, time_s[::-1], (1.0,))
+
+
 def test_condition_dropout_removes_every_trace_of_the_condition():
     encoder = ConditionEncoder(latent_channels=2, profile_dim=4, mixture_dim=3, hidden=8)
     cond = Condition(torch.randn(3, 2, 4, 4), torch.randn(3, 4), torch.randn(3, 3))
@@ -424,3 +444,32 @@ def test_mass_loss_reads_the_chemical_flow_channels():
     shifted[:, 2:] += 5.0
     c = model.loss(shifted, cond, torch.Generator().manual_seed(1), physics=physics)["mass"]
     assert c.item() > a.item() + 1.0
+
+
+def test_peak_loss_on_a_sub_batch_reads_only_its_first_samples():
+    """peak_samples = k decodes only the first k samples: changing the others leaves L_peak exactly as it was."""
+    from opir.models.abcc import PhysicsBatch
+    from opir.models.physics import PeakTargets
+
+    model = tiny_abcc()
+    cond = Condition(torch.randn(4, 2, 4, 4), torch.randn(4, 3), torch.randn(4, 2))
+    decoded = []
+
+    def spectra_fn(state):
+        decoded.append(len(state))
+        return [state.flatten(1)[:, :16]]
+
+    peaks = PeakTargets(torch.full((4, 2), 5), torch.ones(4, 2, dtype=torch.bool))
+
+    def peak(x, k):
+        physics = PhysicsBatch(peak_weight=1.0, spectra_fn=spectra_fn, peaks=peaks, peak_samples=k)
+        return model.loss(x, cond, torch.Generator().manual_seed(0), physics=physics)["peak"].item()
+
+    x = torch.randn(4, 2, 4, 4)
+    changed = x.clone()
+    changed[2:] += torch.randn(2, 2, 4, 4)
+    decoded.clear()
+    assert peak(x, 2) == peak(changed, 2)
+    assert decoded == [2, 2, 2, 2]  # prediction and target, twice
+    assert peak(x, 0) != peak(changed, 0)  # 0: the whole batch
+    assert decoded[-2:] == [4, 4]

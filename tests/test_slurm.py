@@ -3,13 +3,12 @@
 The end-to-end test starts munged, slurmctld and slurmd on localhost (tests/slurm/start-cluster.sh, fake GPUs
 through GRES), runs the test config through `sbatch` with the project's profile, checks that every job went through
 SLURM and landed in the right partition, compares the outputs with a local run of the same targets, and stops the
-daemons by PID. It needs root and Debian's packages (`apt-get install -y --no-install-recommends slurmctld slurmd
-slurm-client munge`); without them it is skipped, with the reason.
+daemons by PID. It needs root and Debian's packages (`apt-get install -y
+--no-install-recommends slurmctld slurmd slurm-client munge`); without them it is skipped, with the reason.
 
 Environment: OPIR_SLURM_TARGETS (space-separated targets, default DEFAULT_TARGETS below; the device report is always
-added),
-OPIR_SLURM_TIMEOUT_S (time budget of both runs together, default 540 s; past it snakemake gets SIGINT, which cancels
-its SLURM jobs, then SIGKILL a minute later, and the test fails).
+added), OPIR_SLURM_TIMEOUT_S (time budget of the SLURM run, default 570 s; past it snakemake gets SIGINT, which
+cancels its SLURM jobs, then SIGKILL a minute later, and the test fails).
 """
 
 from __future__ import annotations
@@ -42,23 +41,36 @@ GPU_CONFIG = SLURM_TESTS / "config.yaml"
 SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "srun", "scancel")
 # Files that differ between two runs by design: logs, timings, and the report of where each job ran.
 NOT_COMPARED = ("results/logs/", "results/benchmarks/", "results/cluster/")
-# Default: the data stages (simulate, ingest, preprocess, dataset, splits: 11 jobs on tests/slurm/config.yaml) plus
-# the GPU job device_report (always added). The model stages as GPU jobs (VAE, latents, ABCC training and prediction:
-# OPIR_SLURM_TARGETS=results/predictions/system/abcc.h5, 24 jobs) and `all` need more than CI's 10 minutes on 2
-# shared cores: through SLURM each job costs seconds of scheduling and two snakemake start-ups (docs/slurm.md).
-DEFAULT_TARGETS = "results/dataset/splits.json"
+# Default: every rule of the workflow but the four that aggregate all models of a split (Tables 2-4, Fig. 4, the
+# training curves), on the system split: data stages, embeddings, MCR and Fig. 5, rendering, VAE and latents, ABCC
+# (train, predict, package), one latent and one 1D neural baseline, every baseline and reference row, evaluation,
+# Figs. 1 and 2, and the GPU device report; 52 jobs on tests/slurm/config.yaml, which the cluster profile's job
+# groups bundle into fewer SLURM jobs. `all` (119 jobs) took 12-13 min here through SLURM, past CI's 10 minutes
+# on 2 cores: each rule job still starts snakemake once inside its allocation (docs/slurm.md, "The test").
+DEFAULT_TARGETS = " ".join([
+    *(f"results/metrics/system/{model}.json" for model in (
+        "abcc", "sit_regression", "gru_forecaster", "nearest_trajectory", "voltage_regression", "random",
+        "persistence", "noise_floor")),
+    "results/packages/system/abcc",
+    "results/mcr/validation.json",
+    *(f"results/figures/{figure}.png" for figure in (
+        "fig1_operando", "fig2_data", "render_illustration", "fig5_sei_pathway")),
+])  # fmt: skip
 # Keys (HDF5 attributes, JSON keys, table columns) that record when or how fast, not what: never compared.
 VOLATILE_KEYS = {"created_utc", "hostname"}
+SHA256 = re.compile(r"[0-9a-f]{64}")
 # Floats from the two runs are equal to this (same code, data and thread counts: in practice bit-identical).
 FLOAT_RTOL, FLOAT_ATOL = 1e-5, 1e-8
 # Only what distinguishes the test cluster from a production one: no slurmdbd (so squeue, not sacct), fast polling
-# (the defaults are kind to a busy slurmctld and slow for a test), no retries (a failure must show at once).
+# (the defaults are kind to a busy slurmctld and slow for a test), no retries (a failure must show at once), and a
+# node of 2 CPUs.
 LOCAL_CLUSTER_OVERRIDES = (
     "--slurm-status-command", "squeue",
     "--slurm-init-seconds-before-status-checks", "1",
     "--seconds-between-status-checks", "1",
     "--max-status-checks-per-second", "10",
     "--retries", "0",
+    "--cores", "2",  # the test node's CPUs: the most one group job may ask for (profiles/slurm: cores)
 )  # fmt: skip
 
 
@@ -104,6 +116,15 @@ def test_device_report_fails_when_slurm_gave_no_gpu():
     assert report["slurm"] == env
     # outside a scheduler, a GPU request cannot be checked: the report just says what is visible
     assert device_report(compute, threads=1, environ={})["slurm"] == {}
+
+
+def test_job_header_names_the_slurm_job():
+    from opir.logs import job_header
+
+    assert job_header("vae", 2, environ={}).startswith("rule vae on ")
+    assert "SLURM" not in job_header("vae", 2, environ={})
+    header = job_header("vae", 2, environ={"SLURM_JOB_ID": "42", "SLURM_JOB_PARTITION": "gpu"})
+    assert header.endswith("with 2 thread(s); SLURM job 42 (partition gpu)")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -172,6 +193,26 @@ def _dry_run_resources(workdir: Path, rule: str, *configfiles: Path) -> str:
     assert f"rule {rule}:" in result.stdout, f"no rule {rule}: is workflow/rules/cluster_check.smk included?"
     block = result.stdout.split(f"rule {rule}:", 1)[1]
     return re.search(r"resources: (.*)", block).group(1)
+
+
+def test_job_groups_never_mix_gpu_and_cpu_rules(tmp_path):
+    """A group job asks for the GPUs of its jobs: a CPU rule grouped with a GPU rule would hold a GPU it never uses
+    (and a group of CPU rules must not land on a GPU partition). Every rule of the DAG is in a group or alone."""
+    result = subprocess.run(
+        _with_configs(tmp_path, "-n", "--forceall", "all", configfiles=(TEST_CONFIG, GPU_CONFIG)),
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    gpu_rules = _gpu_rules(result.stdout)
+    assert {"vae", "train_abcc", "predict_abcc"} <= gpu_rules
+    groups: dict[str, set[str]] = {}
+    for rule, group in _profile(SLURM_PROFILE)["groups"].items():
+        groups.setdefault(group, set()).add(rule)
+    assert set(_profile(SLURM_PROFILE)["group-components"]) <= set(groups)
+    for group, rules in groups.items():
+        assert rules <= gpu_rules or not rules & gpu_rules, f"group {group} mixes GPU rules {rules & gpu_rules} " \
+            f"with CPU rules {rules - gpu_rules}"
+    assert set(_profile(SLURM_PROFILE)["groups"]) <= _listed_rules(tmp_path)
 
 
 def test_gpu_request_is_switched_by_config(tmp_path):
@@ -248,6 +289,16 @@ def _job_counts(output: str) -> dict[str, int]:
     return counts
 
 
+def _gpu_rules(output: str) -> set[str]:
+    """Rules whose jobs asked for a GPU, from the job blocks snakemake prints (`rule NAME:` ... `resources: ...`)."""
+    rules = set()
+    for name, body in re.findall(r"^(?:local)?rule (\w+):\n((?:[ \t]+\S.*\n)+)", output, flags=re.M):
+        resources = re.search(r"resources: (.*)", body)
+        if resources and re.search(r"\bgpu=[1-9]", resources.group(1)):
+            rules.add(name)
+    return rules
+
+
 def _squeue_jobs() -> dict[str, dict[str, str]]:
     """Every job slurmctld still knows (MinJobAge=600 keeps finished ones): id -> state, partition, comment (the
     plugin's rule_<rule>[_wildcards_<values>]) and GPUs asked for."""
@@ -303,7 +354,10 @@ def _assert_same_json(a, b, where: str) -> None:
     if isinstance(a, dict):
         assert isinstance(b, dict) and set(a) == set(b), f"{where}: keys differ"
         for key in a:
-            if not _volatile(str(key)):
+            if key == "input_sha256":  # hashes of the inputs' bytes, which hold time stamps: same inputs, by name
+                names = [json.loads(v) if isinstance(v, str) else v for v in (a[key], b[key])]
+                assert names[0].keys() == names[1].keys(), f"{where}.{key}: inputs differ"
+            elif not _volatile(str(key)):
                 _assert_same_json(a[key], b[key], f"{where}.{key}")
     elif isinstance(a, list):
         assert isinstance(b, list) and len(a) == len(b), f"{where}: lengths differ"
@@ -311,6 +365,8 @@ def _assert_same_json(a, b, where: str) -> None:
             _assert_same_json(x, y, f"{where}[{i}]")
     elif isinstance(a, float) or isinstance(b, float):
         assert _same_array(float(a), float(b)), f"{where}: {a} != {b}"
+    elif isinstance(a, str) and isinstance(b, str) and SHA256.fullmatch(a) and SHA256.fullmatch(b):
+        pass  # a file's SHA-256 (e.g. a package's sources): its bytes hold time stamps; the files themselves are compared one by one
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
@@ -384,7 +440,7 @@ def test_workflow_runs_through_slurm(slurm_cluster, tmp_path):
     local.mkdir()
     slurm.mkdir()
     before = set(_squeue_jobs())
-    # Both runs at once: the SLURM run spends most of its time waiting for the scheduler and its polling, which
+    # Both runs at once: the SLURM run spends much of its time waiting for the scheduler and its polling, which
     # the local reference run fills; each run's jobs are limited to the 2 cores either way.
     t0 = time.monotonic()
     local_run = _start(_with_configs(local, *targets, "--cores", "2", configfiles=configs), local, env)
@@ -409,30 +465,40 @@ def test_workflow_runs_through_slurm(slurm_cluster, tmp_path):
     assert local_rc == 0, f"local run failed:\n{local_out[-6000:]}"
     assert rc == 0, f"SLURM run failed:\n{slurm_out[-8000:]}"
     print(f"SLURM run {slurm_s:.0f} s, both runs {time.monotonic() - t0:.0f} s")
-
-    # Every job but the local `all` went through sbatch, finished as COMPLETED, and is the rule we expected.
-    submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", slurm_out))
     expected = _job_counts(local_out)
     expected.pop("all", None)
-    assert submitted and len(submitted) == sum(expected.values()), (
-        f"{len(submitted)} sbatch submissions for {sum(expected.values())} jobs {expected}:\n{slurm_out[-6000:]}"
-    )
+    gpu_rules = _gpu_rules(local_out)
+    assert gpu_rules, "no job asked for a GPU: is tests/slurm/config.yaml (compute.gpu_jobs) used?"
+
+    # Every SLURM job the run submitted (single jobs and job groups, profiles/slurm `groups`) is known to
+    # slurmctld as COMPLETED, on the GPU partition exactly when it asked for a GPU.
+    submitted = set(re.findall(r"has been submitted with SLURM jobid (\d+)", slurm_out))
     known = _squeue_jobs()
-    ran = {}
-    for slurm_id in submitted.values():
+    for slurm_id in submitted:
         assert slurm_id not in before and slurm_id in known, f"SLURM job {slurm_id} unknown to slurmctld"
         job = known[slurm_id]
         assert job["state"] == "COMPLETED", f"SLURM job {slurm_id}: {job}"
-        rule = re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", job["comment"]).group(1)
-        ran[rule] = ran.get(rule, 0) + 1
-        # GPU rules were scheduled with a GPU on the GPU partition, every other job on the CPU partition
         is_gpu = "gpu" in job["gpus"]  # --gpus=N shows as tres-per-job gres:gpu:N
-        assert job["partition"] == ("gpu" if is_gpu else "cpu"), f"{rule} (job {slurm_id}) in {job['partition']}"
-    assert ran == expected
+        assert job["partition"] == ("gpu" if is_gpu else "cpu"), f"SLURM job {slurm_id}: {job}"
+    # And every job of the local run (but `all`) ran inside one of them: each rule's log starts with the SLURM job
+    # and partition it ran in (opir.logs.job_header), GPU rules in `gpu`, the others in `cpu`.
+    ran: dict[str, int] = {}
+    for log in sorted((slurm / "results" / "logs").rglob("*.log")):
+        first = log.read_text().partition("\n")[0]
+        found = re.search(r"rule (\w+) on \S+ with \d+ thread\(s\); SLURM job (\d+) \(partition (\w+)\)", first)
+        assert found, f"{log.relative_to(slurm)} was not written inside a SLURM job: {first!r}"
+        rule, slurm_id, partition = found.groups()
+        assert slurm_id in submitted, f"{log.relative_to(slurm)}: SLURM job {slurm_id} was not submitted by this run"
+        assert partition == ("gpu" if rule in gpu_rules else "cpu"), f"{rule} ran in partition {partition}"
+        ran[rule] = ran.get(rule, 0) + 1
+    assert ran == expected, f"jobs per rule: through SLURM {ran}, locally {expected}"
+    # the groups bundled jobs: fewer SLURM jobs than rule jobs
+    assert len(submitted) < sum(expected.values()), f"{len(submitted)} SLURM jobs for {sum(expected.values())}"
+    print(f"{sum(expected.values())} jobs in {len(submitted)} SLURM jobs")
 
     # The GPU rule saw the GPU SLURM gave it (a fake GRES device here: CUDA_VISIBLE_DEVICES set, torch on CPU).
     report = json.loads((slurm / "results/cluster/device_report.json").read_text())
-    assert report["slurm"]["SLURM_JOB_ID"] in submitted.values()
+    assert report["slurm"]["SLURM_JOB_ID"] in submitted
     assert report["slurm"]["SLURM_JOB_PARTITION"] == "gpu"
     assert len(report["gpus_visible"]) == 1 and report["gpus_requested"] == 1
     assert known[report["slurm"]["SLURM_JOB_ID"]]["comment"] == "rule_device_report"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,19 @@ def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO)
     return logger
 
 
+def job_header(rule: str, threads: int, environ=os.environ) -> str:
+    """Where a job ran, as the first line of its log: the rule, the host, the threads and, under SLURM, the job id
+    and partition (so a number can be traced to the allocation that computed it; ``sacct -j ID`` says the rest)."""
+    header = f"rule {rule} on {socket.gethostname()} with {threads} thread(s)"
+    if environ.get("SLURM_JOB_ID"):
+        header += f"; SLURM job {environ['SLURM_JOB_ID']} (partition {environ.get('SLURM_JOB_PARTITION', '?')})"
+    return header
+
+
 def from_snakemake(snakemake: Any) -> logging.Logger:
-    """First statement of every workflow script: errors, messages and progress go to the rule's ``log:``."""
+    """First statement of every workflow script: errors, messages and progress go to the rule's ``log:``, which
+    starts with :func:`job_header`."""
     log = snakemake.log[0] if len(snakemake.log) else None
-    return setup_logging(log)
+    logger = setup_logging(log)
+    logger.info("%s", job_header(snakemake.rule, snakemake.threads))
+    return logger

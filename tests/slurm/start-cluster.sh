@@ -109,9 +109,10 @@ if [ "$FAKE_GPUS" -gt 0 ]; then
   for i in $(seq 0 $((FAKE_GPUS - 1))); do
     [ -e "/var/lib/slurm/fakegpu/gpu$i" ] || mknod -m 666 "/var/lib/slurm/fakegpu/gpu$i" c 1 3
   done
-  echo "NodeName=${HOST} Name=gpu File=/var/lib/slurm/fakegpu/gpu[0-$((FAKE_GPUS - 1))]" > /etc/slurm/gres.conf
+  printf '%s\n%s\n' "$MARKER" "NodeName=${HOST} Name=gpu File=/var/lib/slurm/fakegpu/gpu[0-$((FAKE_GPUS - 1))]" \
+    > /etc/slurm/gres.conf
 else
-  : > /etc/slurm/gres.conf
+  echo "$MARKER" > /etc/slurm/gres.conf
 fi
 
 # ---- daemons (each forks and writes its PID file) ------------------------------------------------------------

@@ -26,3 +26,13 @@ fi
 stop_pid slurmd "$RUN/slurmd.pid"
 stop_pid slurmctld "$RUN/slurmctld.pid"
 stop_pid munged "$RUN/munge/munged.pid"
+
+# Remove the configuration start-cluster.sh wrote (only its own, recognised by its marker). A slurm.conf left behind
+# makes every later `scontrol` wait ~10 s for a controller that is gone, and the SLURM executor plugin runs
+# `scontrol show config` each time snakemake starts: every snakemake command on this machine would start 9 s slower.
+MARKER="# written by OpIR tests/slurm/start-cluster.sh"
+if [ -e /etc/slurm/slurm.conf ] && grep -qF "$MARKER" /etc/slurm/slurm.conf; then
+  rm -f /etc/slurm/slurm.conf
+  if [ -e /etc/slurm/gres.conf ] && grep -qF "$MARKER" /etc/slurm/gres.conf; then rm -f /etc/slurm/gres.conf; fi
+  echo "removed the test cluster's /etc/slurm/slurm.conf"
+fi

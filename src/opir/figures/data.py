@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 
 from opir import h5io
+from opir.figures.output import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,7 @@ def figure2(samples_path: str | Path, png: str | Path, pdf: str | Path, bins: in
         ax.scatter(data["voltage_v"][mine], data["rms_change"][mine], s=4, alpha=0.6, label=system)
     ax.set(xlabel="voltage (V vs Li/Li+)", ylabel="RMS |s(v_m) - s(v_0)|", title="C  spectral change")
     ax.legend(fontsize=6, markerscale=2, frameon=False, ncol=2)
-    for path in (png, pdf):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with h5io.atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=150, format=Path(path).suffix.lstrip("."))
-    plt.close(fig)
+    save_figure(fig, (png, pdf), dpi=150)
     summary = {
         "snr_median": float(np.median(snr)) if snr.size else float("nan"),
         "snr_mean": float(np.mean(snr)) if snr.size else float("nan"),

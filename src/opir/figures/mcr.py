@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from opir.figures.output import save_figure  # noqa: E402
+
 
 def plot_sei_pathway(
     wavenumber_cm1: np.ndarray,
@@ -65,6 +67,5 @@ def plot_sei_pathway(
     ]
     ax_c.legend(handles=[*ax_c.get_legend_handles_labels()[0], *style], fontsize=7, loc="upper left")
     fig.suptitle(f"{title}: measured (solid) vs {prediction_label} (dashed)")
-    for path in paths:
-        fig.savefig(path, dpi=150)
+    save_figure(fig, paths, dpi=150, close=False)
     return fig

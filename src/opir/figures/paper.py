@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 
 from opir.errors import ConfigError, DataError  # noqa: E402
+from opir.figures.output import save_figure  # noqa: E402
 from opir.h5io import atomic_path  # noqa: E402
 from opir.predictions import SampleTable, load_samples, load_split, read_predictions  # noqa: E402
 
@@ -37,14 +38,6 @@ VOLTAGE_LABEL = "voltage (V vs Li/Li$^+$)"
 # --------------------------------------------------------------------------------------------------------------
 # Shared helpers
 # --------------------------------------------------------------------------------------------------------------
-def save_figure(fig: plt.Figure, paths: Sequence[str | os.PathLike], dpi: int = 150) -> None:
-    """Write ``fig`` to every path (format from the suffix), each atomically, then close it."""
-    for path in paths:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip("."))
-    plt.close(fig)
-
-
 def run_rows(table: SampleTable, run: str) -> np.ndarray:
     """Row indices of run ``'system/run'`` in acquisition order; an unknown run is a ConfigError listing the runs."""
     keys = np.char.add(np.char.add(table.runs["system_id"].astype(str), "/"), table.runs["run_id"].astype(str))

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 
 from opir import render  # noqa: E402
 from opir.errors import DataError  # noqa: E402
+from opir.figures.output import save_figure  # noqa: E402
 from opir.h5io import read_strings  # noqa: E402
 
 
@@ -96,8 +97,5 @@ def render_illustration(
         wavenumber_cm1 = handle["wavenumber_cm1"][()]
     fig = plot_rendering(wavenumber_cm1, run_spectra, m, settings, title=f"sample {sample_ids[index]}")
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=dpi)
-    fig.savefig(output.with_suffix(".pdf"))
-    plt.close(fig)
+    save_figure(fig, [output, output.with_suffix(".pdf")], dpi=dpi)
     return output
