@@ -366,7 +366,8 @@ def _assert_same_json(a, b, where: str) -> None:
     elif isinstance(a, float) or isinstance(b, float):
         assert _same_array(float(a), float(b)), f"{where}: {a} != {b}"
     elif isinstance(a, str) and isinstance(b, str) and SHA256.fullmatch(a) and SHA256.fullmatch(b):
-        pass  # a file's SHA-256 (e.g. a package's sources): its bytes hold time stamps; the files themselves are compared one by one
+        # a file's SHA-256 (e.g. a package's sources): its bytes hold time stamps; the files are compared one by one
+        pass
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
