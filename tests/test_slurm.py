@@ -197,7 +197,7 @@ def _dry_run_resources(workdir: Path, rule: str, *configfiles: Path) -> str:
 
 def test_job_groups_never_mix_gpu_and_cpu_rules(tmp_path):
     """A group job asks for the GPUs of its jobs: a CPU rule grouped with a GPU rule would hold a GPU it never uses
-    (and a group of CPU rules must not land on a GPU partition). Every rule of the DAG is in a group or alone."""
+    (and a group of CPU rules must not land on a GPU partition). Every rule the groups name exists."""
     result = subprocess.run(
         _with_configs(tmp_path, "-n", "--forceall", "all", configfiles=(TEST_CONFIG, GPU_CONFIG)),
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
@@ -301,7 +301,7 @@ def _gpu_rules(output: str) -> set[str]:
 
 def _squeue_jobs() -> dict[str, dict[str, str]]:
     """Every job slurmctld still knows (MinJobAge=600 keeps finished ones): id -> state, partition, comment (the
-    plugin's rule_<rule>[_wildcards_<values>]) and GPUs asked for."""
+    plugin's rule_<rule>[_wildcards_<values>], or rule_<group>_<rules> for a job group) and GPUs asked for."""
     result = subprocess.run(
         ["squeue", "-t", "all", "-h", "-O", "JobID:|,State:|,Partition:|,Comment:|,tres-per-job:|"],
         capture_output=True,
