@@ -270,18 +270,22 @@ def test_spectrum_baselines_never_read_test_targets(dataset, name):
     assert meta["delta_scale"] > 0 and len(meta["training_runs"]) == 4
 
 
+def _mae_and_persistence_mae(dataset, predictions) -> tuple[float, float]:
+    """MAE of the predictions' mean and of Persistence (s(v_0) repeated) on the predicted test samples."""
+    table = load_samples(dataset / "samples.h5")
+    idx = table.sample_index(predictions.sample_id, "test")
+    target = table.absorbance[table.samples["row"][idx]]
+    persistence = table.absorbance[table.samples["initial_row"][idx]]
+    return np.abs(predictions.mean - target).mean(), np.abs(persistence - target).mean()
+
+
 def test_gru_forecaster_learns_the_voltage_driven_change(dataset):
     """A few hundred steps on the toy data: the GRU must beat persistence on the held-out samples."""
     models = _models_config()
     models["neural_baselines"]["gru_forecaster"]["train"].update(steps=150, lr=1e-2, batch_size=4, ema_decay=0.9,
                                                                  checkpoint_every=150)
     predictions, _ = _train_and_predict(dataset, "gru_forecaster", "random", models)
-    table = load_samples(dataset / "samples.h5")
-    idx = table.sample_index(predictions.sample_id, "test")
-    target = table.absorbance[table.samples["row"][idx]]
-    persistence = table.absorbance[table.samples["initial_row"][idx]]
-    model_mae = np.abs(predictions.mean - target).mean()
-    persistence_mae = np.abs(persistence - target).mean()
+    model_mae, persistence_mae = _mae_and_persistence_mae(dataset, predictions)
     assert model_mae < 0.5 * persistence_mae, (model_mae, persistence_mae)
 
 
@@ -319,10 +323,5 @@ def test_trajectory_flow_learns_the_voltage_driven_change(dataset):
     nb.update(hidden_size=32, euler_steps=8)
     nb["train"].update(steps=120, lr=3e-3, batch_size=8, ema_decay=0.9, checkpoint_every=120)
     predictions, _ = _train_and_predict(dataset, "trajectory_flow", "random", models)
-    table = load_samples(dataset / "samples.h5")
-    idx = table.sample_index(predictions.sample_id, "test")
-    target = table.absorbance[table.samples["row"][idx]]
-    persistence = table.absorbance[table.samples["initial_row"][idx]]
-    model_mae = np.abs(predictions.mean - target).mean()
-    persistence_mae = np.abs(persistence - target).mean()
+    model_mae, persistence_mae = _mae_and_persistence_mae(dataset, predictions)
     assert model_mae < 0.5 * persistence_mae, (model_mae, persistence_mae)

@@ -238,7 +238,8 @@ def _meta(model_name, split, settings, architecture, model, train_config, result
 
 def _train_latent(samples_h5, splits_json, mixture_h5, latent_h5, waveform_h5, split, model_name, settings, out_dir,
                   checkpoint_dir, device, progress) -> Path:
-    from opir.models.pipeline import curve_style_of, load_abcc_data, load_split_samples
+    from opir.models.pipeline import load_abcc_data, load_split_samples
+    from opir.render import read_style
 
     data = load_abcc_data(samples_h5, latent_h5, mixture_h5, load_split_samples(splits_json, split, "train"),
                           settings)
@@ -273,7 +274,7 @@ def _train_latent(samples_h5, splits_json, mixture_h5, latent_h5, waveform_h5, s
     weights, result = train(model, loss_fn, train_config, checkpoint_dir, device, run_settings=settings,
                             progress=progress, desc=f"{split}/{model_name}")
     meta = _meta(model_name, split, settings, architecture, model, train_config, result, len(data.sample_id), device,
-                 {"render": dataclasses.asdict(curve_style_of(waveform_h5))})
+                 {"render": dataclasses.asdict(read_style(waveform_h5))})
     return _save_model(out_dir, weights, meta, result.curve)
 
 
@@ -433,14 +434,15 @@ def _predict_latent(model, meta, samples_h5, splits_json, mixture_h5, latent_h5,
 
     from opir.latent import load_vae
     from opir.models.meanflow import sample_euler
-    from opir.models.pipeline import curve_style_of, images_to_spectra, load_abcc_data, load_split_samples
+    from opir.models.pipeline import images_to_spectra, load_abcc_data, load_split_samples
     from opir.models.vae import decode_latents
+    from opir.render import read_style
 
     settings = meta["settings"]
     data = load_abcc_data(samples_h5, latent_h5, mixture_h5, load_split_samples(splits_json, split, "test"), settings)
     vae = load_vae(vae_dir)
     scaling = float(vae.config.scaling_factor)
-    style = curve_style_of(waveform_h5)
+    style = read_style(waveform_h5)
     with h5py.File(samples_h5, "r") as handle:
         wavenumber = handle["wavenumber_cm1"][()]
     flow = meta["kind"] == "sit_flow_matching"

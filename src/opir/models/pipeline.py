@@ -29,6 +29,7 @@ from opir.h5io import read_provenance, read_strings
 from opir.models.abcc import ABCC, ABCCConfig
 from opir.models.conditioning import Condition, profile_features
 from opir.models.meanflow import MeanFlowConfig
+from opir.render import read_style
 from opir.train import TrainConfig, autocast_factory, batch_indices, train, write_curve
 
 log = logging.getLogger(__name__)
@@ -407,8 +408,8 @@ def train_abcc(
         "fusion": fusion,
         # how the inputs were made, so predictions with this model can be reproduced from raw spectra
         "dataset_config": read_provenance(samples_h5).get("config"),
-        "render": dataclasses.asdict(curve_style_of(waveform_h5)) if waveform_h5 else None,
-        "render_variation": dataclasses.asdict(curve_style_of(variation_h5)) if variation_h5 and use_residual
+        "render": dataclasses.asdict(read_style(waveform_h5)) if waveform_h5 else None,
+        "render_variation": dataclasses.asdict(read_style(variation_h5)) if variation_h5 and use_residual
         else None,
         **(metadata or {}),
     }
@@ -435,7 +436,7 @@ def _readout_for(space, config: ABCCConfig, n_points: int, cfg, vae_dir, wavefor
     if styles is None:
         if config.residual_channels and variation_h5 is None:
             raise DataError("the residual stream needs the variation images' render geometry (variation.h5)")
-        styles = (curve_style_of(waveform_h5), curve_style_of(variation_h5) if config.residual_channels else None)
+        styles = (read_style(waveform_h5), read_style(variation_h5) if config.residual_channels else None)
     return Readout("latent", n_points, config.latent_channels, config.residual_channels, vae,
                    float(vae.config.scaling_factor), styles[0], styles[1], background)
 
@@ -485,13 +486,6 @@ def load_abcc(model_dir: str | Path, device: torch.device | str = "cpu") -> tupl
 # --------------------------------------------------------------------------------------------------------------
 # Predict
 # --------------------------------------------------------------------------------------------------------------
-def curve_style_of(waveform_h5: str | Path):
-    """The render geometry the waveform images were made with (the render stage's own reader)."""
-    from opir.render import read_style
-
-    return read_style(waveform_h5)
-
-
 def images_to_spectra(images: np.ndarray, n_points: int, style, background_grey: float) -> tuple[np.ndarray, int]:
     """Alg. 1 inverse of decoded images; an image left without ink by the background threshold is read without
     the threshold (counted and logged, never dropped)."""
@@ -527,7 +521,7 @@ def predict_abcc(
     config = model.config
     styles = None
     if space == "latent":
-        styles = (CurveStyle(**meta["render"]) if meta.get("render") else curve_style_of(waveform_h5),
+        styles = (CurveStyle(**meta["render"]) if meta.get("render") else read_style(waveform_h5),
                   CurveStyle(**meta["render_variation"]) if meta.get("render_variation") else None)
     readout = _readout_for(space, config, data.initial_spectrum.shape[1], {**settings, "predict": predict_cfg},
                            vae_dir, waveform_h5, None, meta.get("spectrum_scale"), device_, styles, decode=True)
