@@ -8,7 +8,11 @@ overrides (YAML) go over `models.abcc` of config/config.yaml (or --configfile), 
 entry would, so a setting found here becomes a variant by copying the same mapping. Only the 1D variant
 (`space: spectrum`) runs here: the latent space needs the split's VAE and latents (run those through the workflow).
 The model, its predictions and its metrics go to --out. This is how the ABCC-1D rows of
-benchmarks/results/opirbench-sim.md ("ABCC, second session") were measured.
+benchmarks/results/opirbench-sim.md ("ABCC, second session" and later) were measured.
+
+--curve also scores the EMA weights of every checkpoint still in --out/checkpoints (set train.keep_checkpoints
+high enough): a learning curve on the test split, for reading how quality moves with training, never for choosing
+the step (that would select on the test data). --draws overrides predict.draws (metrics score the mean of draws).
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ def main() -> None:
     parser.add_argument("--configfile", type=Path, default=REPO / "config" / "config.yaml")
     parser.add_argument("--out", type=Path, default=None, help="default: WORKDIR/abcc_settings/<split>-<time>")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--curve", action="store_true", help="also score every kept checkpoint (test learning curve)")
+    parser.add_argument("--draws", type=int, nargs="+", default=None,
+                        help="score the final model with each of these numbers of draws (default: predict.draws)")
     args = parser.parse_args()
 
     import torch
@@ -62,16 +69,37 @@ def main() -> None:
                out / "model", out / "checkpoints", "cpu",
                streams_h5=files["streams"] if settings.get("two_stream") else None, progress=False)
     train_s = time.perf_counter() - t0
-    predict_abcc(files["samples"], None, files["mixture"], files["splits"], None, args.split, out / "model", None,
-                 out / "predictions.h5", settings["predict"], "cpu")
-    record = evaluate_file(out / "predictions.h5", files["samples"], files["splits"], args.split, "abcc_settings",
-                           out / "metrics.json", config["evaluate"]["dilate"])
+
+    def score(model_dir: Path, name: str, draws: int) -> dict:
+        predict_abcc(files["samples"], None, files["mixture"], files["splits"], None, args.split, model_dir, None,
+                     out / f"predictions{name}.h5", {**settings["predict"], "draws": draws}, "cpu")
+        record = evaluate_file(out / f"predictions{name}.h5", files["samples"], files["splits"], args.split,
+                               "abcc_settings", out / f"metrics{name}.json", config["evaluate"]["dilate"])
+        return {k: round(v["mean"], 5) for k, v in record["summary"].items()}
+
+    draws = args.draws or [settings["predict"]["draws"]]
+    metrics = score(out / "model", "", draws[0])
+    by_draws = {n: score(out / "model", f"_k{n}", n) for n in draws[1:]}
+    curve = {}
+    if args.curve:
+        import shutil
+
+        for checkpoint in sorted((out / "checkpoints").glob("step_*")):
+            if not (checkpoint / "state.json").exists():
+                continue
+            step = json.loads((checkpoint / "state.json").read_text())["step"]
+            model_dir = out / f"model_step{step}"
+            model_dir.mkdir(exist_ok=True)
+            shutil.copy(out / "model" / "model.json", model_dir / "model.json")
+            shutil.copy(checkpoint / "ema.safetensors", model_dir / "model.safetensors")
+            curve[step] = score(model_dir, f"_step{step}", draws[0])
     references = {}
     for path in sorted((results / "metrics" / args.split).glob("*.json")):
         references[path.stem] = json.loads(path.read_text())["summary"]["mae"]["mean"]
     print(json.dumps({
         "split": args.split, "overrides": yaml.safe_load(args.overrides), "train_seconds": round(train_s, 1),
-        "metrics": {k: round(v["mean"], 5) for k, v in record["summary"].items()},
+        "metrics": metrics, "draws": draws[0],
+        **({"metrics_by_draws": by_draws} if by_draws else {}), **({"test_curve": curve} if curve else {}),
         "reference_mae": {k: round(v, 5) for k, v in references.items()}, "out": str(out),
     }))
 

@@ -230,6 +230,27 @@ def test_mass_conservation_products_consume_the_electrolyte(sheets):
     assert c0["EC"] - ec[-1] > c0["DMC"] - dmc[-1] > 0
 
 
+def test_counterfactual_sei_chemistry_changes_only_the_sei(sheets, settings):
+    """benchmarks/electrode_bound.py re-simulates a run with another electrode's SEI chemistry: the voltage
+    curve, the drift and the random draws stay, the films follow the donor's onsets and rates."""
+    system = _system(sheets, "coosp_lp30_int")
+    settings["scale"] = 0.05
+    own = sim.simulate_run(system, "run01", 40, settings)
+    same = sim.simulate_run(system, "run01", 40, settings, sei_chemistry_of="CoO")
+    as_cu = sim.simulate_run(system, "run01", 40, settings, sei_chemistry_of="Cu")
+    np.testing.assert_array_equal(own.truth, same.truth)
+    np.testing.assert_array_equal(own.voltage_v, as_cu.voltage_v)
+    np.testing.assert_array_equal(own.snr, as_cu.snr)
+    film = {name: [run.concentrations[-1, sim.SPECIES.index(name)] for run in (own, as_cu)]
+            for name in ("DMDOHC", "LEDC")}  # fmt: skip
+    assert film["DMDOHC"][0] > 3 * film["DMDOHC"][1]  # CoO's early ester film is its own chemistry
+    assert film["LEDC"][1] > 3 * film["LEDC"][0]  # Cu reduces EC to LEDC
+    pvdf = sim.SPECIES.index("PVDF")
+    np.testing.assert_array_equal(own.concentrations[:, pvdf], as_cu.concentrations[:, pvdf])
+    with pytest.raises(ConfigError, match="counterfactual"):
+        sim.simulate_run(system, "run01", 40, settings, sei_chemistry_of="Graphite")
+
+
 def test_solvent_stream_follows_the_current(sheets):
     echem, conc, _ = _physics("ltosp_lp30_int", sheets)
     solvated = conc[:, sim.SPECIES.index("EC_solvated")]

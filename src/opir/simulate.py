@@ -30,7 +30,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -331,6 +331,20 @@ def electrode_of(name: str, where: str) -> tuple[Electrode, bool]:
     return ELECTRODES[base], bool(additive)
 
 
+def with_sei_chemistry_of(electrode: Electrode, donor: Electrode) -> Electrode:
+    """``electrode`` with the SEI chemistry of ``donor`` (onset shifts, rate factors, film capacity, what growth
+    jumps produce): its voltage curve and its crack events stay, so the run's electrochemistry and random draws
+    are unchanged. A counterfactual for benchmarks/electrode_bound.py: what the SEI would have been had the
+    surface reacted like another electrode's."""
+    return replace(
+        electrode,
+        onset_shift_v=donor.onset_shift_v,
+        rate_factor=donor.rate_factor,
+        film_capacity=donor.film_capacity,
+        jump_products=donor.jump_products,
+    )
+
+
 def protocol_segments(electrode: Electrode, protocol: str) -> list[tuple[float, int]]:
     """(duration s, direction) segments: -1 lithiation (reduction current), +1 delithiation, 0 rest."""
     half = electrode.half_cycle_h * 3600.0
@@ -551,13 +565,22 @@ class SimulatedRun:
 
 
 def simulate_run(
-    system: Mapping[str, Any], run_id: str, n_samples: int, settings: Mapping[str, Any]
+    system: Mapping[str, Any],
+    run_id: str,
+    n_samples: int,
+    settings: Mapping[str, Any],
+    sei_chemistry_of: str | None = None,
 ) -> SimulatedRun:
-    """Simulate one run of ``system`` (a row of the systems sheet) with ``n_samples`` + 1 spectra."""
+    """Simulate one run of ``system`` (a row of the systems sheet) with ``n_samples`` + 1 spectra.
+
+    ``sei_chemistry_of`` (an electrode model name) simulates the same run with that electrode's SEI chemistry
+    (:func:`with_sei_chemistry_of`); the workflow never sets it."""
     system_id = system["system_id"]
     where = f"system {system_id}"
     recipe = parse_recipe(system["electrolyte"], f"{where}, electrolyte")
     electrode, composite = electrode_of(system["working_electrode"], where)
+    if sei_chemistry_of is not None:
+        electrode = with_sei_chemistry_of(electrode, electrode_of(sei_chemistry_of, f"{where}, counterfactual")[0])
     protocol = system["protocol"]
     rng = np.random.default_rng(run_seed(settings["seed"], system_id, run_id))
 

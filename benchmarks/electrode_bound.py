@@ -1,0 +1,156 @@
+"""How well can any model do on a split whose test electrodes it has never seen? A counterfactual bound; prints JSON.
+
+    python benchmarks/electrode_bound.py WORKDIR [--split system]
+
+ABCC's condition (the initial spectrum, the voltage profile, the electrolyte's mixture embedding) says nothing about
+the working electrode's surface chemistry, and the simulator gives each electrode its own SEI chemistry (onset
+shifts, rate factors, film capacity: opir.simulate.ELECTRODES). A test run on an electrode that no training run
+used (CoO in the system split) can therefore be predicted at best as if its surface reacted like one of the
+training electrodes. This script simulates exactly that: each such test run again, with the same seed, voltage
+curve, crack events, drift and electrolyte, but the SEI chemistry of each training electrode in turn
+(`opir.simulate.with_sei_chemistry_of`); preprocesses it with the measured run's own baseline and scale
+(`opir.preprocess.preprocess_truth_run`); and scores it, noise-free, against the measured test targets with the
+benchmark's own metrics. Test runs whose electrode was seen in training keep their true noise-free spectra.
+
+So each row is an *oracle* that knows everything but the electrode's chemistry: the noise-free truth of a
+same-protocol, same-electrolyte run with a seen electrode's SEI. A model can beat a row only by guessing the
+unseen chemistry better than that electrode's does (or by averaging, like the "mean" row). WORKDIR is a working
+directory the workflow has run in with a simulated dataset (results/dataset/{samples,splits,truth}, results/truth,
+results/ingest, results/preprocessed_truth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+
+def provenance_config(path: Path) -> dict:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        return json.loads(handle.attrs["config"])
+
+
+def counterfactual_block(results: Path, system_id: str, run_id: str, donor: str, clip, scratch: Path):
+    """Preprocessed noise-free spectra of one run simulated with the SEI chemistry of ``donor``: (n_rows, N_f)."""
+    import h5py
+    import numpy as np
+
+    from opir import h5io, preprocess, simulate
+
+    truth_path = results / "truth" / system_id / f"{run_id}.h5"
+    original = provenance_config(truth_path)
+    system, runs, settings = original["system"], original["runs"], original["simulate"]
+    n_samples = simulate.samples_per_run(int(system["sim_samples"]), len(runs), settings, system_id)[
+        runs.index(run_id)
+    ]
+    run = simulate.simulate_run(system, run_id, n_samples, settings, sei_chemistry_of=donor)
+    with h5py.File(truth_path, "r") as handle:
+        files = [name.removeprefix("spectra/") for name in h5io.read_strings(handle["spectra/file"])]
+    if len(files) != run.truth.shape[0]:
+        raise SystemExit(f"{truth_path}: {len(files)} spectra, the counterfactual has {run.truth.shape[0]}")
+    raw_truth = scratch / f"{system_id}_{run_id}_{donor}_truth.h5"
+    simulate.write_truth(raw_truth, run, files, {"counterfactual_sei_of": donor})
+    out = scratch / f"{system_id}_{run_id}_{donor}_pre.h5"
+    params = provenance_config(results / "preprocessed_truth" / system_id / f"{run_id}.h5")
+    preprocess.preprocess_truth_run(results / "ingest" / system_id / f"{run_id}.h5", raw_truth, out, params,
+                                    rule="electrode_bound")  # fmt: skip
+    with h5py.File(out, "r") as handle:
+        block = handle["spectra/absorbance"][()]
+    return np.clip(block, *clip) if clip is not None else block
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--split", default="system", choices=["random", "system"])
+    parser.add_argument("--alpha", type=float, default=0.5, help="DILATE alpha (evaluate.dilate)")
+    parser.add_argument("--gamma", type=float, default=0.01, help="DILATE gamma (evaluate.dilate)")
+    args = parser.parse_args()
+
+    import h5py
+    import numpy as np
+
+    from opir.metrics import evaluate_predictions
+    from opir.predictions import Predictions, load_samples, load_split
+
+    results = args.workdir / "results"
+    table = load_samples(results / "dataset/samples.h5")
+    split = load_split(results / "dataset/splits.json", args.split)
+    train_idx = table.sample_index(split["train"], "train")
+    test_idx = table.sample_index(split["test"], "test")
+    with h5py.File(results / "dataset/samples.h5", "r") as handle:
+        clip = json.loads(handle.attrs["preprocess_params"]).get("clip")
+    with h5py.File(results / "dataset/truth.h5", "r") as handle:
+        truth = handle["absorbance"][()]
+
+    def electrode(system_id: str, run_id: str) -> str:
+        system = provenance_config(results / "truth" / system_id / f"{run_id}.h5")["system"]
+        return system["working_electrode"].partition("/")[0]
+
+    def runs_of(index):
+        keys = sorted(set(zip(table.samples["system_id"][index], table.samples["run_id"][index], strict=True)))
+        return {key: electrode(*key) for key in keys}
+
+    seen = sorted(set(runs_of(train_idx).values()))
+    unseen = {key: name for key, name in runs_of(test_idx).items() if name not in seen}
+    first_row = {(s, r): int(f) for s, r, f in zip(table.runs["system_id"], table.runs["run_id"],
+                                                    table.runs["first_row"], strict=True)}  # fmt: skip
+    rows = table.samples["row"][test_idx]
+    run_of_test = list(zip(table.samples["system_id"][test_idx], table.samples["run_id"][test_idx], strict=True))
+
+    predictions = {"own truth (noise floor)": truth[rows]}
+    with tempfile.TemporaryDirectory() as scratch:
+        for donor in seen:
+            prediction = truth[rows].copy()
+            for key in unseen:
+                block = counterfactual_block(results, *key, donor, clip, Path(scratch))
+                members = np.flatnonzero([k == key for k in run_of_test])
+                prediction[members] = block[rows[members] - first_row[key]]
+            predictions[f"SEI chemistry of {donor}"] = prediction
+    donors = [f"SEI chemistry of {d}" for d in seen]
+    predictions["mean over the seen electrodes"] = np.mean([predictions[d] for d in donors], axis=0)
+    # Hedging: shrink each counterfactual's change towards the noise-free initial spectrum by the factor that is
+    # best *on the test targets* (an oracle choice no model can make), to show how far hedging alone can go.
+    unseen_members = np.flatnonzero([k in unseen for k in run_of_test])
+    initial = truth[table.samples["initial_row"][test_idx]]
+    target = table.absorbance[rows]
+    shrink = {}
+    for donor in donors:
+        change = predictions[donor] - initial
+
+        def unseen_mae(factor, change=change):
+            return float(np.mean(np.abs(initial + factor * change - target)[unseen_members]))
+
+        best = min(np.linspace(0.0, 1.0, 21), key=unseen_mae)
+        shrink[donor] = round(float(best), 2)
+        predictions[f"{donor}, change x {best:.2f} (oracle)"] = np.where(
+            np.isin(np.arange(rows.size), unseen_members)[:, None], initial + best * change, predictions[donor]
+        )
+
+    scores = {}
+    for name, prediction in predictions.items():
+        record = evaluate_predictions(
+            Predictions(np.asarray(split["test"]), table.wavenumber_cm1, prediction[:, None, :].astype(np.float32)),
+            table, split["test"], args.alpha, args.gamma, where=name,
+        )  # fmt: skip
+        scores[name] = {key: round(value["mean"], 5) for key, value in record["summary"].items()}
+        scores[name]["dilate_per_run"] = {run: round(v["dilate"], 4) for run, v in record["per_run"].items()}
+    floor = scores["own truth (noise floor)"]["mae"]
+    print(json.dumps({
+        "split": args.split, "seen_electrodes": seen,
+        "unseen_test_runs": {f"{s}/{r}": name for (s, r), name in unseen.items()},
+        "n_test": int(test_idx.size), "oracle_shrink": shrink, "mae_goal_2.5x_noise_floor": round(2.5 * floor, 5),
+        "scores": scores,
+    }, indent=1))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
