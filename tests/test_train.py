@@ -10,7 +10,14 @@ import torch
 from opir.models.abcc import ABCC, ABCCConfig
 from opir.models.conditioning import Condition
 from opir.models.meanflow import MeanFlowConfig
-from opir.train import TrainConfig, TrainingDivergedError, batch_indices, latest_checkpoint, train
+from opir.train import (
+    TrainConfig,
+    TrainingDivergedError,
+    batch_indices,
+    data_fingerprint,
+    latest_checkpoint,
+    train,
+)
 
 # tiny networks: one torch thread is as fast, and much faster when other jobs share the cores (conftest.py)
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -33,7 +40,7 @@ def tiny_problem():
     return config, target, cond
 
 
-def run(tmp_path, steps=12, kill_at=None, lr=1e-3):
+def run(tmp_path, steps=12, kill_at=None, lr=1e-3, data="tiny-data"):
     config, target, cond = tiny_problem()
     torch.manual_seed(1)
     model = ABCC(config)
@@ -49,7 +56,7 @@ def run(tmp_path, steps=12, kill_at=None, lr=1e-3):
             raise Killed
 
     weights, result = train(model, loss_fn, train_config, tmp_path / "ckpt", torch.device("cpu"),
-                            run_settings={"problem": "tiny"}, progress=False, on_step=on_step)
+                            run_settings={"problem": "tiny"}, progress=False, on_step=on_step, data=data)
     return model, weights, result
 
 
@@ -72,6 +79,45 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     assert latest_checkpoint(tmp_path / "ckpt", "another-hash") is None
     _, _, result = run(tmp_path, steps=8, lr=2e-3)  # other settings: starts from scratch
     assert result.resumed_from == 0
+
+
+def test_checkpoint_of_other_data_is_not_resumed(tmp_path, caplog):
+    """New data for a finished run must retrain, not hand back the old model (the finished run's last checkpoint
+    would otherwise be resumed at its last step, with no step left to take)."""
+    run(tmp_path, steps=8, data="old")
+    with caplog.at_level("INFO", logger="opir.train"):
+        _, _, result = run(tmp_path, steps=8, data="new")
+    assert result.resumed_from == 0
+    assert [row["step"] for row in result.curve] == [2, 4, 6, 8]  # all eight steps were trained again
+    assert "other settings, data or code" in caplog.text
+    assert [json.loads((p / "state.json").read_text())["step"] for p in sorted((tmp_path / "ckpt").glob("step_*"))] \
+        == [4, 8]  # only the new run's checkpoints are left
+
+
+def test_longer_run_continues_a_shorter_one_exactly(tmp_path):
+    _, reference, ref_result = run(tmp_path / "a", steps=16)
+    run(tmp_path / "b", steps=8)
+    _, extended, result = run(tmp_path / "b", steps=16)
+    assert result.resumed_from == 8
+    for key in reference:
+        assert torch.equal(reference[key], extended[key]), key
+    assert [row["loss"] for row in result.curve] == [row["loss"] for row in ref_result.curve]
+    # a shorter run does not start from the longer run's later checkpoints
+    _, short, result = run(tmp_path / "b", steps=6)
+    _, fresh, _ = run(tmp_path / "c", steps=6)
+    assert result.resumed_from == 0
+    for key in fresh:
+        assert torch.equal(fresh[key], short[key]), key
+
+
+def test_data_fingerprint_sees_values_dtype_and_shape():
+    a = torch.arange(6.0)
+    assert data_fingerprint(a) == data_fingerprint(a.clone().numpy())
+    assert data_fingerprint(a) != data_fingerprint(a.reshape(2, 3))
+    assert data_fingerprint(a) != data_fingerprint(a.double())
+    b = a.clone()
+    b[3] += 1e-6
+    assert data_fingerprint(a) != data_fingerprint(b)
 
 
 def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path):
@@ -126,7 +172,7 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_identically(tmp_path):
 
     with pytest.raises(TrainingInterrupted, match="SIGTERM at step 6"):
         train(model, loss_fn, train_config, tmp_path / "b" / "ckpt", torch.device("cpu"),
-              run_settings={"problem": "tiny"}, progress=False, on_step=on_step)
+              run_settings={"problem": "tiny"}, progress=False, on_step=on_step, data="tiny-data")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
     _, resumed, result = run(tmp_path / "b")
     assert result.resumed_from == 6

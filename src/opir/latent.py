@@ -20,7 +20,7 @@ from opir.compute import resolve_device
 from opir.errors import DataError
 from opir.h5io import atomic_h5, provenance, read_strings, write_nxdata
 from opir.models import vae as vae_lib
-from opir.train import TrainConfig, train, write_curve
+from opir.train import TrainConfig, data_fingerprint, train, write_curve
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def build_or_train_vae(
         return vae_lib.vae_reconstruction_loss(vae, x, float(vae_config["kl_weight"]), generator)
 
     weights, result = train(vae, loss_fn, train_config, checkpoint_dir, device_, run_settings=vae_config,
-                            progress=progress, desc=f"vae/{split}")
+                            progress=progress, desc=f"vae/{split}", data=data_fingerprint(images))
     vae.load_state_dict(weights)  # ema_decay 0: these are the final weights
     latents = vae_lib.encode_images(vae, images.numpy(), int(vae_config["encode_batch_size"]), device_)
     vae.register_to_config(scaling_factor=vae_lib.fit_scaling_factor(latents))

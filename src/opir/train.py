@@ -6,12 +6,18 @@ function of the step, and a checkpoint holds the weights, their EMA, the AdamW s
 job killed by a SLURM time limit and started again ends with the same weights as one that never stopped (on the
 CPU, where kernels are deterministic). Checkpoints are safetensors plus an optimizer state read with
 ``torch.load(weights_only=True)``; nothing is unpickled.
+
+A checkpoint is resumed only by a run that would have taken the same path: same settings, same training data
+(a fingerprint of the tensors the caller trains on) and same opir source code. Its length is not part of that:
+the learning rate, the EMA warm-up and the batch order depend on the step alone, so a run asked for more steps
+continues from a shorter run's last checkpoint and ends exactly where an uninterrupted long run would.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -28,6 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+import opir
 from opir.errors import OpirError
 from opir.h5io import config_hash
 
@@ -113,6 +120,57 @@ def batch_indices(n_items: int, batch_size: int, step: int, seed: int) -> torch.
     return perm[position * batch_size : (position + 1) * batch_size]
 
 
+#: Settings that set how long a run is and how it is recorded, not the path it takes (left out of the run hash).
+LENGTH_KEYS = frozenset({"steps", "max_steps", "epochs", "checkpoint_every", "keep_checkpoints", "log_every"})
+
+
+def _without_length(value):
+    if isinstance(value, dict):
+        return {k: _without_length(v) for k, v in value.items() if k not in LENGTH_KEYS}
+    return value
+
+
+def data_fingerprint(*arrays) -> str:
+    """SHA-256 of the training data (tensors or arrays: dtype, shape and bytes), for the run hash: a checkpoint of
+    other data is never resumed, whatever the time stamps of the files they came from."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        if isinstance(array, torch.Tensor):
+            array = array.detach().cpu().contiguous().numpy()
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def source_fingerprint() -> str:
+    """SHA-256 of the opir package's Python sources: a checkpoint made by other code is never resumed (snakemake
+    reruns a rule when its script changes, not when the library it imports does; a forced rerun must retrain)."""
+    root = Path(opir.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_hash_of(config: TrainConfig, run_settings: dict | None, data: str | None) -> str:
+    """What a resumable checkpoint must share with the run: settings without their length, data, source code."""
+    return config_hash({"train": _without_length(asdict(config)), "settings": _without_length(run_settings or {}),
+                        "data": data, "source": source_fingerprint()})  # fmt: skip
+
+
+def _remove_foreign_checkpoints(directory: Path, run_hash: str, steps: int) -> None:
+    """Checkpoints this run cannot continue from (other settings, data or code, or past its last step) would only
+    crowd out its own under ``keep_checkpoints``: they go, and the log says so."""
+    for path in _checkpoints(directory):
+        state = json.loads((path / "state.json").read_text())
+        if state.get("run_hash") != run_hash or state["step"] > steps:
+            why = "other settings, data or code" if state.get("run_hash") != run_hash else f"past step {steps}"
+            log.info("removing checkpoint %s (%s): this run cannot continue from it", path, why)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _checkpoints(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("step_*") if (p / "state.json").exists())
 
@@ -146,10 +204,12 @@ def _load_checkpoint(path: Path, model: torch.nn.Module, ema: dict, optimizer, d
     return json.loads((path / "curve.json").read_text())
 
 
-def latest_checkpoint(directory: str | Path, run_hash: str) -> Path | None:
-    """The newest complete checkpoint made by a run with the same settings, or None."""
+def latest_checkpoint(directory: str | Path, run_hash: str, max_step: int | None = None) -> Path | None:
+    """The newest complete checkpoint made by a run with the same run hash (:func:`run_hash_of`) and at most
+    ``max_step`` steps, or None."""
     for path in reversed(_checkpoints(Path(directory))):
-        if json.loads((path / "state.json").read_text()).get("run_hash") == run_hash:
+        state = json.loads((path / "state.json").read_text())
+        if state.get("run_hash") == run_hash and (max_step is None or state["step"] <= max_step):
             return path
     return None
 
@@ -164,17 +224,19 @@ def train(
     progress: bool = True,
     desc: str = "train",
     on_step: Callable[[int], None] | None = None,
+    data: str | None = None,
 ) -> tuple[dict[str, torch.Tensor], TrainResult]:
     """Train ``model`` for ``config.steps`` steps; ``loss_fn(step, generator, autocast)`` returns a dict of loss
     terms whose ``loss`` is minimized. Returns the EMA weights and the training curve.
 
     Checkpoints go to ``checkpoint_dir`` every ``checkpoint_every`` steps; a run finds the newest one made with the
-    same ``run_settings`` (hashed) and continues from it. ``on_step(step)`` is called after each completed step
-    (tests use it to simulate a kill).
+    same ``run_settings``, ``data`` (:func:`data_fingerprint` of what ``loss_fn`` trains on) and source code, at
+    most ``config.steps`` steps in, and continues from it (module docstring). ``on_step(step)`` is called after
+    each completed step (tests use it to simulate a kill).
     """
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    run_hash = config_hash({"train": asdict(config), "settings": run_settings or {}})
+    run_hash = run_hash_of(config, run_settings, data)
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
@@ -182,7 +244,8 @@ def train(
     autocast = autocast_factory(device, config.precision)
 
     result, curve, start = TrainResult(), [], 0
-    checkpoint = latest_checkpoint(checkpoint_dir, run_hash)
+    checkpoint = latest_checkpoint(checkpoint_dir, run_hash, config.steps)
+    _remove_foreign_checkpoints(checkpoint_dir, run_hash, config.steps)
     if checkpoint is not None:
         curve = _load_checkpoint(checkpoint, model, ema, optimizer, device)
         start = json.loads((checkpoint / "state.json").read_text())["step"]

@@ -41,7 +41,7 @@ from opir.models.nb_nets import (
 )
 from opir.models.nb_settings import LATENT_BASELINES, NEURAL_BASELINES, SPECTRUM_BASELINES
 from opir.models.sit import SiTConfig
-from opir.train import TrainConfig, batch_indices, train, write_curve
+from opir.train import TrainConfig, batch_indices, data_fingerprint, train, write_curve
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +271,10 @@ def _train_latent(samples_h5, splits_json, mixture_h5, latent_h5, waveform_h5, s
             mse = (model.regress(cond).float() - target[idx]).pow(2).mean()
             return {"loss": mse, "mse": mse.detach()}
 
+    fingerprint = data_fingerprint(data.target, data.condition.initial_latent, data.condition.profile,
+                                   data.condition.mixture)
     weights, result = train(model, loss_fn, train_config, checkpoint_dir, device, run_settings=settings,
-                            progress=progress, desc=f"{split}/{model_name}")
+                            progress=progress, desc=f"{split}/{model_name}", data=fingerprint)
     meta = _meta(model_name, split, settings, architecture, model, train_config, result, len(data.sample_id), device,
                  {"render": dataclasses.asdict(read_style(waveform_h5))})
     return _save_model(out_dir, weights, meta, result.curve)
@@ -339,8 +341,11 @@ def _train_spectrum(samples_h5, splits_json, mixture_h5, split, model_name, sett
                 return flow_matching_loss(_trajectory_network(model, batch), x, float(settings["time_mu"]),
                                           float(settings["time_sigma"]), generator, prediction="data")
 
+    fingerprint = data_fingerprint(*(array for run in runs for array in (run.spectra, run.voltage_v, run.elapsed_s,
+                                                                         run.target_mask)),
+                                   *(mixtures[system] for system in sorted(mixtures)))
     weights, result = train(model, loss_fn, train_config, checkpoint_dir, device, run_settings=settings,
-                            progress=progress, desc=f"{split}/{model_name}")
+                            progress=progress, desc=f"{split}/{model_name}", data=fingerprint)
     meta = _meta(model_name, split, settings, architecture, model, train_config, result, len(train_idx), device,
                  {"delta_scale": scale, "training_runs": [run.key for run in runs]})
     return _save_model(out_dir, weights, meta, result.curve)

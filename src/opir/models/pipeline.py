@@ -30,7 +30,7 @@ from opir.models.abcc import ABCC, ABCCConfig
 from opir.models.conditioning import Condition, profile_features
 from opir.models.meanflow import MeanFlowConfig
 from opir.render import read_style
-from opir.train import TrainConfig, autocast_factory, batch_indices, train, write_curve
+from opir.train import TrainConfig, autocast_factory, batch_indices, data_fingerprint, train, write_curve
 
 log = logging.getLogger(__name__)
 
@@ -388,8 +388,11 @@ def train_abcc(
         )
         return model.loss(target[idx], condition.index(idx), generator, autocast, physics)
 
+    fingerprint = data_fingerprint(data.target, data.condition.initial_latent, data.condition.profile,
+                                   data.condition.mixture, data.initial_spectrum,
+                                   *([data.stream_target] if data.stream_target is not None else []))
     ema, result = train(model, loss_fn, train_config, checkpoint_dir, device_, run_settings=cfg,
-                        progress=progress, desc=f"{split}/{model_name}")
+                        progress=progress, desc=f"{split}/{model_name}", data=fingerprint)
     fusion = None
     if use_residual:
         model.load_state_dict(ema)
@@ -402,6 +405,7 @@ def train_abcc(
         "model": model_name, "split": split, "opir_version": __version__, "architecture": config.to_dict(),
         "settings": cfg, "train_steps": train_config.steps, "n_train": len(data.sample_id),
         "n_parameters": n_params, "train_seconds": result.seconds, "resumed_from_step": result.resumed_from,
+        "training_data_sha256": fingerprint,
         "device": str(device_), "space": space, "n_points": int(data.initial_spectrum.shape[1]),
         "spectrum_scale": spectrum_scale,
         "stream_scale": stream_scale.flatten().tolist() if stream_scale is not None else None,
