@@ -247,6 +247,9 @@ def test_counterfactual_sei_chemistry_changes_only_the_sei(sheets, settings):
     assert film["LEDC"][1] > 3 * film["LEDC"][0]  # Cu reduces EC to LEDC
     pvdf = sim.SPECIES.index("PVDF")
     np.testing.assert_array_equal(own.concentrations[:, pvdf], as_cu.concentrations[:, pvdf])
+    bare = sim.simulate_run(system, "run01", 40, settings, sei_chemistry_of=sim.NO_SEI)
+    assert bare.concentrations[:, [sim.SPECIES.index(p) for p in sim.SEI_SPECIES]].max() == 0.0
+    np.testing.assert_array_equal(own.voltage_v, bare.voltage_v)
     with pytest.raises(ConfigError, match="counterfactual"):
         sim.simulate_run(system, "run01", 40, settings, sei_chemistry_of="Graphite")
 

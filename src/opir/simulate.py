@@ -331,11 +331,17 @@ def electrode_of(name: str, where: str) -> tuple[Electrode, bool]:
     return ELECTRODES[base], bool(additive)
 
 
-def with_sei_chemistry_of(electrode: Electrode, donor: Electrode) -> Electrode:
+#: ``sei_chemistry_of`` value for a surface on which no film grows at all.
+NO_SEI = "none"
+
+
+def with_sei_chemistry_of(electrode: Electrode, donor: Electrode | None) -> Electrode:
     """``electrode`` with the SEI chemistry of ``donor`` (onset shifts, rate factors, film capacity, what growth
-    jumps produce): its voltage curve and its crack events stay, so the run's electrochemistry and random draws
-    are unchanged. A counterfactual for benchmarks/electrode_bound.py: what the SEI would have been had the
-    surface reacted like another electrode's."""
+    jumps produce), or with no film growth at all for None: its voltage curve and its crack events stay, so the
+    run's electrochemistry and random draws are unchanged. A counterfactual for benchmarks/electrode_bound.py: what
+    the SEI would have been had the surface reacted like another electrode's."""
+    if donor is None:
+        return replace(electrode, rate_factor={p: 0.0 for p in SEI_PRODUCTS}, jump_products=None)
     return replace(
         electrode,
         onset_shift_v=donor.onset_shift_v,
@@ -573,14 +579,15 @@ def simulate_run(
 ) -> SimulatedRun:
     """Simulate one run of ``system`` (a row of the systems sheet) with ``n_samples`` + 1 spectra.
 
-    ``sei_chemistry_of`` (an electrode model name) simulates the same run with that electrode's SEI chemistry
-    (:func:`with_sei_chemistry_of`); the workflow never sets it."""
+    ``sei_chemistry_of`` (an electrode model name, or :data:`NO_SEI`) simulates the same run with that electrode's
+    SEI chemistry (:func:`with_sei_chemistry_of`); the workflow never sets it."""
     system_id = system["system_id"]
     where = f"system {system_id}"
     recipe = parse_recipe(system["electrolyte"], f"{where}, electrolyte")
     electrode, composite = electrode_of(system["working_electrode"], where)
     if sei_chemistry_of is not None:
-        electrode = with_sei_chemistry_of(electrode, electrode_of(sei_chemistry_of, f"{where}, counterfactual")[0])
+        donor = None if sei_chemistry_of == NO_SEI else electrode_of(sei_chemistry_of, f"{where}, counterfactual")[0]
+        electrode = with_sei_chemistry_of(electrode, donor)
     protocol = system["protocol"]
     rng = np.random.default_rng(run_seed(settings["seed"], system_id, run_id))
 
