@@ -1,0 +1,72 @@
+"""The analysis scripts of benchmarks/ that the record's reading of the goals rests on, on the test workspace."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+from conftest import REPO
+
+from opir.predictions import load_samples
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(name: str, workdir) -> dict:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{name}.py"), str(workdir)],
+                          capture_output=True, text=True, check=True, timeout=600)  # fmt: skip
+    return json.loads(done.stdout)
+
+
+def _mae(workdir, split: str, model: str) -> float:
+    return json.loads((workdir / f"results/metrics/{split}/{model}.json").read_text())["summary"]["mae"]["mean"]
+
+
+def test_counterfactual_with_the_runs_own_chemistry_is_its_truth(finished_workspace, tmp_path):
+    """The bound's re-simulation and preprocessing path, given the electrode's own chemistry, must give back the
+    workflow's preprocessed truth of that run: then its other rows differ by the chemistry alone."""
+    results = finished_workspace / "results"
+    table = load_samples(results / "dataset/samples.h5")
+    runs = dict(zip(zip(table.runs["system_id"], table.runs["run_id"], strict=True),
+                    zip(table.runs["first_row"], table.runs["n_rows"], strict=True), strict=True))  # fmt: skip
+    (system_id, run_id), (first, n_rows) = next((key, rows) for key, rows in runs.items() if key[0] == "coosp_lp30_int")
+    with h5py.File(results / "dataset/samples.h5", "r") as handle:
+        clip = json.loads(handle.attrs["preprocess_params"]).get("clip")
+    with h5py.File(results / "dataset/truth.h5", "r") as handle:
+        truth = handle["absorbance"][first : first + n_rows]
+    bound = _script("electrode_bound")
+    own = bound.counterfactual_block(results, system_id, run_id, "CoO", clip, tmp_path)
+    np.testing.assert_allclose(own, truth, rtol=0, atol=1e-5)
+    as_cu = bound.counterfactual_block(results, system_id, run_id, "Cu", clip, tmp_path)
+    assert np.abs(as_cu - truth).max() > 0.01
+
+
+def test_electrode_bound_report(finished_workspace):
+    report = _run("electrode_bound", finished_workspace)
+    assert report["unseen_test_runs"] == {"coosp_lp30_int/run01": "CoO"}
+    assert report["seen_electrodes"] == ["Cu", "LTO", "Sn"]
+    scores = report["scores"]
+    floor = _mae(finished_workspace, "system", "noise_floor")
+    assert abs(scores["own truth (noise floor)"]["mae"] - floor) < 1e-4
+    for name, row in scores.items():
+        if name != "own truth (noise floor)":
+            assert row["mae"] > floor, name
+    for donor, factor in report["oracle_shrink"].items():
+        # the oracle hedge is chosen on the targets, so it cannot be worse than the unhedged donor
+        assert scores[f"{donor}, SEI x {factor:.3f} (oracle)"]["mae"] <= scores[donor]["mae"] + 1e-9
+
+
+def test_time_interpolation_report(finished_workspace):
+    report = _run("time_interpolation", finished_workspace)
+    mae = report["time_interpolation"]["mae"]
+    assert _mae(finished_workspace, "random", "noise_floor") < mae < _mae(finished_workspace, "random", "persistence")
+    assert report["reference_mae"]["persistence"] == round(_mae(finished_workspace, "random", "persistence"), 5)
