@@ -4,19 +4,20 @@
 
 ABCC's condition (the initial spectrum, the voltage profile, the electrolyte's mixture embedding) says nothing about
 the working electrode's surface chemistry, and the simulator gives each electrode its own SEI chemistry (onset
-shifts, rate factors, film capacity: opir.simulate.ELECTRODES). A test run on an electrode that no training run
-used (CoO in the system split) can therefore be predicted at best as if its surface reacted like one of the
-training electrodes. This script simulates exactly that: each such test run again, with the same seed, voltage
-curve, crack events, drift and electrolyte, but the SEI chemistry of each training electrode in turn
-(`opir.simulate.with_sei_chemistry_of`); preprocesses it with the measured run's own baseline and scale
+shifts, rate factors, film capacity: opir.simulate.ELECTRODES). For a test run on an electrode that no training run
+used (CoO in the system split) nothing in the condition points to its film. This script measures what that costs.
+It simulates each such test run again with the same seed, voltage curve, crack events, drift, electrolyte and
+binder, changing only the SEI chemistry (`opir.simulate.with_sei_chemistry_of`): no film at all, then the chemistry
+of each electrode seen in training; preprocesses it with the measured run's own baseline and scale
 (`opir.preprocess.preprocess_truth_run`); and scores it, noise-free, against the measured test targets with the
 benchmark's own metrics. Test runs whose electrode was seen in training keep their true noise-free spectra.
 
-So each row is an *oracle* that knows everything but the electrode's chemistry: the noise-free truth of a
-same-protocol, same-electrolyte run with a seen electrode's SEI. A model can beat a row only by guessing the
-unseen chemistry better than that electrode's does (or by averaging, like the "mean" row). WORKDIR is a working
-directory the workflow has run in with a simulated dataset (results/dataset/{samples,splits,truth}, results/truth,
-results/ingest, results/preprocessed_truth).
+Rows: the run's own truth (the noise floor), no SEI, each seen electrode's SEI, their mean, and each seen
+electrode's SEI scaled by the one factor that is best on the test targets (a hedge chosen with knowledge no model
+has). Every row knows everything but the unseen chemistry. Another hedge (per band, a blend of electrodes) may do
+somewhat better than these rows; getting near the noise floor takes guessing the unseen chemistry itself, which the
+condition gives a model no means to. WORKDIR is a working directory the workflow has run in with a simulated
+dataset (results/dataset/{samples,splits,truth}, results/truth, results/ingest, results/preprocessed_truth).
 """
 
 from __future__ import annotations
