@@ -1,6 +1,6 @@
 """What the random split asks for: each test target read off its run's training neighbours in time; prints JSON.
 
-    python benchmarks/time_interpolation.py WORKDIR [--split random]
+    python benchmarks/time_interpolation.py WORKDIR
 
 In the random split every test sample sits between training samples of its own run. Interpolating linearly in
 elapsed time between the two measured training spectra around it (or taking the nearest one at a run's ends) is
@@ -8,7 +8,7 @@ the plainest way to use that, and its error is mostly the neighbours' own measur
 close to the noise floor must average over more neighbours than two, i.e. learn the run's trajectory and denoise it.
 This is a reference point for reading the random split's goal, not a table row: it reads training targets of the
 test run directly, which the elapsed time (a profile input) allows. WORKDIR: a working directory the workflow has
-run in (results/dataset/samples.h5 and splits.json; results/metrics/{split}/ for the reference rows).
+run in (results/dataset/samples.h5 and splits.json; results/metrics/random/ for the reference rows).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def interpolate_in_time(table, train_idx, test_idx):
     for j, i in enumerate(test_idx):
         same = train_idx[runs[train_idx] == runs[i]]
         if same.size == 0:
-            raise SystemExit(f"{samples['sample_id'][i]}: no training sample in its run (not a random split?)")
+            raise SystemExit(f"{samples['sample_id'][i]}: no training sample in its run")
         times, t = samples["elapsed_s"][same], samples["elapsed_s"][i]
         spectra = table.absorbance[samples["row"][same]].astype(np.float64)
         before, after = times <= t, times >= t
@@ -49,7 +49,6 @@ def interpolate_in_time(table, train_idx, test_idx):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workdir", type=Path)
-    parser.add_argument("--split", default="random", choices=["random", "system"])
     args = parser.parse_args()
 
     from opir.metrics import spectral_metrics
@@ -57,15 +56,15 @@ def main() -> None:
 
     results = args.workdir / "results"
     table = load_samples(results / "dataset/samples.h5")
-    split = load_split(results / "dataset/splits.json", args.split)
+    split = load_split(results / "dataset/splits.json", "random")
     train_idx = table.sample_index(split["train"], "train")
     test_idx = table.sample_index(split["test"], "test")
     scores = spectral_metrics(interpolate_in_time(table, train_idx, test_idx),
                               table.absorbance[table.samples["row"][test_idx]])  # fmt: skip
     references = {}
-    for path in sorted((results / "metrics" / args.split).glob("*.json")):
+    for path in sorted((results / "metrics" / "random").glob("*.json")):
         references[path.stem] = round(json.loads(path.read_text())["summary"]["mae"]["mean"], 5)
-    print(json.dumps({"split": args.split, "n_test": int(test_idx.size),
+    print(json.dumps({"split": "random", "n_test": int(test_idx.size),
                       "time_interpolation": {k: round(float(v.mean()), 5) for k, v in scores.items()},
                       "reference_mae": references}))  # fmt: skip
 
