@@ -127,7 +127,7 @@ def main() -> None:
     # Hedging: scale each donor's SEI contribution (its spectra minus the no-SEI run's) by the factor that is best
     # *on the test targets*, an oracle choice no model can make: how far hedging alone can go, everything else
     # (electrolyte stream, drift, binder) exact.
-    unseen_members = np.isin(np.arange(rows.size), [i for i, k in enumerate(run_of_test) if k in unseen])
+    unseen_members = np.array([key in unseen for key in run_of_test])
     target = table.absorbance[rows]
     shrink = {}
     for donor in donors:

@@ -36,9 +36,9 @@ def test_counterfactual_with_the_runs_own_chemistry_is_its_truth(finished_worksp
     workflow's preprocessed truth of that run: then its other rows differ by the chemistry alone."""
     results = finished_workspace / "results"
     table = load_samples(results / "dataset/samples.h5")
-    runs = dict(zip(zip(table.runs["system_id"], table.runs["run_id"], strict=True),
-                    zip(table.runs["first_row"], table.runs["n_rows"], strict=True), strict=True))  # fmt: skip
-    (system_id, run_id), (first, n_rows) = next((key, rows) for key, rows in runs.items() if key[0] == "coosp_lp30_int")
+    run = np.flatnonzero(table.runs["system_id"] == "coosp_lp30_int")[0]
+    system_id, run_id = table.runs["system_id"][run], table.runs["run_id"][run]
+    first, n_rows = int(table.runs["first_row"][run]), int(table.runs["n_rows"][run])
     with h5py.File(results / "dataset/samples.h5", "r") as handle:
         clip = json.loads(handle.attrs["preprocess_params"]).get("clip")
     with h5py.File(results / "dataset/truth.h5", "r") as handle:

@@ -271,10 +271,8 @@ def _train_latent(samples_h5, splits_json, mixture_h5, latent_h5, waveform_h5, s
             mse = (model.regress(cond).float() - target[idx]).pow(2).mean()
             return {"loss": mse, "mse": mse.detach()}
 
-    fingerprint = data_fingerprint(data.target, data.condition.initial_latent, data.condition.profile,
-                                   data.condition.mixture)
     weights, result = train(model, loss_fn, train_config, checkpoint_dir, device, run_settings=settings,
-                            progress=progress, desc=f"{split}/{model_name}", data=fingerprint)
+                            progress=progress, desc=f"{split}/{model_name}", data=data.fingerprint())
     meta = _meta(model_name, split, settings, architecture, model, train_config, result, len(data.sample_id), device,
                  {"render": dataclasses.asdict(read_style(waveform_h5))})
     return _save_model(out_dir, weights, meta, result.curve)

@@ -47,6 +47,12 @@ class ABCCData:
     target_spectrum: torch.Tensor | None = None  # (n, N_f) s(v_m)
     stream_target: torch.Tensor | None = None  # (n, 2, N_f) MCR stream changes, elec then sei (unscaled)
 
+    def fingerprint(self) -> str:
+        """:func:`opir.train.data_fingerprint` of every tensor a trainer can read from this data."""
+        tensors = (self.target, self.condition.initial_latent, self.condition.profile, self.condition.mixture,
+                   self.initial_spectrum, self.target_spectrum, self.stream_target)  # fmt: skip
+        return data_fingerprint(*(t for t in tensors if t is not None))
+
 
 def read_mixtures(mixture_h5: str | Path) -> dict[str, np.ndarray]:
     with h5py.File(mixture_h5, "r") as handle:
@@ -388,9 +394,7 @@ def train_abcc(
         )
         return model.loss(target[idx], condition.index(idx), generator, autocast, physics)
 
-    fingerprint = data_fingerprint(data.target, data.condition.initial_latent, data.condition.profile,
-                                   data.condition.mixture, data.initial_spectrum,
-                                   *([data.stream_target] if data.stream_target is not None else []))
+    fingerprint = data.fingerprint()
     ema, result = train(model, loss_fn, train_config, checkpoint_dir, device_, run_settings=cfg,
                         progress=progress, desc=f"{split}/{model_name}", data=fingerprint)
     fusion = None
