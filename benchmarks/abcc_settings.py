@@ -45,11 +45,12 @@ def main() -> None:
     import torch
     import yaml
 
-    from opir.config import validate_with_schema
-    from opir.errors import ConfigError
-    from opir.metrics import evaluate_file
-    from opir.models.pipeline import predict_abcc, train_abcc
+    from opir.core.config import validate_with_schema
+    from opir.core.errors import ConfigError
+    from opir.evaluate.metrics import evaluate_file
     from opir.models.settings import merge_overrides, resolve_model_config
+    from opir.predict.abcc import predict_abcc
+    from opir.train.abcc import train_abcc
 
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(args.configfile.read_text())

@@ -45,8 +45,9 @@ def main() -> None:
     import h5py
     import numpy as np
 
-    from opir.forecast import band_coverage
-    from opir.metrics import load_samples, read_predictions
+    from opir.forecast.band import band_coverage
+    from opir.formats.predictions import read_predictions
+    from opir.formats.samples import load_samples
 
     table = load_samples(args.samples)
     offsets = None
@@ -61,13 +62,16 @@ def main() -> None:
             sys.exit("give --predictions, or --model-dir with --splits and --mixture")
         import torch
 
-        from opir.forecast import band_offsets, forecast_samples, load_forecast_model
-        from opir.models.pipeline import load_split_samples, read_mixtures
+        from opir.forecast.band import band_offsets
+        from opir.forecast.model import load_forecast_model
+        from opir.forecast.sampling import forecast_samples
+        from opir.formats.embeddings import read_mixture_embeddings
+        from opir.formats.samples import load_split
 
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         fm = load_forecast_model(args.model_dir, args.device)
-        sample_ids = np.asarray(load_split_samples(args.splits, args.split, "test"))
-        draws = forecast_samples(fm, args.samples, list(sample_ids), read_mixtures(args.mixture), args.draws,
+        sample_ids = np.asarray(load_split(args.splits, args.split)["test"])
+        draws = forecast_samples(fm, args.samples, list(sample_ids), read_mixture_embeddings(args.mixture), args.draws,
                                  args.seed)
         source = f"{args.model_dir} (opir predict path, {args.draws} draws, seed {args.seed})"
         offsets = band_offsets(fm)

@@ -9,7 +9,7 @@ used (CoO in the system split) nothing in the condition points to its film. This
 It simulates each such test run again with the same seed, voltage curve, crack events, drift, electrolyte and
 binder, changing only the SEI chemistry (`opir.simulate.with_sei_chemistry_of`): no film at all, then the chemistry
 of each electrode seen in training; preprocesses it with the measured run's own baseline and scale
-(`opir.preprocess.preprocess_truth_run`); and scores it, noise-free, against the measured test targets with the
+(`opir.preprocess.spectra.preprocess_truth_run`); and scores it, noise-free, against the measured test targets with the
 benchmark's own metrics. Test runs whose electrode was seen in training keep their true noise-free spectra.
 
 Rows: the run's own truth (the noise floor), no SEI, each seen electrode's SEI, their mean, and each seen
@@ -47,21 +47,23 @@ def counterfactual_block(results: Path, system_id: str, run_id: str, donor: str,
     import h5py
     import numpy as np
 
-    from opir import h5io, preprocess, simulate
+    from opir.core import h5io
+    from opir.preprocess import spectra as preprocess
+    from opir.simulate.runs import samples_per_run, simulate_run, write_truth
 
     truth_path = results / "truth" / system_id / f"{run_id}.h5"
     original = provenance_config(truth_path)
     system, runs, settings = original["system"], original["runs"], original["simulate"]
-    n_samples = simulate.samples_per_run(int(system["sim_samples"]), len(runs), settings, system_id)[
+    n_samples = samples_per_run(int(system["sim_samples"]), len(runs), settings, system_id)[
         runs.index(run_id)
     ]
-    run = simulate.simulate_run(system, run_id, n_samples, settings, sei_chemistry_of=donor)
+    run = simulate_run(system, run_id, n_samples, settings, sei_chemistry_of=donor)
     with h5py.File(truth_path, "r") as handle:
         files = [name.removeprefix("spectra/") for name in h5io.read_strings(handle["spectra/file"])]
     if len(files) != run.truth.shape[0]:
         raise SystemExit(f"{truth_path}: {len(files)} spectra, the counterfactual has {run.truth.shape[0]}")
     raw_truth = scratch / f"{system_id}_{run_id}_{donor}_truth.h5"
-    simulate.write_truth(raw_truth, run, files, {"counterfactual_sei_of": donor})
+    write_truth(raw_truth, run, files, {"counterfactual_sei_of": donor})
     out = scratch / f"{system_id}_{run_id}_{donor}_pre.h5"
     params = provenance_config(results / "preprocessed_truth" / system_id / f"{run_id}.h5")
     preprocess.preprocess_truth_run(results / "ingest" / system_id / f"{run_id}.h5", raw_truth, out, params,
@@ -82,9 +84,10 @@ def main() -> None:
     import h5py
     import numpy as np
 
-    from opir import simulate
-    from opir.metrics import evaluate_predictions
-    from opir.predictions import Predictions, load_samples, load_split
+    from opir.evaluate.metrics import evaluate_predictions
+    from opir.formats.predictions import Predictions
+    from opir.formats.samples import load_samples, load_split
+    from opir.simulate.chemistry import NO_SEI
 
     results = args.workdir / "results"
     table = load_samples(results / "dataset/samples.h5")
@@ -113,13 +116,13 @@ def main() -> None:
 
     predictions = {"own truth (noise floor)": truth[rows]}
     with tempfile.TemporaryDirectory() as scratch:
-        for donor in [simulate.NO_SEI, *seen]:
+        for donor in [NO_SEI, *seen]:
             prediction = truth[rows].copy()
             for key in unseen:
                 block = counterfactual_block(results, *key, donor, clip, Path(scratch))
                 members = np.flatnonzero([k == key for k in run_of_test])
                 prediction[members] = block[rows[members] - first_row[key]]
-            name = NO_SEI_ROW if donor == simulate.NO_SEI else f"SEI chemistry of {donor}"
+            name = NO_SEI_ROW if donor == NO_SEI else f"SEI chemistry of {donor}"
             predictions[name] = prediction
     bare = predictions[NO_SEI_ROW]
     donors = [f"SEI chemistry of {d}" for d in seen]

@@ -28,7 +28,7 @@ def load_config(scale: float) -> tuple[dict, object]:
     """The default config's sections this benchmark uses (validated, defaults filled) and the sheets."""
     import yaml
 
-    from opir.config import load_sheets, validate_with_schema
+    from opir.core.config import load_sheets, validate_with_schema
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["simulate"]["scale"] = scale
@@ -38,7 +38,7 @@ def load_config(scale: float) -> tuple[dict, object]:
 
 
 def simulate_all(raw_dir: Path, truth_dir: Path, scale: float) -> None:
-    from opir.simulate import simulate_system_run
+    from opir.simulate.runs import simulate_system_run
 
     config, sheets = load_config(scale)
     systems = sheets.systems.set_index("system_id", drop=False)
@@ -53,8 +53,8 @@ def simulate_all(raw_dir: Path, truth_dir: Path, scale: float) -> None:
 
 def one_run(task: tuple[str, str, str, str, dict, dict]) -> dict:
     """Ingest + preprocess one run in this worker; returns its size, time and the worker's peak RSS so far."""
-    from opir.ingest import ingest_run_dir
-    from opir.preprocess import preprocess_run
+    from opir.ingest.runs import ingest_run_dir
+    from opir.preprocess.spectra import preprocess_run
 
     run_dir, out_dir, system_id, run_id, ingest_params, preprocess_params = task
     start = time.perf_counter()
@@ -73,7 +73,7 @@ def one_run(task: tuple[str, str, str, str, dict, dict]) -> dict:
 
 
 def assemble_and_split(out_dir: str, runs: list[tuple[str, str]], preprocess_params: dict, scale: float) -> dict:
-    from opir.dataset import assemble, write_splits
+    from opir.preprocess.dataset import assemble, write_splits
 
     config, sheets = load_config(scale)
     systems = sheets.systems

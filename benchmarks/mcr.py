@@ -35,7 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from opir import mcr  # noqa: E402
+from opir.mcr.references import read_references  # noqa: E402
+from opir.mcr.streams import build_streams, decompose_streams, read_samples  # noqa: E402
+from opir.mcr.validate import truth_files, validate_against_truth  # noqa: E402
 
 
 def build_inputs(workdir: Path, scale: float, cores: int) -> None:
@@ -81,26 +83,26 @@ def main() -> None:
     samples_h5 = workdir / "results/dataset/samples.h5"
     refs_h5 = workdir / "results/mcr/references.h5"
 
-    samples = mcr.read_samples(samples_h5)
-    refs = mcr.read_references(refs_h5)
+    samples = read_samples(samples_h5)
+    refs = read_references(refs_h5)
     D = samples["absorbance"]
     start = time.perf_counter()
-    mcr.decompose_streams(D, refs, params["baseline_order"], "scipy_nnls")
+    decompose_streams(D, refs, params["baseline_order"], "scipy_nnls")
     t_streams = time.perf_counter() - start
     start = time.perf_counter()
-    mcr.decompose_streams(D, refs, params["baseline_order"], "pymcr")
+    decompose_streams(D, refs, params["baseline_order"], "pymcr")
     t_pymcr = time.perf_counter() - start
 
     with tempfile.TemporaryDirectory(prefix="opir-bench-mcr-out-") as tmp:
         out = Path(tmp)
         start = time.perf_counter()
-        mcr.build_streams(samples_h5, refs_h5, out / "streams.h5", out / "flagged.tsv", params)
+        build_streams(samples_h5, refs_h5, out / "streams.h5", out / "flagged.tsv", params)
         t_build = time.perf_counter() - start
 
         truth_dir = workdir / config["data"]["truth_dir"]
         keys = sorted(set(zip(samples["system_id"], samples["run_id"], strict=True)))
         preprocessed = {key: workdir / f"results/preprocessed/{key[0]}/{key[1]}.h5" for key in keys}
-        report = mcr.validate_against_truth(out / "streams.h5", mcr.truth_files(truth_dir, keys), preprocessed)
+        report = validate_against_truth(out / "streams.h5", truth_files(truth_dir, keys), preprocessed)
     elec_names, sei_names = refs.select("elec")[0], refs.select("sei")[0]
     result = {
         "benchmark": "mcr",

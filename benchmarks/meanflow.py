@@ -84,8 +84,8 @@ def sync(device):
 def phase_train(spec: dict, steps: int, jvp_dtype: str | None, queue) -> None:
     import torch
 
-    from opir.compute import resolve_device
-    from opir.train import autocast_factory
+    from opir.core.compute import resolve_device
+    from opir.training import autocast_factory
 
     device = resolve_device("auto")
     model, cond, x = build(spec, device, jvp_dtype)
@@ -118,10 +118,10 @@ def phase_predict(spec: dict, repeats: int, queue) -> None:
     import numpy as np
     import torch
 
-    from opir.compute import resolve_device
+    from opir.core.compute import resolve_device
     from opir.models.vae import build_small_vae, decode_latents
-    from opir.render import CurveStyle, waveform_to_spectrum
-    from opir.train import autocast_factory
+    from opir.render.waveform import CurveStyle, waveform_to_spectrum
+    from opir.training import autocast_factory
 
     device = resolve_device("auto")
     model, cond, _ = build(spec, device)

@@ -10,7 +10,7 @@
 
 The dataset is results/dataset/samples.h5 when ``--samples`` names one (the workflow's); otherwise the
 OpIRSpec-7K-sim spectra are simulated in memory (opir.simulate.simulate_run, every system of the sheet at
-``--scale``) and preprocessed exactly as the workflow does (opir.preprocess.apply), without writing OPUS files.
+``--scale``) and preprocessed exactly as the workflow does (opir.preprocess.spectra.apply), without writing OPUS files.
 
 Usage: python benchmarks/render.py [--samples PATH] [--scale 1.0] [--demo-size 64] [--skip-full]
 """
@@ -33,9 +33,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from opir import render  # noqa: E402
-from opir.config import load_sheets, validate_with_schema  # noqa: E402
-from opir.h5io import atomic_h5, write_axis  # noqa: E402
+from opir.core.config import load_sheets, validate_with_schema  # noqa: E402
+from opir.core.h5io import atomic_h5, write_axis  # noqa: E402
+from opir.render.chemical_flow import chemical_flow_images  # noqa: E402
+from opir.render.images import RENDERERS, render_stream  # noqa: E402
+from opir.render.waveform import spectrum_to_waveform, style_from_config, waveform_to_spectrum  # noqa: E402
 
 
 def _config() -> dict:
@@ -46,9 +48,9 @@ def _config() -> dict:
 
 def simulate_samples(path: Path, config: dict, scale: float) -> None:
     """OpIRSpec-7K-sim at ``scale``, preprocessed, written in the samples.h5 layout (docs/architecture.md)."""
-    from opir import preprocess
-    from opir.dataset import sample_table
-    from opir.simulate import samples_per_run, simulate_run
+    from opir.preprocess import spectra as preprocess
+    from opir.preprocess.dataset import sample_table
+    from opir.simulate.runs import samples_per_run, simulate_run
 
     settings = dict(config["simulate"], scale=scale)
     sheets = load_sheets(config, root=REPO)
@@ -95,9 +97,9 @@ def _peak_rss_mb() -> float:
 
 def _full_render(samples: str, out_dir: str, settings: dict, queue) -> None:
     timings = {}
-    for stream in render.RENDERERS:
+    for stream in RENDERERS:
         start = time.perf_counter()
-        render.render_stream(stream, samples, Path(out_dir) / f"{stream}.h5", settings, rule="benchmark")
+        render_stream(stream, samples, Path(out_dir) / f"{stream}.h5", settings, rule="benchmark")
         timings[stream] = round(time.perf_counter() - start, 2)
     queue.put((timings, _peak_rss_mb()))
 
@@ -135,15 +137,15 @@ def main() -> None:
         result["roundtrip_mae_fraction_unrefined"] = {}
         block = spectra[:2048]
         for size in sizes:
-            style = render.style_from_config(dict(settings, image_size=size))
-            flow_style = render.style_from_config(dict(settings, image_size=size), "chemical_flow")
+            style = style_from_config(dict(settings, image_size=size))
+            flow_style = style_from_config(dict(settings, image_size=size), "chemical_flow")
             flow = settings["chemical_flow"]
             result["alg1_spectra_per_s"][size] = round(
-                _best_rate(lambda s=style: render.spectrum_to_waveform(block, s), len(block)), 1
+                _best_rate(lambda s=style: spectrum_to_waveform(block, s), len(block)), 1
             )
             result["chemical_flow_images_per_s"][size] = round(
                 _best_rate(
-                    lambda s=flow_style, f=flow: render.chemical_flow_images(
+                    lambda s=flow_style, f=flow: chemical_flow_images(
                         run_spectra, flow_ms, s, float(f["darkest_grey"]), f["max_curves"]
                     ),
                     len(flow_ms),
@@ -154,10 +156,10 @@ def main() -> None:
             errors, plain = [], []
             for start in range(0, len(spectra), 1024):
                 chunk = spectra[start : start + 1024]
-                images = render.spectrum_to_waveform(chunk, style)
+                images = spectrum_to_waveform(chunk, style)
                 clipped = np.clip(chunk, style.centre - style.clip, style.centre + style.clip)
                 for iterations, sink in ((3, errors), (0, plain)):
-                    recovered = render.waveform_to_spectrum(
+                    recovered = waveform_to_spectrum(
                         images, spectra.shape[1], style, refine_iterations=iterations
                     )
                     sink.append(np.abs(recovered - clipped).mean(axis=1) / (2 * style.clip))
@@ -183,7 +185,7 @@ def main() -> None:
             child.start()
             timings, peak_mb = queue.get()
             child.join()
-            sizes_mb = {s: round((Path(tmp) / f"{s}.h5").stat().st_size / 2**20, 1) for s in render.RENDERERS}
+            sizes_mb = {s: round((Path(tmp) / f"{s}.h5").stat().st_size / 2**20, 1) for s in RENDERERS}
             result["full_render_256"] = {"seconds": timings, "peak_rss_mb": round(peak_mb, 1), "file_mb": sizes_mb}
         result["simulate_s"] = simulate_s
         result["goals"] = {

@@ -29,8 +29,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from opir.config import load_sheets, validate_with_schema  # noqa: E402
-from opir.simulate import simulate_system_run  # noqa: E402
+from opir.core.config import load_sheets, validate_with_schema  # noqa: E402
+from opir.simulate.runs import simulate_system_run  # noqa: E402
 
 
 def _settings(scale: float) -> tuple[dict, object]:

@@ -51,8 +51,8 @@ def main() -> None:
     parser.add_argument("workdir", type=Path)
     args = parser.parse_args()
 
-    from opir.metrics import spectral_metrics
-    from opir.predictions import load_samples, load_split
+    from opir.evaluate.metrics import spectral_metrics
+    from opir.formats.samples import load_samples, load_split
 
     results = args.workdir / "results"
     table = load_samples(results / "dataset/samples.h5")

@@ -10,20 +10,16 @@ import numpy as np
 import pytest
 from test_metrics import write_toy_dataset
 
-from opir.baselines import (
-    nearest_trajectory,
-    noise_floor_reference,
-    persistence_reference,
-    predict_baseline,
-    random_reference,
-    read_mixture_embeddings,
-    run_profile_features,
-    voltage_regression,
-)
-from opir.errors import DataError
-from opir.h5io import read_provenance
-from opir.metrics import evaluate_file, load_samples, read_predictions
-from opir.tables import write_benchmark_table
+from opir.baselines.references import noise_floor_reference, persistence_reference, random_reference
+from opir.baselines.regression import nearest_trajectory, predict_baseline, voltage_regression
+from opir.core.errors import DataError
+from opir.core.h5io import read_provenance
+from opir.evaluate.metrics import evaluate_file
+from opir.evaluate.tables import write_benchmark_table
+from opir.formats.embeddings import read_mixture_embeddings
+from opir.formats.predictions import read_predictions
+from opir.formats.samples import load_samples
+from opir.preprocess.profile import run_profile_features
 
 PARAMS = {
     "random": {"seed": 0, "draws": 3},

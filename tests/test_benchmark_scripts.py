@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 from conftest import REPO
 
-from opir.predictions import load_samples
+from opir.formats.samples import load_samples
 
 
 def _script(name: str):

@@ -14,9 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opir import forecast as fc
 from opir.cli import EXIT_ERROR, main
-from opir.errors import ConfigError, DataError, OpusReadError
+from opir.core.errors import ConfigError, DataError, OpusReadError
+from opir.forecast.band import band, band_coverage, conformal_offsets, widen
+from opir.forecast.inputs import check_voltage_range, embed_electrolyte, read_static_spectrum, read_voltage_profile
+from opir.forecast.model import load_forecast_model
+from opir.forecast.sampling import initial_state
+from opir.formats.model_dir import IncompatibleModelError, check_model_dir
 
 OPIR = Path(sys.executable).with_name("opir")
 
@@ -30,67 +34,67 @@ def write_profile(path: Path, time_s, voltage_v) -> Path:
 # Inputs, without a model
 # --------------------------------------------------------------------------------------------------------------
 def test_voltage_profile_is_read_and_checked(tmp_path):
-    good = fc.read_voltage_profile(write_profile(tmp_path / "p.csv", [0, 60, 120], [3.0, 2.0, 1.0]))
+    good = read_voltage_profile(write_profile(tmp_path / "p.csv", [0, 60, 120], [3.0, 2.0, 1.0]))
     np.testing.assert_array_equal(good.voltage_v, [3.0, 2.0, 1.0])
     with pytest.raises(DataError, match=r"not strictly increasing at data row 3 \(60 s then 30 s\)"):
-        fc.read_voltage_profile(write_profile(tmp_path / "q.csv", [0, 60, 30], [3.0, 2.0, 1.0]))
+        read_voltage_profile(write_profile(tmp_path / "q.csv", [0, 60, 30], [3.0, 2.0, 1.0]))
     with pytest.raises(DataError, match="data row 2: time_s and voltage_v must be finite"):
-        fc.read_voltage_profile(write_profile(tmp_path / "r.csv", [0, "x"], [3.0, 2.0]))
+        read_voltage_profile(write_profile(tmp_path / "r.csv", [0, "x"], [3.0, 2.0]))
     with pytest.raises(DataError, match="at least 2 rows"):
-        fc.read_voltage_profile(write_profile(tmp_path / "s.csv", [0], [3.0]))
+        read_voltage_profile(write_profile(tmp_path / "s.csv", [0], [3.0]))
     (tmp_path / "t.csv").write_text("seconds,volts\n0,1\n1,2\n")
     with pytest.raises(DataError, match="expected columns time_s and voltage_v, found seconds, volts"):
-        fc.read_voltage_profile(tmp_path / "t.csv")
+        read_voltage_profile(tmp_path / "t.csv")
     with pytest.raises(DataError, match=r"data row 2: voltage 5 V is outside the model's training range 0.100..3.000"):
-        fc.check_voltage_range(fc.read_voltage_profile(write_profile(tmp_path / "u.csv", [0, 1], [3.0, 5.0])),
+        check_voltage_range(read_voltage_profile(write_profile(tmp_path / "u.csv", [0, 1], [3.0, 5.0])),
                                [0.1, 3.0], 0.05)
-    fc.check_voltage_range(good, [1.02, 3.0], 0.05)  # inside the tolerance
+    check_voltage_range(good, [1.02, 3.0], 0.05)  # inside the tolerance
 
 
 def test_static_spectrum_csv_and_unreadable_files(tmp_path):
     x = np.linspace(4000, 600, 50)
     lines = [f"{a},{b}" for a, b in zip(x, x / 1e4, strict=True)]
     (tmp_path / "s.csv").write_text("wavenumber_cm1,absorbance\n" + "\n".join(lines))
-    spectrum = fc.read_static_spectrum(tmp_path / "s.csv")
+    spectrum = read_static_spectrum(tmp_path / "s.csv")
     np.testing.assert_allclose(spectrum.absorbance, x / 1e4)
     (tmp_path / "bad.csv").write_text("wavenumber_cm1,absorbance\n1000,0.1\n990,abc\n")
     with pytest.raises(DataError, match="row 2 of the data is not two finite numbers"):
-        fc.read_static_spectrum(tmp_path / "bad.csv")
+        read_static_spectrum(tmp_path / "bad.csv")
     (tmp_path / "garbage.0").write_bytes(b"not an OPUS file at all")
     with pytest.raises(OpusReadError, match="neither an OPUS file"):
-        fc.read_static_spectrum(tmp_path / "garbage.0")
+        read_static_spectrum(tmp_path / "garbage.0")
     (tmp_path / "cut.0").write_bytes(bytes.fromhex("0a0afefe") + b"\x00" * 10)
     with pytest.raises(OpusReadError, match="cut.0: truncated OPUS file"):
-        fc.read_static_spectrum(tmp_path / "cut.0")
+        read_static_spectrum(tmp_path / "cut.0")
     with pytest.raises(DataError, match="does not exist"):
-        fc.read_static_spectrum(tmp_path / "missing.0")
+        read_static_spectrum(tmp_path / "missing.0")
 
 
 def test_band_coverage_is_calibrated_for_a_calibrated_sampler():
     rng = np.random.default_rng(0)
     draws = rng.normal(size=(40, 400, 30))
-    mean, low, high = fc.band(draws)
+    mean, low, high = band(draws)
     assert mean.shape == low.shape == high.shape == (40, 30)
     assert np.all(low < high)
-    result = fc.band_coverage(draws, rng.normal(size=(40, 30)))
+    result = band_coverage(draws, rng.normal(size=(40, 30)))
     assert 0.87 < result["coverage"] < 0.93 and result["nominal"] == pytest.approx(0.9)
     assert result["coverage"] + result["below"] + result["above"] == pytest.approx(1.0)
-    overconfident = fc.band_coverage(0.3 * draws, rng.normal(size=(40, 30)))
+    overconfident = band_coverage(0.3 * draws, rng.normal(size=(40, 30)))
     assert overconfident["coverage"] < 0.5
     with pytest.raises(DataError, match="do not match"):
-        fc.band_coverage(draws, np.zeros((40, 29)))
+        band_coverage(draws, np.zeros((40, 29)))
 
 
 def test_conformal_offsets_repair_an_overconfident_band():
     rng = np.random.default_rng(1)
     narrow = 0.3 * rng.normal(size=(200, 64, 10))  # draws far too close together for N(0, 1) targets
-    offsets = fc.conformal_offsets(narrow, rng.normal(size=(200, 10)))
+    offsets = conformal_offsets(narrow, rng.normal(size=(200, 10)))
     assert offsets.shape == (10,) and np.all(offsets > 0)
     fresh, target = 0.3 * rng.normal(size=(400, 64, 10)), rng.normal(size=(400, 10))
-    assert fc.band_coverage(fresh, target)["coverage"] < 0.5
-    assert 0.86 < fc.band_coverage(fresh, target, offsets=offsets)["coverage"] < 0.94
+    assert band_coverage(fresh, target)["coverage"] < 0.5
+    assert 0.86 < band_coverage(fresh, target, offsets=offsets)["coverage"] < 0.94
     wide = 3.0 * rng.normal(size=(200, 64, 10))  # too wide: the offsets narrow it
-    assert np.all(fc.conformal_offsets(wide, rng.normal(size=(200, 10))) < 0)
+    assert np.all(conformal_offsets(wide, rng.normal(size=(200, 10))) < 0)
 
 
 def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
@@ -113,12 +117,12 @@ def test_incompatible_model_directory_is_named(tmp_path):
         (model / name).write_text("{}")
     (model / "forecast.json").write_text(json.dumps({"format": "opir-model-dir", "format_version": 99,
                                                       "opir_version": "9.0.0"}))
-    with pytest.raises(fc.IncompatibleModelError, match=r"version 99 \(made by opir 9.0.0\).*reads 'opir-model-dir' "
+    with pytest.raises(IncompatibleModelError, match=r"version 99 \(made by opir 9.0.0\).*reads 'opir-model-dir' "
                        "version 1"):
-        fc.check_model_dir(model)
+        check_model_dir(model)
     (model / "forecast.json").unlink()
-    with pytest.raises(fc.IncompatibleModelError, match="missing forecast.json .*opir package"):
-        fc.check_model_dir(model)
+    with pytest.raises(IncompatibleModelError, match="missing forecast.json .*opir package"):
+        check_model_dir(model)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -194,7 +198,7 @@ def test_predict_end_to_end_without_the_results_folder(workspace, packaged, run_
         calibration = json.loads((packaged / "forecast.json").read_text())["band_calibration"]
         assert calibration["n_samples"] == 12 and calibration["draws"] == 4
         np.testing.assert_allclose(offsets, calibration["offsets"], rtol=1e-6, atol=1e-7)
-        low, high = fc.widen(np.quantile(draws, 0.05, axis=1), np.quantile(draws, 0.95, axis=1), offsets)
+        low, high = widen(np.quantile(draws, 0.05, axis=1), np.quantile(draws, 0.95, axis=1), offsets)
         np.testing.assert_allclose(group["band_q05"][()], low, atol=1e-5)
         np.testing.assert_allclose(group["band_q95"][()], high, atol=1e-5)
         assert np.all(draws.std(axis=1).mean(axis=1) > 0), "the draws of a spectrum must differ"
@@ -207,23 +211,23 @@ def test_predict_end_to_end_without_the_results_folder(workspace, packaged, run_
 
 @pytest.mark.workflow
 def test_initial_latent_matches_the_training_latents(workspace, packaged, run_inputs):
-    from opir.latent import read_latents
+    from opir.formats.images import read_latents
 
-    fm = fc.load_forecast_model(packaged, "cpu")
-    latent = fc.initial_state(run_inputs["initial"], fm).numpy()
+    fm = load_forecast_model(packaged, "cpu")
+    latent = initial_state(run_inputs["initial"], fm).numpy()
     with h5py.File(workspace / "results/dataset/samples.h5", "r") as handle:
         row = int(np.flatnonzero(np.isclose(handle["spectra/absorbance"][()], run_inputs["initial"]).all(axis=1))[0])
     np.testing.assert_allclose(latent[0], read_latents(workspace / "results/latent/system/waveform.h5")[0][row],
                                atol=1e-4)
     # a known molecule by SMILES is that molecule; proportions as in training
-    by_name = fc.embed_electrolyte("LiPF6:1.0M; EC:1; DMC:1", fm)
-    by_smiles = fc.embed_electrolyte("[Li+].F[P-](F)(F)(F)(F)F:1.0M; C1COC(=O)O1:1; COC(=O)OC:1", fm)
+    by_name = embed_electrolyte("LiPF6:1.0M; EC:1; DMC:1", fm)
+    by_smiles = embed_electrolyte("[Li+].F[P-](F)(F)(F)(F)F:1.0M; C1COC(=O)O1:1; COC(=O)OC:1", fm)
     np.testing.assert_allclose(by_name, by_smiles)
     # a new molecule by SMILES is embedded with the model's method; a name that is no SMILES is an error
-    with_fec = fc.embed_electrolyte("LiPF6:1.0M; EC:1; DMC:1; O=C1OCC(F)O1:0.1", fm)
+    with_fec = embed_electrolyte("LiPF6:1.0M; EC:1; DMC:1; O=C1OCC(F)O1:0.1", fm)
     assert with_fec.shape == by_name.shape and not np.allclose(with_fec, by_name)
     with pytest.raises(ConfigError, match="'Fluoroethylene' is neither a known molecule"):
-        fc.embed_electrolyte("LiPF6:1.0M; Fluoroethylene:1", fm)
+        embed_electrolyte("LiPF6:1.0M; Fluoroethylene:1", fm)
 
 
 @pytest.mark.workflow

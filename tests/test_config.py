@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import REPO, run_snakemake
 
-from opir.config import load_and_validate, parse_recipe, validate_with_schema
-from opir.errors import ConfigError
+from opir.core.config import load_and_validate, parse_recipe, validate_with_schema
+from opir.core.errors import ConfigError
 
 
 @pytest.fixture

@@ -11,9 +11,11 @@ import pytest
 from conftest import REPO
 from test_ingest import write_run
 
-from opir import dataset, h5io, preprocess
-from opir.errors import DataError
-from opir.ingest import ingest_run_dir
+from opir.core import h5io
+from opir.core.errors import DataError
+from opir.ingest.runs import ingest_run_dir
+from opir.preprocess import dataset
+from opir.preprocess import spectra as preprocess
 
 RUNS = [("sys_a", "run01", 5), ("sys_a", "run02", 3), ("sys_b", "run01", 4), ("sys_test", "run01", 4)]
 TRAIN = ["sys_a", "sys_b"]
@@ -141,7 +143,7 @@ def test_write_splits(preprocessed, tmp_path):
 
 
 def test_figure2_from_the_sample_table(preprocessed, tmp_path):
-    from opir.figures.data import figure2, rms_change
+    from opir.report.data import figure2, rms_change
 
     _, paths = preprocessed
     dataset.assemble(paths, tmp_path / "samples.h5", PARAMS, TRAIN)

@@ -13,7 +13,8 @@ import h5py
 import numpy as np
 import pytest
 
-from opir import __version__, h5io
+from opir import __version__
+from opir.core import h5io
 
 
 def test_nxdata_layout_units_and_provenance(tmp_path):
@@ -64,7 +65,7 @@ def test_killed_write_leaves_no_file_that_looks_complete(tmp_path):
     script = textwrap.dedent(
         f"""
         import numpy as np, sys
-        from opir import h5io
+        from opir.core import h5io
         with h5io.atomic_h5({str(path)!r}) as handle:
             data = handle.create_dataset("x", shape=(10**9,), dtype="f4", chunks=(2**16,))
             print("writing", flush=True)

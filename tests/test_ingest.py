@@ -16,15 +16,11 @@ from conftest import REALDATA
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from opir import h5io
-from opir.errors import DataError, OpusReadError
-from opir.ingest import (
-    ingest_run_dir,
-    parse_opus_datetime,
-    parse_time_zone,
-    read_opus_spectrum,
-)
-from opir.opus import write_opus
+from opir.core import h5io
+from opir.core.errors import DataError, OpusReadError
+from opir.formats.opus_reader import parse_opus_datetime, parse_time_zone, read_opus_spectrum
+from opir.formats.opus_writer import write_opus
+from opir.ingest.runs import ingest_run_dir
 
 START = dt.datetime(2026, 3, 2, 9, 0, 0, tzinfo=dt.UTC)
 AXIS = (2400.0, 600.0, 934)  # descending like OPUS, ~1.93 1/cm spacing

@@ -28,3 +28,10 @@ def test_snakefmt_is_clean():
 def test_snakemake_lint_is_clean(tmp_path):
     result = _run(snakemake_cmd(tmp_path, "--lint"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_library_layers_are_kept():
+    """The import-linter layers contract of pyproject.toml: no stage imports a later stage (docs/architecture.md)."""
+    result = _run([str(BIN / "lint-imports"), "--no-cache"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout

@@ -1,9 +1,9 @@
 """Two-stream MCR (opir.mcr): references from a calibration set of real OPUS files, streams with fixed references,
 validation against known truth, and SEI pathway recovery (Fig. 5).
 
-The data are made here: pseudo-Voigt component spectra, a calibration set written with opir.opus.write_opus on
-an instrument axis, and operando runs whose SEI grows irreversibly below onset potentials, stored in the
-samples.h5 layout of docs/architecture.md."""
+The data are made here: pseudo-Voigt component spectra, a calibration set written with
+opir.formats.opus_writer.write_opus on an instrument axis, and operando runs whose SEI grows irreversibly below onset
+potentials, stored in the samples.h5 layout of docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -16,11 +16,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opir import mcr
-from opir.errors import DataError, OpusReadError
-from opir.h5io import atomic_h5, write_axis
-from opir.opus import write_opus
-from opir.preprocess import apply
+from opir.core.config import parse_recipe
+from opir.core.errors import DataError, OpusReadError
+from opir.core.h5io import atomic_h5, write_axis
+from opir.formats.opus_writer import write_opus
+from opir.mcr.pathway import build_pathway, cosine_similarity_rows
+from opir.mcr.references import (
+    anion_of,
+    build_references,
+    design_from_table,
+    initial_concentrations,
+    load_calibration,
+    read_calibration_table,
+    read_references,
+)
+from opir.mcr.streams import build_streams, decompose_streams, flag_poorly_explained
+from opir.mcr.validate import truth_files, validate_against_truth
+from opir.preprocess.spectra import apply
 
 PREPROCESS = {"n_points": 241}  # the rest as the workflow's defaults (modpoly baseline)
 GRID = np.linspace(800.0, 2000.0, 241)
@@ -92,9 +104,9 @@ CALIBRATION = [  # kind, composition, {component: amount} (solvated share = 0.3 
 
 
 def calibration_amounts(composition, share_per_molar=0.3):
-    recipe = mcr.parse_recipe(composition)
+    recipe = parse_recipe(composition)
     molarity = sum(recipe.salts.values())
-    amounts = {mcr.anion_of(s): m for s, m in recipe.salts.items()}
+    amounts = {anion_of(s): m for s, m in recipe.salts.items()}
     for species, amount in recipe.components.items():
         if f"{species}_free" in BANDS:
             share = min(share_per_molar * molarity, 0.9)
@@ -170,7 +182,7 @@ def operando_run(system, n=40, seed=0):
 
 def write_dataset(root: Path, systems=tuple(RUNS), n=40, corrupt_row=None):
     """results/dataset/samples.h5, results/preprocessed/{s}/{r}.h5 (scale) and results/truth/{s}/{r}.h5, with
-    the runs preprocessed by opir.preprocess.apply as the workflow does."""
+    the runs preprocessed by opir.preprocess.spectra.apply as the workflow does."""
     spectra, rows, samples = (
         [],
         {k: [] for k in ("system_id", "run_id", "index_in_run", "voltage_v")},
@@ -211,9 +223,9 @@ def world(tmp_path_factory):
     cal = write_calibration(root / "calibration")
     samples_h5 = write_dataset(root, corrupt_row=5)
     refs_h5 = root / "results/mcr/references.h5"
-    refs = mcr.build_references(cal, refs_h5, PARAMS, PREPROCESS)
+    refs = build_references(cal, refs_h5, PARAMS, PREPROCESS)
     streams_h5, flagged_tsv = root / "results/mcr/streams.h5", root / "results/mcr/flagged.tsv"
-    streams = mcr.build_streams(samples_h5, refs_h5, streams_h5, flagged_tsv, PARAMS)
+    streams = build_streams(samples_h5, refs_h5, streams_h5, flagged_tsv, PARAMS)
     return {
         "root": root,
         "cal": cal,
@@ -229,7 +241,7 @@ def world(tmp_path_factory):
 # --------------------------------------------------------------------------------------------------------------
 def test_design_from_calibration_table():
     table = pd.DataFrame(CALIBRATION, columns=["kind", "composition"]).assign(file="x.0")
-    design = mcr.design_from_table(table, ["EC", "DMC"])
+    design = design_from_table(table, ["EC", "DMC"])
     assert set(design.component_names) == set(ELEC + SEI)
     assert [design.component_names[i] for i in design.sei_index] == SEI
     ec_free, ec_solv = design.component_names.index("EC_free"), design.component_names.index("EC_solvated")
@@ -244,8 +256,8 @@ def test_design_from_calibration_table():
 def test_split_estimate_in_the_table_is_the_start():
     table = pd.DataFrame(CALIBRATION[:3], columns=["kind", "composition"]).assign(file="x.0")
     table["EC_free"], table["EC_solvated"] = ["0.5", "0.3", ""], ["0", "0.2", ""]
-    design = mcr.design_from_table(table, ["EC", "DMC"])
-    C0 = mcr.initial_concentrations(design, solvated_share_per_molar=0.3)
+    design = design_from_table(table, ["EC", "DMC"])
+    C0 = initial_concentrations(design, solvated_share_per_molar=0.3)
     i, j = design.component_names.index("EC_free"), design.component_names.index("EC_solvated")
     assert C0[1, [i, j]] == pytest.approx([0.3, 0.2])  # the table's split (0.4 solvated), not 0.3/M x 0.5 M
     assert C0[2, [i, j]] == pytest.approx([0.35, 0.15])  # no estimate: 0.3 per mol/L x 1 M
@@ -256,20 +268,20 @@ def test_bad_calibration_table_names_the_row(tmp_path):
     path = tmp_path / "calibration.tsv"
     path.write_text("file\tkind\tcomposition\na.0\telectrolyte\tEC:1\nb.0\tsolid\tLEDC:1\n")
     with pytest.raises(DataError, match=r"row 3: kind 'solid'"):
-        mcr.read_calibration_table(path)
+        read_calibration_table(path)
     path.write_text("file\tkind\na.0\telectrolyte\n")
     with pytest.raises(DataError, match="missing column"):
-        mcr.read_calibration_table(path)
+        read_calibration_table(path)
     table = pd.DataFrame([{"file": "c.0", "kind": "sei", "composition": "LEDC=1"}])
     with pytest.raises(DataError, match=r"row 2 \(c.0\)"):
-        mcr.design_from_table(table, ["EC"])
+        design_from_table(table, ["EC"])
 
 
 def test_missing_calibration_file_is_an_opus_error(tmp_path):
     cal = write_calibration(tmp_path / "cal", rows=CALIBRATION[:2])
     (cal / "cal_001.0").unlink()
     with pytest.raises(OpusReadError, match="cal_001.0"):
-        mcr.load_calibration(cal, GRID, PREPROCESS)
+        load_calibration(cal, GRID, PREPROCESS)
 
 
 def test_references_recover_component_spectra(world):
@@ -295,7 +307,7 @@ def test_references_recover_component_spectra(world):
 def test_references_depend_on_the_calibration_set_only(world, tmp_path):
     """Nothing operando is an input: the references are a function of the calibration files and the config, and
     they are the same whatever operando data sit beside them."""
-    refs = mcr.build_references(world["cal"], tmp_path / "references.h5", PARAMS, PREPROCESS)
+    refs = build_references(world["cal"], tmp_path / "references.h5", PARAMS, PREPROCESS)
     np.testing.assert_array_equal(refs.spectra, world["refs"].spectra)
     with h5py.File(tmp_path / "references.h5", "r") as h5:
         inputs = json.loads(h5.attrs["input_sha256"])
@@ -321,23 +333,23 @@ def test_references_rule_needs_no_operando_job(tmp_path):
     }
     assert "mcr_references" in jobs
     assert not {"ingest", "preprocess", "dataset", "dataset_truth"} & jobs
-    refs = mcr.read_references(tmp_path / "results/mcr/references.h5")
+    refs = read_references(tmp_path / "results/mcr/references.h5")
     assert refs.component_names[-len(SEI) :] == SEI
     assert (tmp_path / "results/logs/mcr/references.log").stat().st_size > 0
 
 
 def test_streams_recover_concentrations(world):
-    report = mcr.validate_against_truth(
+    report = validate_against_truth(
         world["streams_h5"],
-        mcr.truth_files(world["root"] / "results/truth", [(s, "run01") for s in RUNS]),
+        truth_files(world["root"] / "results/truth", [(s, "run01") for s in RUNS]),
         {(s, "run01"): world["root"] / f"results/preprocessed/{s}/run01.h5" for s in RUNS},
     )
     assert report["sei"]["scale_method"] == "stored per-run scale"
     assert report["sei"]["r2_mean"] > 0.95, report["sei"]
     assert report["elec"]["r2_mean"] > 0.9, report["elec"]
     # without the stored scale the per-run gain is fitted and the result stays good
-    truth = mcr.truth_files(world["root"] / "results/truth", [(s, "run01") for s in RUNS])
-    fitted = mcr.validate_against_truth(world["streams_h5"], truth)
+    truth = truth_files(world["root"] / "results/truth", [(s, "run01") for s in RUNS])
+    fitted = validate_against_truth(world["streams_h5"], truth)
     assert fitted["sei"]["scale_method"] == "fitted per-run gain" and fitted["sei"]["r2_mean"] > 0.95
 
 
@@ -363,19 +375,19 @@ def test_poorly_explained_spectrum_is_flagged(world):
 def test_pymcr_solver_agrees_with_scipy(world):
     with h5py.File(world["samples"], "r") as h5:
         D = h5["spectra/absorbance"][:30]
-    a = mcr.decompose_streams(D, world["refs"], 1, "scipy_nnls")
-    b = mcr.decompose_streams(D, world["refs"], 1, "pymcr")
+    a = decompose_streams(D, world["refs"], 1, "scipy_nnls")
+    b = decompose_streams(D, world["refs"], 1, "pymcr")
     np.testing.assert_allclose(a.c_sei, b.c_sei, atol=1e-6)
 
 
 def test_grid_mismatch_is_an_error(world):
     with pytest.raises(DataError, match="same preprocessed grid"):
-        mcr.decompose_streams(np.zeros((2, 10)), world["refs"])
+        decompose_streams(np.zeros((2, 10)), world["refs"])
 
 
 def test_flag_rule():
     r = np.array([0.01, 0.011, 0.012, 0.0105, 0.3, 0.06])
-    flagged = mcr.flag_poorly_explained(r, max_relative=0.05, robust_z=50)
+    flagged = flag_poorly_explained(r, max_relative=0.05, robust_z=50)
     assert flagged.tolist() == [False, False, False, False, True, True]
     # with the SNR, a residual that is only noise (relative residual ~ 1 / SNR) is not an outlier, a residual
     # far above the spectrum's noise is, even when it is small in relative terms
@@ -383,14 +395,14 @@ def test_flag_rule():
     snr = rng.lognormal(np.log(88), 0.5, 500)
     r = 3.5 / snr * rng.normal(1, 0.05, 500)
     r[10] = 20 / snr[10]
-    flagged = mcr.flag_poorly_explained(r, max_relative=0.5, robust_z=8, snr=snr)
+    flagged = flag_poorly_explained(r, max_relative=0.5, robust_z=8, snr=snr)
     assert np.flatnonzero(flagged).tolist() == [10]
-    assert mcr.flag_poorly_explained(r, max_relative=0.5, robust_z=8).sum() > 1  # blind to SNR: noisy ones
+    assert flag_poorly_explained(r, max_relative=0.5, robust_z=8).sum() > 1  # blind to SNR: noisy ones
 
 
 def test_pathway_recovers_sei_components(world, tmp_path):
     out = {k: tmp_path / f"fig5.{k}" for k in ("png", "pdf")}
-    result = mcr.build_pathway(
+    result = build_pathway(
         world["samples"],
         world["refs_h5"],
         world["streams_h5"],
@@ -405,11 +417,11 @@ def test_pathway_recovers_sei_components(world, tmp_path):
     truth = true_references()
     sei = operando_run("cu_lp30", 40, seed=0)[2]
     for i, name in enumerate(measured.component_names):
-        cos = mcr.cosine_similarity_rows(measured.spectra[i : i + 1], truth[name][None])[0]
+        cos = cosine_similarity_rows(measured.spectra[i : i + 1], truth[name][None])[0]
         assert cos > 0.97, (name, cos)
         true_profile = sei[1:, SEI.index(name)]
         assert np.corrcoef(measured.concentrations[:, i], true_profile)[0, 1] > 0.97, name
-    similarity = mcr.cosine_similarity_rows(measured.spectra, predicted.spectra)
+    similarity = cosine_similarity_rows(measured.spectra, predicted.spectra)
     assert (similarity > 0.95).all()
     assert out["png"].stat().st_size > 10_000 and out["pdf"].stat().st_size > 5_000
     with h5py.File(tmp_path / "pathway.h5", "r") as h5:
@@ -428,7 +440,7 @@ def test_pathway_reads_a_prediction_file(world, tmp_path):
         write_axis(h5, "sample_id", np.array(ids[keep], dtype=str))
         write_axis(h5, "wavenumber_cm1", GRID)
         h5["prediction"] = np.repeat(D[rows[keep]][:, None], 2, axis=1).astype(np.float32)
-    result = mcr.build_pathway(
+    result = build_pathway(
         world["samples"],
         world["refs_h5"],
         world["streams_h5"],

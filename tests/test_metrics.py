@@ -1,4 +1,4 @@
-"""opir.metrics: hand-computed metric values, soft-DTW against tslearn, DILATE, the predictions file and
+"""opir.evaluate.metrics: hand-computed metric values, soft-DTW against tslearn, DILATE, the predictions file and
 evaluation of a predictions file against a small sample table made here (``write_toy_dataset``, also used by
 tests/test_baselines.py and tests/test_tables.py)."""
 
@@ -10,20 +10,19 @@ import math
 import numpy as np
 import pytest
 
-from opir.errors import DataError
-from opir.h5io import atomic_h5, provenance, write_axis, write_nxdata
-from opir.metrics import (
+from opir.core.errors import DataError
+from opir.core.h5io import atomic_h5, provenance, write_axis, write_nxdata
+from opir.evaluate.metrics import (
     dilate,
     evaluate_file,
     evaluate_predictions,
-    load_samples,
-    read_predictions,
     soft_dtw,
     soft_dtw_alignment,
     spectral_metrics,
     squared_l2_cost,
-    write_predictions,
 )
+from opir.formats.predictions import read_predictions, write_predictions
+from opir.formats.samples import load_samples
 
 TOY_SYSTEMS = {"sys_a": [1.0, 0.0], "sys_b": [0.0, 1.0], "sys_c": [0.1, 0.9]}
 
@@ -219,7 +218,7 @@ def test_evaluate_rejects_bad_predictions(tmp_path):
     table = load_samples(paths["samples"])
     test_ids = json.loads(paths["splits"].read_text())["random"]["test"]
     pred = np.zeros((len(test_ids), 1, table.wavenumber_cm1.size), dtype=np.float32) + 0.1
-    from opir.metrics import Predictions
+    from opir.formats.predictions import Predictions
 
     with pytest.raises(DataError, match="missing 1"):
         evaluate_predictions(Predictions(np.array(test_ids[1:]), table.wavenumber_cm1, pred[1:]), table, test_ids)

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from opir.errors import ConfigError, DataError
-from opir.h5io import atomic_h5, write_axis
-from opir.models.conditioning import Condition, ConditionEncoder, profile_features, resample_voltage_profile
+from opir.core.errors import ConfigError, DataError
+from opir.core.h5io import atomic_h5, write_axis
+from opir.formats.samples import load_split
+from opir.models.conditioning import Condition, ConditionEncoder
 from opir.models.settings import resolve_model_config
 from opir.models.sit import SIT_SIZES, SiT, SiTConfig, sincos_pos_embed_2d
+from opir.preprocess.profile import profile_features, resample_voltage_profile
 
 # tiny networks: one torch thread is as fast, and much faster when other jobs share the cores (conftest.py)
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -165,7 +167,7 @@ N_POINTS = 48
 @pytest.fixture
 def dataset(tmp_path):
     """Two systems, one run each with 9 spectra (8 samples); a band that grows as the voltage falls."""
-    from opir.render import CurveStyle, spectrum_to_waveform
+    from opir.render.waveform import CurveStyle, spectrum_to_waveform
 
     rng = np.random.default_rng(0)
     wavenumber = np.linspace(800, 2000, N_POINTS)
@@ -246,9 +248,11 @@ VAE_SETTINGS = {"pretrained_dir": None, "block_out_channels": [32, 32], "latent_
 
 
 def test_stages_end_to_end(dataset):
-    from opir.latent import build_or_train_vae, encode_waveforms, read_latents, training_rows
-    from opir.metrics import read_predictions
-    from opir.models.pipeline import load_abcc, predict_abcc, train_abcc
+    from opir.formats.images import read_latents
+    from opir.formats.predictions import read_predictions
+    from opir.latent.vae import build_or_train_vae, encode_waveforms, training_rows
+    from opir.predict.abcc import load_abcc, predict_abcc
+    from opir.train.abcc import train_abcc
 
     d = dataset
     rows = training_rows(d / "samples.h5", d / "splits.json", "system")
@@ -279,7 +283,7 @@ def test_stages_end_to_end(dataset):
 
 
 def test_missing_mixture_embedding_is_named(dataset):
-    from opir.models.pipeline import load_abcc_data
+    from opir.train.data import load_abcc_data
 
     with h5py.File(dataset / "mixture.h5", "a") as h5:
         del h5["system_id"]
@@ -294,9 +298,11 @@ def test_missing_mixture_embedding_is_named(dataset):
 
 def test_complete_abcc_trains_with_every_term_and_predicts_fused_spectra(dataset):
     """Residual stream + dual flow + L_mass + L_peak + stream supervision, through the workflow functions."""
-    from opir.latent import build_or_train_vae, encode_waveforms, read_latents
-    from opir.metrics import read_predictions
-    from opir.models.pipeline import load_abcc, predict_abcc, train_abcc
+    from opir.formats.images import read_latents
+    from opir.formats.predictions import read_predictions
+    from opir.latent.vae import build_or_train_vae, encode_waveforms
+    from opir.predict.abcc import load_abcc, predict_abcc
+    from opir.train.abcc import train_abcc
 
     d = dataset
     build_or_train_vae(d / "waveform.h5", d / "samples.h5", d / "splits.json", "system", d / "vae", VAE_SETTINGS,
@@ -330,18 +336,19 @@ def test_complete_abcc_trains_with_every_term_and_predicts_fused_spectra(dataset
     assert predictions.prediction.shape == (8, 3, N_POINTS) and np.all(np.isfinite(predictions.prediction))
     # the waveform-only reader (opir predict) still gets waveform latents from model.sample
     cond_model, _ = load_abcc(d / "model")
-    from opir.models.pipeline import load_abcc_data, load_split_samples
+    from opir.train.data import load_abcc_data
 
     data = load_abcc_data(d / "samples.h5", d / "latent.h5", d / "mixture.h5",
-                          load_split_samples(d / "splits.json", "system", "test")[:2], meta["settings"])
+                          load_split(d / "splits.json", "system")["test"][:2], meta["settings"])
     z = cond_model.sample(data.condition, torch.Generator().manual_seed(0))
     assert z.shape == (2, 4, 16, 16)
 
 
 def test_spectral_variant_trains_and_predicts_without_images(dataset):
     """Beyond the paper: MeanFlow on patches of the difference spectrum (no VAE, no images), with both streams."""
-    from opir.metrics import read_predictions
-    from opir.models.pipeline import load_abcc, predict_abcc, train_abcc
+    from opir.formats.predictions import read_predictions
+    from opir.predict.abcc import load_abcc, predict_abcc
+    from opir.train.abcc import train_abcc
 
     d = dataset
     settings = {**COMPLETE_SETTINGS, "space": "spectrum", "chemical_flow": False}

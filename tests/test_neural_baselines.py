@@ -1,4 +1,4 @@
-"""The neural baselines (opir.models.neural_baselines): settings, run assembly, networks, and each baseline trained
+"""The neural baselines (opir.neural_baselines): settings, run assembly, networks, and each baseline trained
 and used for prediction on a small dataset made here in the contract formats (samples.h5, splits.json, waveform
 images, mixture embeddings)."""
 
@@ -14,10 +14,11 @@ import torch
 import yaml
 from conftest import REPO
 
-from opir.errors import ConfigError, DataError
-from opir.h5io import atomic_h5, write_axis
-from opir.models.nb_settings import NEURAL_BASELINES, baseline_embedding_variant, resolve_baseline_settings
-from opir.predictions import load_samples, read_predictions
+from opir.core.errors import ConfigError, DataError
+from opir.core.h5io import atomic_h5, write_axis
+from opir.formats.predictions import read_predictions
+from opir.formats.samples import load_samples
+from opir.neural_baselines.settings import NEURAL_BASELINES, baseline_embedding_variant, resolve_baseline_settings
 
 N_POINTS = 48
 SPECTRUM_STEPS = 4
@@ -36,7 +37,7 @@ def _band(wavenumber, voltage, system):
 def dataset(tmp_path):
     """Two systems with two runs each of 11 spectra (10 samples); random split: every 4th sample is a test sample;
     system split: sys_b is held out."""
-    from opir.render import CurveStyle, spectrum_to_waveform
+    from opir.render.waveform import CurveStyle, spectrum_to_waveform
 
     rng = np.random.default_rng(0)
     wavenumber = np.linspace(800, 2000, N_POINTS)
@@ -83,7 +84,7 @@ def dataset(tmp_path):
 
 def _models_config() -> dict:
     """models section of the default config, with the test config's overrides and tiny 1D baselines."""
-    from opir.config import validate_with_schema
+    from opir.core.config import validate_with_schema
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     validate_with_schema(config, "config.schema.yaml", "config.yaml")
@@ -129,7 +130,7 @@ def test_bad_baseline_settings_are_named():
 
 
 def test_schema_rejects_unknown_baseline_names():
-    from opir.config import validate_with_schema
+    from opir.core.config import validate_with_schema
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["models"]["neural_baselines"]["models"] = ["sit_regression", "transformer_xl"]
@@ -141,8 +142,8 @@ def test_schema_rejects_unknown_baseline_names():
 # Runs, clips and networks
 # --------------------------------------------------------------------------------------------------------------
 def test_runs_mark_only_training_targets_usable(dataset):
-    from opir.models.neural_baselines import build_runs
-    from opir.predictions import load_split
+    from opir.formats.samples import load_split
+    from opir.neural_baselines.series import build_runs
 
     table = load_samples(dataset / "samples.h5")
     split = load_split(dataset / "splits.json", "random")
@@ -158,7 +159,7 @@ def test_runs_mark_only_training_targets_usable(dataset):
 
 
 def test_clip_frames_interpolate_between_usable_rows(dataset):
-    from opir.models.neural_baselines import build_runs, clip_from_run
+    from opir.neural_baselines.series import build_runs, clip_from_run
 
     table = load_samples(dataset / "samples.h5")
     idx = np.arange(len(table.samples["sample_id"]))
@@ -210,7 +211,7 @@ def test_trajectory_transformer_shapes_and_zero_start():
 # --------------------------------------------------------------------------------------------------------------
 @pytest.fixture
 def latents(dataset):
-    from opir.latent import build_or_train_vae, encode_waveforms
+    from opir.latent.vae import build_or_train_vae, encode_waveforms
 
     vae = {"pretrained_dir": None, "block_out_channels": [32, 32], "latent_channels": 4, "layers_per_block": 1,
            "norm_num_groups": 32, "mid_block_attention": False, "steps": 2, "batch_size": 4, "lr": 1e-3,
@@ -222,7 +223,8 @@ def latents(dataset):
 
 
 def _train_and_predict(d, name, split, models, **paths):
-    from opir.models.neural_baselines import predict_neural_baseline, train_neural_baseline
+    from opir.neural_baselines.predict import predict_neural_baseline
+    from opir.neural_baselines.train import train_neural_baseline
 
     settings = resolve_baseline_settings(models, name)
     train_neural_baseline(d / "samples.h5", d / "splits.json", d / "mixture.h5", split, name, settings,
@@ -290,7 +292,7 @@ def test_gru_forecaster_learns_the_voltage_driven_change(dataset):
 
 
 def test_missing_inputs_are_named(dataset):
-    from opir.models.neural_baselines import load_baseline, train_neural_baseline
+    from opir.neural_baselines.train import load_baseline, train_neural_baseline
 
     models = _models_config()
     with h5py.File(dataset / "mixture.h5", "a") as h5:

@@ -10,8 +10,8 @@ import pytest
 from brukeropus import read_opus
 from brukeropus.file.parse import parse_directory, parse_header, parse_params
 
-from opir.errors import DataError
-from opir.opus import (
+from opir.core.errors import DataError
+from opir.formats.opus_writer import (
     MAX_DIRECTORY_ENTRIES,
     block_type_code,
     encode_parameters,

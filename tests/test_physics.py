@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from opir.errors import DataError
+from opir.core.errors import DataError
 from opir.models.physics import (
     PeakTargets,
     SoftReadout,
@@ -85,7 +85,7 @@ def test_peak_loss_without_peaks_is_zero_and_keeps_the_graph():
 
 
 def test_soft_readout_reads_rendered_spectra_back_differentiably():
-    from opir.render import CurveStyle, spectrum_to_waveform, waveform_to_spectrum
+    from opir.render.waveform import CurveStyle, spectrum_to_waveform, waveform_to_spectrum
 
     style = CurveStyle(height=48, width=48, centre=0.5, clip=0.6)
     spectra = (0.2 + 0.6 * gaussians([20, 40], n=96, width=4.0) / 1.0)[None].astype(np.float32)
@@ -101,7 +101,7 @@ def test_soft_readout_reads_rendered_spectra_back_differentiably():
 
 
 def test_fusion_weight_is_the_least_squares_optimum():
-    from opir.models.pipeline import fit_fusion_weight
+    from opir.train.readout import fit_fusion_weight
 
     rng = np.random.default_rng(0)
     y = rng.normal(size=(50, 3))

@@ -7,8 +7,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from opir.errors import DataError
-from opir.potentiostat import at_times, covers, read_log, read_mpt
+from opir.core.errors import DataError
+from opir.formats.potentiostat import at_times, covers, read_log, read_mpt
 
 MPT = """EC-Lab ASCII FILE
 Nb header lines : 7

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from test_ingest import synthetic_absorbance, write_run
 
-from opir import preprocess
-from opir.errors import DataError
-from opir.ingest import ingest_run_dir
+from opir.core.errors import DataError
+from opir.ingest.runs import ingest_run_dir
+from opir.preprocess import spectra as preprocess
 
 RAW_AXIS = np.linspace(2400.0, 600.0, 934)
 PARAMS = {"n_points": 128, "baseline": "none", "scale": "none"}

@@ -9,11 +9,31 @@ import h5py
 import numpy as np
 import pytest
 
-from opir import render
-from opir.errors import DataError
-from opir.h5io import atomic_h5, read_provenance, read_strings, write_axis
+from opir.core.errors import DataError
+from opir.core.h5io import atomic_h5, read_provenance, read_strings, write_axis
+from opir.render.chemical_flow import (
+    chemical_flow_curves,
+    chemical_flow_greys,
+    chemical_flow_image,
+    chemical_flow_images,
+    variation_image,
+)
+from opir.render.images import render_chemical_flow, render_stream, render_variation, render_waveforms
+from opir.render.waveform import (
+    CurveStyle,
+    column_centre_values,
+    curve_geometry,
+    point_columns,
+    read_style,
+    roundtrip_error,
+    row_to_value,
+    spectrum_to_waveform,
+    style_from_config,
+    value_to_row,
+    waveform_to_spectrum,
+)
 
-PAPER = render.CurveStyle()  # Appendix D: 256x256, margin 0.08, thickness 1.8, clip 0.4, gain 180
+PAPER = CurveStyle()  # Appendix D: 256x256, margin 0.08, thickness 1.8, clip 0.4, gain 180
 SMALL = dataclasses.replace(PAPER, height=64, width=64)
 N_POINTS = 400
 WAVENUMBER = np.linspace(800.0, 2000.0, N_POINTS)
@@ -37,21 +57,21 @@ def test_value_row_map_is_affine_and_inverted():
     assert value_row(PAPER.centre) == pytest.approx((top + bottom) / 2)
     assert value_row(PAPER.centre) == round(value_row(PAPER.centre))  # the centre is a whole pixel row
     values = np.linspace(-0.4, 0.4, 17)
-    np.testing.assert_allclose(render.row_to_value(render.value_to_row(values, PAPER), PAPER), values, atol=1e-12)
+    np.testing.assert_allclose(row_to_value(value_to_row(values, PAPER), PAPER), values, atol=1e-12)
     # values beyond the clip limits sit on the plot area's edge
     assert value_row(5.0) == pytest.approx(top)
     assert value_row(-5.0) == pytest.approx(bottom)
 
 
 def value_row(value: float) -> float:
-    return float(render.value_to_row(np.array(value), PAPER))
+    return float(value_to_row(np.array(value), PAPER))
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Alg. 1 forward: known spectra render where expected
 # --------------------------------------------------------------------------------------------------------------
 def test_flat_line_is_one_horizontal_line_inside_the_margins():
-    image = render.spectrum_to_waveform(np.zeros(N_POINTS, np.float32), PAPER)
+    image = spectrum_to_waveform(np.zeros(N_POINTS, np.float32), PAPER)
     assert image.dtype == np.uint8 and image.shape == (256, 256)
     left, right = PAPER.plot_columns
     columns = np.arange(256)
@@ -69,8 +89,8 @@ def test_flat_line_is_one_horizontal_line_inside_the_margins():
 def test_gaussian_peak_renders_at_its_wavenumber_and_height():
     amplitude = 0.3
     spectrum = gaussian(1400.0, 20.0, amplitude) - 0.1
-    image = render.spectrum_to_waveform(spectrum, PAPER)
-    peak_column = int(np.rint(render.point_columns(N_POINTS, PAPER)[np.argmax(spectrum)]))
+    image = spectrum_to_waveform(spectrum, PAPER)
+    peak_column = int(np.rint(point_columns(N_POINTS, PAPER)[np.argmax(spectrum)]))
     # the brightest-most-upper ink is in the peak column, at the row of the peak value
     top_ink = np.array([ink_rows(image, c).min() if image[:, c].any() else 10**6 for c in range(256)])
     assert abs(int(np.argmin(top_ink)) - peak_column) <= 1
@@ -80,7 +100,7 @@ def test_gaussian_peak_renders_at_its_wavenumber_and_height():
     assert rows.min() <= peak_row <= rows.max()
     assert peak_row - rows.min() <= PAPER.thickness_px * 1.5 / 2 + 1.5
     # far from the peak the line is at the baseline value
-    far = int(np.rint(render.point_columns(N_POINTS, PAPER)[20]))
+    far = int(np.rint(point_columns(N_POINTS, PAPER)[20]))
     weights = image[:, far].astype(float)
     assert abs((weights * np.arange(256)).sum() / weights.sum() - value_row(-0.1)) < 0.2
 
@@ -89,7 +109,7 @@ def test_spectrum_at_the_clip_limits_is_drawn_on_the_plot_edges():
     half = N_POINTS // 2
     spectrum = np.r_[np.full(half, 0.4), np.full(N_POINTS - half, -0.4)].astype(np.float32)
     beyond = np.r_[np.full(half, 3.0), np.full(N_POINTS - half, -3.0)].astype(np.float32)
-    image = render.spectrum_to_waveform(spectrum, PAPER)
+    image = spectrum_to_waveform(spectrum, PAPER)
     top, bottom = PAPER.plot_rows
     left_column = int(np.ceil(PAPER.plot_columns[0])) + 2
     right_column = int(np.floor(PAPER.plot_columns[1])) - 2
@@ -98,17 +118,17 @@ def test_spectrum_at_the_clip_limits_is_drawn_on_the_plot_edges():
         assert abs((weights * np.arange(256)).sum() / weights.sum() - edge) < 0.1
         assert ink_rows(image, column).min() > 0 and ink_rows(image, column).max() < 255  # thick, yet inside
     # clipped values draw exactly like values at the limit
-    np.testing.assert_array_equal(render.spectrum_to_waveform(beyond, PAPER), image)
+    np.testing.assert_array_equal(spectrum_to_waveform(beyond, PAPER), image)
     # amplitude-adaptive thickness: lines at the limits are thicker than at the centre
-    centre_line = render.spectrum_to_waveform(np.zeros(N_POINTS, np.float32), PAPER)
+    centre_line = spectrum_to_waveform(np.zeros(N_POINTS, np.float32), PAPER)
     assert image[:, left_column].sum() > 1.3 * centre_line[:, left_column].sum()
 
 
 def test_steep_edges_stay_connected():
     """A step from the bottom to the top within one column: the column holds ink on every row in between."""
     spectrum = np.where(WAVENUMBER < 1400, -0.35, 0.35).astype(np.float32)
-    image = render.spectrum_to_waveform(spectrum, PAPER)
-    step_column = int(np.rint(render.point_columns(N_POINTS, PAPER)[np.argmax(WAVENUMBER >= 1400)]))
+    image = spectrum_to_waveform(spectrum, PAPER)
+    step_column = int(np.rint(point_columns(N_POINTS, PAPER)[np.argmax(WAVENUMBER >= 1400)]))
     rows = np.flatnonzero(image[:, step_column - 1 : step_column + 2].max(axis=1))
     assert rows.max() - rows.min() + 1 == rows.size  # no gap
     assert rows.min() <= value_row(0.35) and rows.max() >= value_row(-0.35)
@@ -119,16 +139,16 @@ def test_a_one_point_spike_reaches_its_row():
     for index in (0, 137, 200, N_POINTS - 1):
         spectrum = np.zeros(N_POINTS, np.float32)
         spectrum[index] = 0.3
-        _, row_top, _, _ = render.curve_geometry(spectrum[None], PAPER)
+        _, row_top, _, _ = curve_geometry(spectrum[None], PAPER)
         assert row_top.min() == pytest.approx(value_row(0.3), abs=1e-4)
 
 
 def test_batch_equals_one_by_one():
     rng = np.random.default_rng(0)
     spectra = rng.normal(0, 0.1, (5, N_POINTS)).astype(np.float32)
-    batch = render.spectrum_to_waveform(spectra, SMALL)
+    batch = spectrum_to_waveform(spectra, SMALL)
     for spectrum, image in zip(spectra, batch, strict=True):
-        np.testing.assert_array_equal(render.spectrum_to_waveform(spectrum, SMALL), image)
+        np.testing.assert_array_equal(spectrum_to_waveform(spectrum, SMALL), image)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -147,15 +167,15 @@ def test_batch_equals_one_by_one():
 )
 def test_inverse_recovers_known_spectra_at_256(spectrum, tolerance):
     """Mean error within ``tolerance`` of the drawn range (0.8): 0.1% for lines, 0.5% for curved spectra."""
-    image = render.spectrum_to_waveform(spectrum, PAPER)
-    recovered = render.waveform_to_spectrum(image, N_POINTS, PAPER)
+    image = spectrum_to_waveform(spectrum, PAPER)
+    recovered = waveform_to_spectrum(image, N_POINTS, PAPER)
     assert recovered.shape == (N_POINTS,) and recovered.dtype == np.float32
     assert np.abs(recovered - spectrum).mean() <= tolerance * 2 * PAPER.clip
 
 
 def test_inverse_of_a_gaussian_keeps_its_peak():
     spectrum = gaussian(1400.0, 25.0, 0.5) - 0.2
-    recovered = render.waveform_to_spectrum(render.spectrum_to_waveform(spectrum, PAPER), N_POINTS, PAPER)
+    recovered = waveform_to_spectrum(spectrum_to_waveform(spectrum, PAPER), N_POINTS, PAPER)
     assert abs(WAVENUMBER[np.argmax(recovered)] - 1400.0) <= 6.0  # one column is 5.6 1/cm here
     assert abs(recovered.max() - spectrum.max()) < 0.02 * 2 * PAPER.clip
     assert np.abs(recovered - spectrum).max() < 0.03 * 2 * PAPER.clip
@@ -163,17 +183,17 @@ def test_inverse_of_a_gaussian_keeps_its_peak():
 
 def test_refinement_corrects_the_band_top_bias():
     spectrum = np.stack([gaussian(1400.0, 6.0, 0.6) - 0.3, gaussian(1000.0, 4.0, -0.5) + 0.2])
-    image = render.spectrum_to_waveform(spectrum, PAPER)
-    plain = render.waveform_to_spectrum(image, N_POINTS, PAPER, refine_iterations=0)
-    refined = render.waveform_to_spectrum(image, N_POINTS, PAPER)
+    image = spectrum_to_waveform(spectrum, PAPER)
+    plain = waveform_to_spectrum(image, N_POINTS, PAPER, refine_iterations=0)
+    refined = waveform_to_spectrum(image, N_POINTS, PAPER)
     assert np.abs(refined - spectrum).mean() < 0.7 * np.abs(plain - spectrum).mean()
     assert np.abs(refined - spectrum).max(axis=1).max() < np.abs(plain - spectrum).max(axis=1).min()
     # what the inverse reads is what the forward drew: the centres computed without drawing match the image's
-    columns, _, _, _ = render.curve_geometry(spectrum, PAPER)
-    read = render.row_to_value(
+    columns, _, _, _ = curve_geometry(spectrum, PAPER)
+    read = row_to_value(
         (image[:, :, columns] * np.arange(256)[None, :, None]).sum(1) / image[:, :, columns].sum(1), PAPER
     )
-    np.testing.assert_allclose(read, render.column_centre_values(spectrum, PAPER), atol=0.002)
+    np.testing.assert_allclose(read, column_centre_values(spectrum, PAPER), atol=0.002)
 
 
 def test_roundtrip_error_grows_as_images_shrink():
@@ -189,46 +209,46 @@ def test_roundtrip_error_grows_as_images_shrink():
         )
         - 0.2
     )
-    errors = [render.roundtrip_error(spectra, dataclasses.replace(PAPER, height=s, width=s)) for s in (256, 64, 32)]
+    errors = [roundtrip_error(spectra, dataclasses.replace(PAPER, height=s, width=s)) for s in (256, 64, 32)]
     assert errors[0] < 0.01
     assert errors[0] < errors[1] < errors[2]
 
 
 def test_inverse_reads_through_a_grey_background():
     spectrum = gaussian(1500.0, 30.0, 0.3) - 0.1
-    image = render.spectrum_to_waveform(spectrum, SMALL).astype(np.int16) + 3  # a decoder's haze
+    image = spectrum_to_waveform(spectrum, SMALL).astype(np.int16) + 3  # a decoder's haze
     hazy = np.clip(image, 0, 255).astype(np.uint8)
-    clean = render.waveform_to_spectrum(render.spectrum_to_waveform(spectrum, SMALL), N_POINTS, SMALL)
-    naive = render.waveform_to_spectrum(hazy, N_POINTS, SMALL)
-    corrected = render.waveform_to_spectrum(hazy, N_POINTS, SMALL, background=3)
+    clean = waveform_to_spectrum(spectrum_to_waveform(spectrum, SMALL), N_POINTS, SMALL)
+    naive = waveform_to_spectrum(hazy, N_POINTS, SMALL)
+    corrected = waveform_to_spectrum(hazy, N_POINTS, SMALL, background=3)
     np.testing.assert_allclose(corrected, clean, atol=1e-3)
     assert np.abs(naive - clean).mean() > 0.01  # the haze pulls every column to the middle
 
 
 def test_inverse_rejects_bad_images():
     with pytest.raises(DataError, match="shape"):
-        render.waveform_to_spectrum(np.zeros((2, 32, 32), np.uint8), N_POINTS, SMALL)
-    blank = render.spectrum_to_waveform(np.zeros((2, N_POINTS), np.float32), SMALL)
+        waveform_to_spectrum(np.zeros((2, 32, 32), np.uint8), N_POINTS, SMALL)
+    blank = spectrum_to_waveform(np.zeros((2, N_POINTS), np.float32), SMALL)
     blank[1] = 0
     with pytest.raises(DataError, match="image 1 has no ink"):
-        render.waveform_to_spectrum(blank, N_POINTS, SMALL)
+        waveform_to_spectrum(blank, N_POINTS, SMALL)
 
 
 def test_forward_rejects_bad_spectra():
     spectrum = np.zeros(N_POINTS, np.float32)
     spectrum[7] = np.nan
     with pytest.raises(DataError, match="point 7"):
-        render.spectrum_to_waveform(spectrum, SMALL)
+        spectrum_to_waveform(spectrum, SMALL)
     with pytest.raises(DataError, match="at least 2"):
-        render.spectrum_to_waveform(np.zeros((3, 1), np.float32), SMALL)
+        spectrum_to_waveform(np.zeros((3, 1), np.float32), SMALL)
     with pytest.raises(ValueError, match="margin"):
-        render.CurveStyle(margin=0.6)
+        CurveStyle(margin=0.6)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Alg. 2 and the variation stream
 # --------------------------------------------------------------------------------------------------------------
-DIFF = render.CurveStyle(height=64, width=64, clip=0.1, thickness_px=1.0)
+DIFF = CurveStyle(height=64, width=64, clip=0.1, thickness_px=1.0)
 
 
 def growing_run(n: int = 9) -> np.ndarray:
@@ -239,8 +259,8 @@ def growing_run(n: int = 9) -> np.ndarray:
 
 def test_chemical_flow_of_an_unchanging_run_is_one_light_line():
     run = np.repeat(gaussian(1300.0, 40.0, 0.7)[None], 12, axis=0)
-    image = render.chemical_flow_image(run, 11, DIFF, darkest_grey=64, max_curves=None)
-    np.testing.assert_array_equal(image, render.spectrum_to_waveform(np.zeros(N_POINTS, np.float32), DIFF))
+    image = chemical_flow_image(run, 11, DIFF, darkest_grey=64, max_curves=None)
+    np.testing.assert_array_equal(image, spectrum_to_waveform(np.zeros(N_POINTS, np.float32), DIFF))
     rows = np.flatnonzero(image.any(axis=1))
     assert rows.max() - rows.min() <= 3  # one line on the zero row
     assert image.max() == 180  # the reference's grey: a 1-px line on a row is contrast_gain x 1 px
@@ -249,42 +269,42 @@ def test_chemical_flow_of_an_unchanging_run_is_one_light_line():
 def test_chemical_flow_grey_encodes_order_light_to_dark():
     run = growing_run()
     m = 8
-    image = render.chemical_flow_image(run, m, DIFF, darkest_grey=64, max_curves=None)
-    column = int(np.rint(render.point_columns(N_POINTS, DIFF)[np.argmin(np.abs(WAVENUMBER - 1700))]))
+    image = chemical_flow_image(run, m, DIFF, darkest_grey=64, max_curves=None)
+    column = int(np.rint(point_columns(N_POINTS, DIFF)[np.argmin(np.abs(WAVENUMBER - 1700))]))
     # at the band, curve k sits at the row of its difference 0.01 k: later curves higher and darker
-    rows = [int(np.rint(render.value_to_row(np.array(0.01 * k), DIFF))) for k in (0, m // 2, m)]
+    rows = [int(np.rint(value_to_row(np.array(0.01 * k), DIFF))) for k in (0, m // 2, m)]
     greys = [int(image[r, column]) for r in rows]
     assert greys[0] > greys[1] > greys[2] > 0
-    expected = 255 * render.chemical_flow_greys(np.array([0, m]), m, 64)
+    expected = 255 * chemical_flow_greys(np.array([0, m]), m, 64)
     assert greys[2] == pytest.approx(expected[1] * image[rows[0], column] / 255, abs=8)
     # away from the band every curve coincides with the reference: the light line wins there
-    far = int(np.rint(render.point_columns(N_POINTS, DIFF)[10]))
+    far = int(np.rint(point_columns(N_POINTS, DIFF)[10]))
     assert image[:, far].max() == image[rows[0], column]
 
 
 def test_chemical_flow_covers_0_to_m_only():
     run = growing_run(9)
-    early = render.chemical_flow_image(run, 3, DIFF, max_curves=None)
-    assert not np.array_equal(early, render.chemical_flow_image(run, 8, DIFF, max_curves=None))
-    np.testing.assert_array_equal(early, render.chemical_flow_image(run[:4], 3, DIFF, max_curves=None))
-    batch = render.chemical_flow_images(run, [1, 3, 8], DIFF, max_curves=None)
+    early = chemical_flow_image(run, 3, DIFF, max_curves=None)
+    assert not np.array_equal(early, chemical_flow_image(run, 8, DIFF, max_curves=None))
+    np.testing.assert_array_equal(early, chemical_flow_image(run[:4], 3, DIFF, max_curves=None))
+    batch = chemical_flow_images(run, [1, 3, 8], DIFF, max_curves=None)
     np.testing.assert_array_equal(batch[1], early)
     with pytest.raises(DataError, match="m=9"):
-        render.chemical_flow_image(run, 9, DIFF)
+        chemical_flow_image(run, 9, DIFF)
 
 
 def test_chemical_flow_curve_cap_keeps_first_and_last():
-    order = render.chemical_flow_curves(1000, 64)
+    order = chemical_flow_curves(1000, 64)
     assert order[0] == 0 and order[-1] == 1000 and len(order) == 64
     assert np.all(np.diff(order) > 0)
-    np.testing.assert_array_equal(render.chemical_flow_curves(5, 64), np.arange(6))
+    np.testing.assert_array_equal(chemical_flow_curves(5, 64), np.arange(6))
 
 
 def test_variation_is_the_difference_drawn_at_clip_0_1():
     run = growing_run()
-    image = render.variation_image(run[8], run[0], DIFF)
-    np.testing.assert_array_equal(image, render.spectrum_to_waveform(run[8] - run[0], DIFF))
-    recovered = render.waveform_to_spectrum(image, N_POINTS, DIFF)
+    image = variation_image(run[8], run[0], DIFF)
+    np.testing.assert_array_equal(image, spectrum_to_waveform(run[8] - run[0], DIFF))
+    recovered = waveform_to_spectrum(image, N_POINTS, DIFF)
     assert np.abs(recovered - (run[8] - run[0])).mean() < 0.02 * 2 * DIFF.clip
 
 
@@ -344,30 +364,30 @@ def samples_h5(tmp_path):
 
 def test_waveform_file_has_one_image_per_row(samples_h5, tmp_path):
     out = tmp_path / "render" / "waveform.h5"
-    assert render.render_stream("waveform", samples_h5, out, SETTINGS) == 11
-    style = render.style_from_config(SETTINGS)
+    assert render_stream("waveform", samples_h5, out, SETTINGS) == 11
+    style = style_from_config(SETTINGS)
     with h5py.File(out) as handle, h5py.File(samples_h5) as source:
         images = handle["images"]
         assert images.dtype == np.uint8 and images.shape == (11, 32, 32)
         assert images.chunks == (1, 32, 32) and images.compression == "gzip"
-        np.testing.assert_array_equal(images[()], render.spectrum_to_waveform(source["spectra/absorbance"][()], style))
+        np.testing.assert_array_equal(images[()], spectrum_to_waveform(source["spectra/absorbance"][()], style))
         ids = read_strings(handle["sample_id"])
         assert ids[0] == "cu_dmc/run1/00000" and ids[7] == "cu_ec12/run1/00000" and ids[8] == "cu_ec12/run1/00001"
         np.testing.assert_array_equal(handle["row"][()], np.arange(11))
         assert handle.attrs["signal"] == "images" and handle.attrs["render_clip"] == 0.6
         assert handle["wavenumber_cm1"].attrs["units"] == "1/cm" and handle["row_value"].shape == (32,)
     assert read_provenance(out)["config"]["render"]["image_size"] == 32
-    assert render.read_style(out) == style  # the file says exactly how to read its images back
+    assert read_style(out) == style  # the file says exactly how to read its images back
     with pytest.raises(DataError, match="render_height"):
-        render.read_style(samples_h5)
+        read_style(samples_h5)
 
 
 def test_chemical_flow_and_variation_files_follow_the_sample_table(samples_h5, tmp_path):
     flow = tmp_path / "chemical_flow.h5"
     variation = tmp_path / "variation.h5"
-    assert render.render_chemical_flow(samples_h5, flow, SETTINGS) == 9
-    assert render.render_variation(samples_h5, variation, SETTINGS) == 9
-    flow_style = render.style_from_config(SETTINGS, "chemical_flow")
+    assert render_chemical_flow(samples_h5, flow, SETTINGS) == 9
+    assert render_variation(samples_h5, variation, SETTINGS) == 9
+    flow_style = style_from_config(SETTINGS, "chemical_flow")
     with h5py.File(flow) as f, h5py.File(variation) as v, h5py.File(samples_h5) as source:
         spectra = source["spectra/absorbance"][()]
         ids = read_strings(f["sample_id"])
@@ -375,11 +395,11 @@ def test_chemical_flow_and_variation_files_follow_the_sample_table(samples_h5, t
         np.testing.assert_array_equal(read_strings(v["sample_id"]), ids)
         for i in range(9):
             row, initial, m = int(f["row"][i]), int(f["initial_row"][i]), int(f["m"][i])
-            expected = render.chemical_flow_image(spectra[initial : row + 1], m, flow_style, 64, 4)
+            expected = chemical_flow_image(spectra[initial : row + 1], m, flow_style, 64, 4)
             np.testing.assert_array_equal(f["images"][i], expected)
             np.testing.assert_array_equal(
                 v["images"][i],
-                render.variation_image(spectra[row], spectra[initial], render.style_from_config(SETTINGS, "variation")),
+                variation_image(spectra[row], spectra[initial], style_from_config(SETTINGS, "variation")),
             )
         # the unchanging run: every Chemical Flow image is the single light line
         assert all(np.array_equal(f["images"][i], f["images"][6]) for i in (7, 8))
@@ -390,22 +410,22 @@ def test_writer_names_what_is_missing_or_inconsistent(samples_h5, tmp_path):
     with h5py.File(samples_h5, "a") as handle:
         handle["samples/m"][0] = 5
     with pytest.raises(DataError, match="cu_dmc/run1/00001 has m=5"):
-        render.render_variation(samples_h5, tmp_path / "v.h5", SETTINGS)
+        render_variation(samples_h5, tmp_path / "v.h5", SETTINGS)
     with h5py.File(samples_h5, "a") as handle:
         handle["samples/m"][0] = 1
         handle["spectra/absorbance"][9, 42] = np.nan
     for stream in ("waveform", "variation"):
         with pytest.raises(DataError, match=r"row 9 has a non-finite value at point 42 \(926\.3 1/cm\)"):
-            render.render_stream(stream, samples_h5, tmp_path / f"{stream}.h5", SETTINGS)
+            render_stream(stream, samples_h5, tmp_path / f"{stream}.h5", SETTINGS)
     with h5py.File(samples_h5, "a") as handle:
         del handle["runs/n_rows"]
     with pytest.raises(DataError, match="runs/n_rows"):
-        render.render_waveforms(samples_h5, tmp_path / "w.h5", SETTINGS)
+        render_waveforms(samples_h5, tmp_path / "w.h5", SETTINGS)
     assert not (tmp_path / "w.h5").exists() and not list(tmp_path.glob(".*tmp*"))
 
 
 def test_illustration_figure(samples_h5, tmp_path):
-    from opir.figures.render import render_illustration
+    from opir.report.render import render_illustration
 
     out = render_illustration(samples_h5, tmp_path / "render.png", SETTINGS, dpi=40)
     assert out.stat().st_size > 5000

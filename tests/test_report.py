@@ -1,4 +1,4 @@
-"""The report stage: the paper's figures of opir.figures.paper on a small sample table made here, the tables as
+"""The report stage: the paper's figures of opir.report.paper on a small sample table made here, the tables as
 HTML, and the Snakemake HTML report of a finished test-config workspace opened in headless Chromium."""
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import pytest
 from conftest import run_snakemake
 from test_metrics import write_toy_dataset
 
-from opir.errors import ConfigError, DataError
-from opir.figures import paper
-from opir.predictions import load_samples, write_predictions
-from opir.train import write_curve
+from opir.core.errors import ConfigError, DataError
+from opir.formats.predictions import write_predictions
+from opir.formats.samples import load_samples
+from opir.report import paper
+from opir.training import write_curve
 
 SETTINGS = {
     "dpi": 60,

@@ -14,10 +14,29 @@ import yaml
 from brukeropus import read_opus
 from conftest import REPO, run_snakemake
 
-from opir import simulate as sim
-from opir.config import load_sheets, parse_recipe, validate_with_schema
-from opir.errors import ConfigError
-from opir.potentiostat import read_mpt
+from opir.core.config import load_sheets, parse_recipe, validate_with_schema
+from opir.core.errors import ConfigError
+from opir.formats.potentiostat import read_mpt
+from opir.simulate.calibration import simulate_calibration
+from opir.simulate.chemistry import (
+    COORDINATION_NUMBER,
+    ELECTRODES,
+    FILM_DISPLACEMENT,
+    FILM_TO_MOLAR,
+    GITT_REST_RATIO,
+    NO_SEI,
+    SEI_PRODUCTS,
+    SEI_SPECIES,
+    SPECIES,
+    concentrations,
+    electrochemistry,
+    electrode_of,
+    protocol_duration_s,
+    reference_single_channel,
+    solvation,
+    solvent_molarities,
+)
+from opir.simulate.runs import run_seed, samples_per_run, simulate_run, simulate_system_run, snr_lognormal_sigma
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +66,7 @@ def _system(sheets, system_id):
 def test_full_scale_has_the_papers_counts(sheets, settings):
     settings["scale"] = 1.0
     counts = {
-        row.system_id: sum(sim.samples_per_run(int(row.sim_samples), 1, settings, row.system_id))
+        row.system_id: sum(samples_per_run(int(row.sim_samples), 1, settings, row.system_id))
         for row in sheets.systems.itertuples()
     }
     assert sum(counts.values()) == 7118
@@ -58,11 +77,11 @@ def test_full_scale_has_the_papers_counts(sheets, settings):
 
 def test_small_scale_keeps_a_handful_and_splits_among_runs(settings):
     settings.update(scale=0.01, min_samples_per_system=6)
-    assert sim.samples_per_run(14, 1, settings, "s") == [6]
-    assert sim.samples_per_run(2286, 1, settings, "s") == [23]
-    assert sim.samples_per_run(2286, 3, settings, "s") == [8, 8, 7]
+    assert samples_per_run(14, 1, settings, "s") == [6]
+    assert samples_per_run(2286, 1, settings, "s") == [23]
+    assert samples_per_run(2286, 3, settings, "s") == [8, 8, 7]
     with pytest.raises(ConfigError, match="cannot be split among 7 runs"):
-        sim.samples_per_run(14, 7, settings, "system x")
+        samples_per_run(14, 7, settings, "system x")
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -74,7 +93,7 @@ def cu_vc_run(tmp_path_factory, sheets, config):
     settings["scale"] = 0.02  # 12 samples
     out = tmp_path_factory.mktemp("sim")
     run_dir, truth = out / "raw" / "cu_lp30_vc" / "run01", out / "truth" / "cu_lp30_vc" / "run01.h5"
-    run = sim.simulate_system_run(_system(sheets, "cu_lp30_vc"), "run01", ["run01"], settings, run_dir, truth)
+    run = simulate_system_run(_system(sheets, "cu_lp30_vc"), "run01", ["run01"], settings, run_dir, truth)
     return run, out, settings
 
 
@@ -96,7 +115,7 @@ def test_run_folder_follows_the_contract(cu_vc_run):
         assert opus.a.datetime == stamp.replace(tzinfo=None)  # utc_offset_hours = 0
         assert opus.params.snm == f"cu_lp30_vc run01 #{i:05d}"
         # the single channel is consistent with the absorbance: A = -log10(ScSm / reference)
-        ratio = -np.log10(opus.sm.y / sim.reference_single_channel(opus.sm.x))
+        ratio = -np.log10(opus.sm.y / reference_single_channel(opus.sm.x))
         assert np.allclose(ratio, opus.a.y, atol=1e-4)
 
     log = read_mpt(run_dir / "potentiostat.mpt")
@@ -119,7 +138,7 @@ def test_truth_file_holds_noise_free_spectra_and_concentrations(cu_vc_run):
         conc = h5["concentrations"][()]
         assert json.loads(h5.attrs["config"])["system"]["system_id"] == "cu_lp30_vc"
         refs = h5["references/absorbance"][()]
-    assert names == list(sim.SPECIES)
+    assert names == list(SPECIES)
     assert conc.shape == (len(run.time_s), len(names))
     # the truth is concentrations x references plus the slow drift (no carbon background on Cu)
     residual = truth - conc @ refs
@@ -136,7 +155,7 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
     paths = {}
     for label, seed in (("a", 1), ("b", 1), ("c", 2)):
         settings["seed"] = seed
-        sim.simulate_system_run(system, "run01", ["run01"], settings, tmp_path / label, tmp_path / f"{label}.h5")
+        simulate_system_run(system, "run01", ["run01"], settings, tmp_path / label, tmp_path / f"{label}.h5")
         paths[label] = sorted((tmp_path / label / "spectra").iterdir())
     for a, b in zip(paths["a"], paths["b"], strict=True):
         assert a.read_bytes() == b.read_bytes()
@@ -145,9 +164,9 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
 
 
 def test_run_seed_depends_on_names_not_order():
-    a = np.random.default_rng(sim.run_seed(3, "cu_dmc", "run01")).random()
-    assert a == np.random.default_rng(sim.run_seed(3, "cu_dmc", "run01")).random()
-    assert a != np.random.default_rng(sim.run_seed(3, "cu_dmc", "run02")).random()
+    a = np.random.default_rng(run_seed(3, "cu_dmc", "run01")).random()
+    assert a == np.random.default_rng(run_seed(3, "cu_dmc", "run01")).random()
+    assert a != np.random.default_rng(run_seed(3, "cu_dmc", "run02")).random()
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -155,16 +174,16 @@ def test_run_seed_depends_on_names_not_order():
 # -------------------------------------------------------------------------------------------------------------
 def _physics(system_id, sheets, seed=0, step_s=20.0):
     system = _system(sheets, system_id)
-    electrode, composite = sim.electrode_of(system["working_electrode"], system_id)
+    electrode, composite = electrode_of(system["working_electrode"], system_id)
     recipe = parse_recipe(system["electrolyte"])
     rng = np.random.default_rng(seed)
-    time_s = np.arange(0, sim.protocol_duration_s(electrode, system["protocol"]), step_s)
-    echem = sim.electrochemistry(electrode, system["protocol"], time_s, rng)
-    return echem, sim.concentrations(echem, electrode, composite, recipe, rng), recipe
+    time_s = np.arange(0, protocol_duration_s(electrode, system["protocol"]), step_s)
+    echem = electrochemistry(electrode, system["protocol"], time_s, rng)
+    return echem, concentrations(echem, electrode, composite, recipe, rng), recipe
 
 
 def _first_voltage(echem, conc, species, threshold=0.02):
-    column = conc[:, sim.SPECIES.index(species)]
+    column = conc[:, SPECIES.index(species)]
     hit = np.flatnonzero(column > threshold)
     return echem.voltage_v[hit[0]] if hit.size else None
 
@@ -176,20 +195,20 @@ def test_onsets_follow_vc_then_ec_then_dmc(sheets):
     # without VC, no poly(VC); without EC (cu_dmc), no LEDC
     _, conc_lp30, _ = _physics("cu_lp30", sheets)
     _, conc_dmc, _ = _physics("cu_dmc", sheets)
-    assert conc_lp30[:, sim.SPECIES.index("polyVC")].max() == 0
-    assert conc_dmc[:, sim.SPECIES.index("LEDC")].max() == 0 and conc_dmc[:, sim.SPECIES.index("LMC")].max() > 0.1
+    assert conc_lp30[:, SPECIES.index("polyVC")].max() == 0
+    assert conc_dmc[:, SPECIES.index("LEDC")].max() == 0 and conc_dmc[:, SPECIES.index("LMC")].max() > 0.1
 
 
 def test_sei_is_irreversible_and_self_limiting(sheets):
     _, conc, _ = _physics("cu_lp30", sheets)
-    film = conc[:, [sim.SPECIES.index(s) for s in sim.SEI_SPECIES]]
+    film = conc[:, [SPECIES.index(s) for s in SEI_SPECIES]]
     assert (np.diff(film, axis=0) >= -1e-12).all()
-    assert film.sum(1)[-1] <= sim.ELECTRODES["Cu"].film_capacity * 1.5
+    assert film.sum(1)[-1] <= ELECTRODES["Cu"].film_capacity * 1.5
 
 
 def test_lto_keeps_forming_carbonate_at_high_potential(sheets):
     echem, conc, _ = _physics("lto_lp30", sheets)
-    li2co3 = conc[:, sim.SPECIES.index("Li2CO3")]
+    li2co3 = conc[:, SPECIES.index("Li2CO3")]
     assert echem.voltage_v.min() > 0.9  # never reaches the EC reduction region
     assert li2co3[-1] > 0.3
     half = li2co3.size // 2
@@ -202,12 +221,12 @@ def test_coo_early_ester_then_late_lmc_with_sparse_jumps(sheets):
     v_semi = _first_voltage(echem, conc, "semicarbonate")
     v_lmc = _first_voltage(echem, conc, "LMC")
     assert min(v_ester, v_semi) > 1.0 > 0.7 > v_lmc
-    assert conc[:, sim.SPECIES.index("PVDF")].min() == 1.0  # composite electrode: binder bands present
+    assert conc[:, SPECIES.index("PVDF")].min() == 1.0  # composite electrode: binder bands present
 
 
 def test_sn_growth_has_jumps(sheets):
     _, conc, _ = _physics("sn_lp30", sheets, seed=1)
-    film = conc[:, [sim.SPECIES.index(s) for s in sim.SEI_SPECIES]].sum(1)
+    film = conc[:, [SPECIES.index(s) for s in SEI_SPECIES]].sum(1)
     steps = np.diff(film)
     growing = steps[steps > 1e-6]
     assert steps.max() > 50 * np.median(growing)  # a few steps carry much of the growth
@@ -215,18 +234,18 @@ def test_sn_growth_has_jumps(sheets):
 
 def test_mass_conservation_products_consume_the_electrolyte(sheets):
     _, conc, recipe = _physics("cu_lp30", sheets)
-    film = conc[:, [sim.SPECIES.index(s) for s in sim.SEI_SPECIES]]
-    probed = 1.0 - sim.FILM_DISPLACEMENT * film.sum(1)
-    c0 = sim.solvent_molarities(recipe)
-    solvent = sum(conc[:, sim.SPECIES.index(f"{s}_{f}")] for s in ("EC", "DMC") for f in ("free", "solvated"))
+    film = conc[:, [SPECIES.index(s) for s in SEI_SPECIES]]
+    probed = 1.0 - FILM_DISPLACEMENT * film.sum(1)
+    c0 = solvent_molarities(recipe)
+    solvent = sum(conc[:, SPECIES.index(f"{s}_{f}")] for s in ("EC", "DMC") for f in ("free", "solvated"))
     # every film unit of a product consumes sum(precursors) mol/L of solvent, split by availability
-    per_film = np.array([sum(sim.SEI_PRODUCTS[p].precursors.get(s, 0.0) for s in c0) for p in sim.SEI_SPECIES])
-    consumed = film @ per_film * sim.FILM_TO_MOLAR
+    per_film = np.array([sum(SEI_PRODUCTS[p].precursors.get(s, 0.0) for s in c0) for p in SEI_SPECIES])
+    consumed = film @ per_film * FILM_TO_MOLAR
     assert np.allclose(solvent / probed + consumed, c0["EC"] + c0["DMC"], rtol=1e-9)
     assert consumed[-1] > 0.3  # solvent bands fall where products grow
     # and EC, the precursor of LEDC, is consumed more than DMC
-    ec = (conc[:, sim.SPECIES.index("EC_free")] + conc[:, sim.SPECIES.index("EC_solvated")]) / probed
-    dmc = (conc[:, sim.SPECIES.index("DMC_free")] + conc[:, sim.SPECIES.index("DMC_solvated")]) / probed
+    ec = (conc[:, SPECIES.index("EC_free")] + conc[:, SPECIES.index("EC_solvated")]) / probed
+    dmc = (conc[:, SPECIES.index("DMC_free")] + conc[:, SPECIES.index("DMC_solvated")]) / probed
     assert c0["EC"] - ec[-1] > c0["DMC"] - dmc[-1] > 0
 
 
@@ -235,29 +254,29 @@ def test_counterfactual_sei_chemistry_changes_only_the_sei(sheets, settings):
     curve, the drift and the random draws stay, the films follow the donor's onsets and rates."""
     system = _system(sheets, "coosp_lp30_int")
     settings["scale"] = 0.05
-    own = sim.simulate_run(system, "run01", 40, settings)
-    same = sim.simulate_run(system, "run01", 40, settings, sei_chemistry_of="CoO")
-    as_cu = sim.simulate_run(system, "run01", 40, settings, sei_chemistry_of="Cu")
+    own = simulate_run(system, "run01", 40, settings)
+    same = simulate_run(system, "run01", 40, settings, sei_chemistry_of="CoO")
+    as_cu = simulate_run(system, "run01", 40, settings, sei_chemistry_of="Cu")
     np.testing.assert_array_equal(own.truth, same.truth)
     np.testing.assert_array_equal(own.voltage_v, as_cu.voltage_v)
     np.testing.assert_array_equal(own.snr, as_cu.snr)
-    film = {name: [run.concentrations[-1, sim.SPECIES.index(name)] for run in (own, as_cu)]
+    film = {name: [run.concentrations[-1, SPECIES.index(name)] for run in (own, as_cu)]
             for name in ("DMDOHC", "LEDC")}  # fmt: skip
     assert film["DMDOHC"][0] > 3 * film["DMDOHC"][1]  # CoO's early ester film is its own chemistry
     assert film["LEDC"][1] > 3 * film["LEDC"][0]  # Cu reduces EC to LEDC
-    pvdf = sim.SPECIES.index("PVDF")
+    pvdf = SPECIES.index("PVDF")
     np.testing.assert_array_equal(own.concentrations[:, pvdf], as_cu.concentrations[:, pvdf])
-    bare = sim.simulate_run(system, "run01", 40, settings, sei_chemistry_of=sim.NO_SEI)
-    assert bare.concentrations[:, [sim.SPECIES.index(p) for p in sim.SEI_SPECIES]].max() == 0.0
+    bare = simulate_run(system, "run01", 40, settings, sei_chemistry_of=NO_SEI)
+    assert bare.concentrations[:, [SPECIES.index(p) for p in SEI_SPECIES]].max() == 0.0
     np.testing.assert_array_equal(own.voltage_v, bare.voltage_v)
     with pytest.raises(ConfigError, match="counterfactual"):
-        sim.simulate_run(system, "run01", 40, settings, sei_chemistry_of="Graphite")
+        simulate_run(system, "run01", 40, settings, sei_chemistry_of="Graphite")
 
 
 def test_solvent_stream_follows_the_current(sheets):
     echem, conc, _ = _physics("ltosp_lp30_int", sheets)
-    solvated = conc[:, sim.SPECIES.index("EC_solvated")]
-    pf6 = conc[:, sim.SPECIES.index("PF6")]
+    solvated = conc[:, SPECIES.index("EC_solvated")]
+    pf6 = conc[:, SPECIES.index("PF6")]
     on = echem.current_ma < 0
     rest = echem.current_ma == 0
     # local salt depletion under reduction current: fewer Li+-solvated EC and PF6- than at rest
@@ -267,11 +286,11 @@ def test_solvent_stream_follows_the_current(sheets):
 
 
 def test_solvation_splits_a_solvent_and_keeps_its_amount():
-    out = sim.solvation({"EC": np.array(7.0), "DMC": np.array(5.6), "VC": np.array(0.3)}, np.array(1.0))
+    out = solvation({"EC": np.array(7.0), "DMC": np.array(5.6), "VC": np.array(0.3)}, np.array(1.0))
     assert out["EC_free"] + out["EC_solvated"] == pytest.approx(7.0)
     assert out["EC_solvated"] / 7.0 > out["DMC_solvated"] / 5.6  # EC is preferred in the first shell
     total_bound = out["EC_solvated"] + out["DMC_solvated"]
-    assert total_bound == pytest.approx(sim.COORDINATION_NUMBER * 1.0)
+    assert total_bound == pytest.approx(COORDINATION_NUMBER * 1.0)
     assert out["VC"] == 0.3 and "VC_solvated" not in out
 
 
@@ -280,7 +299,7 @@ def test_voltage_protocols(sheets):
     assert echem.voltage_v[0] > 2.5 and echem.voltage_v.min() < 0.2 and echem.voltage_v[-1] > 2.5
     echem, _, _ = _physics("coosp_lp30_int", sheets)
     rest = echem.current_ma == 0
-    assert rest.mean() == pytest.approx(sim.GITT_REST_RATIO / (1 + sim.GITT_REST_RATIO), abs=0.01)
+    assert rest.mean() == pytest.approx(GITT_REST_RATIO / (1 + GITT_REST_RATIO), abs=0.01)
     # during a rest after a lithiation pulse the voltage relaxes upwards
     starts = np.flatnonzero(np.diff(rest.astype(int)) == 1) + 1
     i = starts[2]
@@ -288,11 +307,11 @@ def test_voltage_protocols(sheets):
 
 
 def test_snr_lognormal():
-    sigma = sim.snr_lognormal_sigma(88.3, 101.9)
+    sigma = snr_lognormal_sigma(88.3, 101.9)
     draws = 88.3 * np.exp(np.random.default_rng(0).normal(0, sigma, 200_000))
     assert np.median(draws) == pytest.approx(88.3, rel=0.01) and draws.mean() == pytest.approx(101.9, rel=0.01)
     with pytest.raises(ConfigError, match="mean"):
-        sim.snr_lognormal_sigma(100, 90)
+        snr_lognormal_sigma(100, 90)
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -300,9 +319,9 @@ def test_snr_lognormal():
 # -------------------------------------------------------------------------------------------------------------
 def test_calibration_set(tmp_path, settings):
     settings["calibration"].update(molarities_m=[0.0, 1.0], replicates=2)
-    rows = sim.simulate_calibration(["LiPF6:1.0M; EC:0.5; DMC:0.5"], ["DMC", "EC"], settings, tmp_path)
+    rows = simulate_calibration(["LiPF6:1.0M; EC:0.5; DMC:0.5"], ["DMC", "EC"], settings, tmp_path)
     table = pd.read_csv(tmp_path / "calibration.tsv", sep="\t", keep_default_na=False)
-    assert len(table) == len(rows) == (3 * 2 + len(sim.SEI_SPECIES) + 1) * 2
+    assert len(table) == len(rows) == (3 * 2 + len(SEI_SPECIES) + 1) * 2
     assert set(table["kind"]) == {"electrolyte", "sei", "binder"}
     for row in table.itertuples():
         recipe = parse_recipe(row.composition)  # mol/L for every species, the truth's units
@@ -328,13 +347,13 @@ def test_calibration_set(tmp_path, settings):
 def test_unknown_electrode_solvent_or_run_is_a_clear_error(sheets, settings, tmp_path):
     system = _system(sheets, "cu_dmc")
     with pytest.raises(ConfigError, match="system cu_dmc: working electrode 'Pt'"):
-        sim.simulate_system_run({**system, "working_electrode": "Pt"}, "run01", ["run01"], settings, tmp_path,
+        simulate_system_run({**system, "working_electrode": "Pt"}, "run01", ["run01"], settings, tmp_path,
                                 tmp_path / "t.h5")  # fmt: skip
     with pytest.raises(ConfigError, match="solvent.*PC.*no simulator data"):
-        sim.simulate_system_run({**system, "electrolyte": "LiPF6:1M; PC:1"}, "run01", ["run01"], settings, tmp_path,
+        simulate_system_run({**system, "electrolyte": "LiPF6:1M; PC:1"}, "run01", ["run01"], settings, tmp_path,
                                 tmp_path / "t.h5")  # fmt: skip
     with pytest.raises(ConfigError, match="run 'run09' is not in the runs sheet"):
-        sim.simulate_system_run(system, "run09", ["run01"], settings, tmp_path, tmp_path / "t.h5")
+        simulate_system_run(system, "run09", ["run01"], settings, tmp_path, tmp_path / "t.h5")
     assert not (tmp_path / "manifest.tsv").exists()
 
 

@@ -31,8 +31,8 @@ import pytest
 import yaml
 from conftest import REPO, TEST_CONFIG, snakemake_cmd
 
-from opir.compute import device_report, gpus_requested, resolve_device, visible_gpus
-from opir.errors import ConfigError
+from opir.core.compute import device_report, gpus_requested, resolve_device, visible_gpus
+from opir.core.errors import ConfigError
 
 SLURM_TESTS = REPO / "tests" / "slurm"
 SLURM_PROFILE = REPO / "profiles" / "slurm"
@@ -79,7 +79,7 @@ def _profile(path: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# opir.compute: the device and the GPU request
+# opir.core.compute: the device and the GPU request
 # ---------------------------------------------------------------------------------------------------------------
 def test_gpus_requested_follows_gpu_jobs():
     assert gpus_requested({"gpu_jobs": False, "gpus_per_job": 2}) == 0
@@ -119,7 +119,7 @@ def test_device_report_fails_when_slurm_gave_no_gpu():
 
 
 def test_job_header_names_the_slurm_job():
-    from opir.logs import job_header
+    from opir.core.logs import job_header
 
     assert job_header("vae", 2, environ={}).startswith("rule vae on ")
     assert "SLURM" not in job_header("vae", 2, environ={})
@@ -482,7 +482,7 @@ def test_workflow_runs_through_slurm(slurm_cluster, tmp_path):
         is_gpu = "gpu" in job["gpus"]  # --gpus=N shows as tres-per-job gres:gpu:N
         assert job["partition"] == ("gpu" if is_gpu else "cpu"), f"SLURM job {slurm_id}: {job}"
     # And every job of the local run (but `all`) ran inside one of them: each rule's log starts with the SLURM job
-    # and partition it ran in (opir.logs.job_header), GPU rules in `gpu`, the others in `cpu`.
+    # and partition it ran in (opir.core.logs.job_header), GPU rules in `gpu`, the others in `cpu`.
     ran: dict[str, int] = {}
     for log in sorted((slurm / "results" / "logs").rglob("*.log")):
         first = log.read_text().partition("\n")[0]

@@ -1,4 +1,4 @@
-"""opir.tables: scaling, row order, best-value marking and the three output formats."""
+"""opir.evaluate.tables: scaling, row order, best-value marking and the three output formats."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from opir.errors import DataError
-from opir.tables import COLUMNS, benchmark_table, write_benchmark_table
+from opir.core.errors import DataError
+from opir.evaluate.tables import COLUMNS, benchmark_table, write_benchmark_table
 
 METRICS = ("mae", "mse", "rmse", "sam_deg", "cos_sim", "r2", "dilate")
 

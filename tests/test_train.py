@@ -10,7 +10,7 @@ import torch
 from opir.models.abcc import ABCC, ABCCConfig
 from opir.models.conditioning import Condition
 from opir.models.meanflow import MeanFlowConfig
-from opir.train import (
+from opir.training import (
     TrainConfig,
     TrainingDivergedError,
     batch_indices,
@@ -85,7 +85,7 @@ def test_checkpoint_of_other_data_is_not_resumed(tmp_path, caplog):
     """New data for a finished run must retrain, not hand back the old model (the finished run's last checkpoint
     would otherwise be resumed at its last step, with no step left to take)."""
     run(tmp_path, steps=8, data="old")
-    with caplog.at_level("INFO", logger="opir.train"):
+    with caplog.at_level("INFO", logger="opir.training"):
         _, _, result = run(tmp_path, steps=8, data="new")
     assert result.resumed_from == 0
     assert [row["step"] for row in result.curve] == [2, 4, 6, 8]  # all eight steps were trained again
@@ -152,7 +152,7 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_identically(tmp_path):
     import os
     import signal
 
-    from opir.train import TrainingInterrupted
+    from opir.training import TrainingInterrupted
 
     _, reference, _ = run(tmp_path / "a")
     config, target, cond = tiny_problem()

@@ -29,7 +29,7 @@ def test_every_hdf5_output_is_traceable(finished_workspace):
 def test_every_job_left_a_log(finished_workspace):
     logs = list((finished_workspace / "results" / "logs").rglob("*.log"))
     assert logs
-    for log in logs:  # every script starts its log with where it ran (opir.logs.job_header)
+    for log in logs:  # every script starts its log with where it ran (opir.core.logs.job_header)
         first = log.read_text().partition("\n")[0]
         assert re.search(r"INFO opir: rule \w+ on \S+ with \d+ thread", first), f"{log}: {first!r}"
     assert not (finished_workspace / "logs").exists(), "a library wrote ./logs into the working directory"

@@ -5,7 +5,7 @@
 - ``opir package``: complete a workflow model folder (``results/models/{split}/{model}/``) into a self-contained
   model directory that ``opir predict`` can use without the workflow's results folder.
 
-Expected failures (:class:`opir.errors.OpirError`) end with one line on stderr and exit status 2; ``--debug`` shows
+Expected failures (:class:`opir.core.errors.OpirError`) end with one line on stderr and exit status 2; ``--debug`` shows
 the traceback as well. Anything else is a bug and keeps its traceback.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from opir import __version__
-from opir.errors import ConfigError, OpirError
+from opir.core.errors import ConfigError, OpirError
 
 #: Exit status of an expected failure (bad input, incompatible model); argparse uses 2 for bad arguments too.
 EXIT_ERROR = 2
@@ -82,14 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _package(args: argparse.Namespace) -> Path:
-    from opir.forecast import package_workspace_model
+    from opir.package.packaging import package_workspace_model
 
     return package_workspace_model(args.workdir, args.split, args.model, args.out, args.calibration_draws,
                                    args.calibration_samples, device=args.device)
 
 
 def _predict(args: argparse.Namespace) -> dict:
-    from opir.forecast import predict
+    from opir.forecast.output import predict
 
     if args.draws < 2:
         raise ConfigError(f"--draws {args.draws}: at least 2 draws are needed for an uncertainty band")

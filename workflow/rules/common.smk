@@ -6,8 +6,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 try:
-    from opir.config import load_and_validate
-    from opir.errors import ConfigError
+    from opir.core.config import load_and_validate
+    from opir.core.errors import ConfigError
 except ImportError as err:  # the library must be installed: `make install` (README)
     raise WorkflowError(
         f"cannot import the opir library ({err}); run `make install` first"

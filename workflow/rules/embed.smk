@@ -1,7 +1,7 @@
 # Rules of the embed stage: electrolyte mixture embeddings (opir.embed; docs/method.md "Electrolyte embedding").
 from pathlib import Path
 
-from opir.config import resolve_path
+from opir.core.config import resolve_path
 
 EMBED_VARIANTS = ["3d", "smiles"]
 # the sheets as common.smk resolved them (working directory first, then the workflow's folder)

@@ -1,8 +1,8 @@
-# Rules of the evaluate stage: score every predictions file the same way (opir.metrics) and gather the scores
-# into the OpIRBench tables (opir.tables; docs/benchmark.md, docs/formats.md "Predictions, metrics and tables").
+# Rules of the evaluate stage: score every predictions file the same way (opir.evaluate.metrics) and gather the scores
+# into the OpIRBench tables (opir.evaluate.tables; docs/benchmark.md, docs/formats.md "Predictions, metrics and tables").
 # The rows of Tables 2 and 3 are PREDICTION_MODELS + REFERENCE_MODELS (baselines.smk, extended by the model
 # stages); Table 4 lists `evaluate.ablation_models`. The lambdas run at DAG time, after every include appended.
-from opir.tables import TABLES as BENCHMARK_TABLES, table_models
+from opir.evaluate.tables import TABLES as BENCHMARK_TABLES, table_models
 
 
 rule evaluate:

@@ -1,7 +1,7 @@
 # Rules of the ingest stage: one job per run turns its OPUS files and potentiostat log into
-# results/ingest/{system}/{run}.h5 (opir.ingest, opir.potentiostat; docs/formats.md "Ingest and preprocessed runs").
+# results/ingest/{system}/{run}.h5 (opir.ingest, opir.formats.potentiostat; docs/formats.md "Ingest and preprocessed runs").
 # Inputs: the simulate rule's manifest for simulated data; the run's own files, listed at DAG time, for real data.
-from opir.ingest import workflow_inputs
+from opir.ingest.runs import workflow_inputs
 
 
 rule ingest:

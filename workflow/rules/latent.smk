@@ -3,7 +3,7 @@
 # variation (one per sample, the residual stream ABCC generates) (opir.latent; docs/formats.md "Models, latents
 # and checkpoints"). The VAE's checkpoints (results/checkpoints/{split}/vae/) are no output, so a killed job
 # resumes.
-from opir.compute import gpus_requested
+from opir.core.compute import gpus_requested
 
 LATENT_STREAMS = ["waveform", "variation"]
 VAE_EXTRA_IMAGES = (

@@ -1,7 +1,7 @@
 # Rules of the mcr stage: two-stream MCR (Eq. 11) with references fixed from the calibration set, the streams of
 # every spectrum, their validation against the simulator's truth, and the SEI pathway of Fig. 5
-# (opir.mcr, opir.figures.mcr; docs/mcr.md, docs/formats.md "MCR references and streams").
-from opir.mcr import calibration_files
+# (opir.mcr, opir.report.mcr; docs/mcr.md, docs/formats.md "MCR references and streams").
+from opir.mcr.references import calibration_files
 
 MCR_CALIBRATION_DIR = Path(config["data"]["calibration_dir"])
 MCR_TRUTH_DIR = config["data"]["truth_dir"]
@@ -102,12 +102,6 @@ rule mcr_pathway:
         **MCR_PATHWAY_INPUTS,
     output:
         pathway="results/mcr/pathway.h5",
-        png=report(
-            "results/figures/fig5_sei_pathway.png",
-            caption="../report/fig5_sei_pathway.rst",
-            category="MCR",
-        ),
-        pdf="results/figures/fig5_sei_pathway.pdf",
     log:
         f"{LOGS}/mcr/pathway.log",
     benchmark:
@@ -128,8 +122,6 @@ FINAL_TARGETS.extend(
         "results/mcr/references.h5",
         "results/mcr/streams.h5",
         "results/mcr/flagged.tsv",
-        "results/figures/fig5_sei_pathway.png",
-        "results/figures/fig5_sei_pathway.pdf",
     ]
 )
 if MCR_WITH_TRUTH:

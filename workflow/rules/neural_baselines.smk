@@ -1,11 +1,11 @@
 # Rules of the neural baselines: the same data, splits, condition and metrics as ABCC, other modelling choices
-# (opir.models.neural_baselines; docs/method.md "Neural baselines"). Two on the VAE latents with ABCC's SiT
+# (opir.neural_baselines; docs/method.md "Neural baselines"). Two on the VAE latents with ABCC's SiT
 # backbone (regression, multi-step flow matching), two on the 1D spectra (a GRU over the voltage profile, a
 # whole-trajectory flow-matching generator). Each writes results/models/{split}/{model}/ and
 # results/predictions/{split}/{model}.h5 and joins PREDICTION_MODELS, so Tables 2 and 3 get its row.
 # Checkpoints go to results/checkpoints/{split}/{model}/ (no output: a killed job resumes).
-from opir.compute import gpus_requested
-from opir.models.nb_settings import (
+from opir.core.compute import gpus_requested
+from opir.neural_baselines.settings import (
     LATENT_BASELINES,
     SPECTRUM_BASELINES,
     baseline_embedding_variant,

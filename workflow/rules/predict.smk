@@ -1,6 +1,6 @@
 # Rules of the predict stage: k draws per test sample of every ABCC model, one-step MeanFlow -> VAE decoder ->
 # Alg. 1 inverse of each generated stream -> fused spectrum (the 1D variant: the difference spectrum directly), in
-# the predictions format that evaluation reads (opir.models.pipeline; docs/formats.md).
+# the predictions format that evaluation reads (opir.train; docs/formats.md).
 
 
 rule predict_abcc:

@@ -1,5 +1,5 @@
 # Rules of the preprocess stage: per-run preprocessing, the sample table, the OpIRBench splits and Fig. 2
-# (opir.preprocess, opir.dataset, opir.figures.data; docs/preprocessing.md, docs/formats.md).
+# (opir.preprocess.spectra, opir.preprocess.dataset, opir.report.data; docs/preprocessing.md, docs/formats.md).
 TRUTH_DIR = config["data"]["truth_dir"]
 # truth exists for simulated data (the simulate rules write it) or when a given truth folder exists
 WITH_TRUTH = TRUTH_DIR is not None and (

@@ -1,7 +1,7 @@
 # Rules of the report stage: the paper's figures that no stage owns (Fig. 1, Fig. 4, training curves) and the
-# benchmark tables as HTML pages for `snakemake --report` (opir.figures.paper; docs/report.md). `paper_figures`
+# benchmark tables as HTML pages for `snakemake --report` (opir.report.paper; docs/report.md). `paper_figures`
 # builds every figure and table of the paper, including those the stages make themselves (Fig. 2: preprocess,
-# rendering illustration: render, Fig. 5: mcr). Included last, so the model lists of the model stages are complete.
+# rendering illustration: render). Included last, so the model lists of the model stages are complete.
 from opir.models.settings import model_splits
 
 REPORT_SETTINGS = config["report"]
@@ -134,6 +134,30 @@ rule paper_fig4:
         labels=config["evaluate"]["labels"],
     script:
         "../scripts/paper_fig4.py"
+
+
+rule paper_fig5:
+    input:
+        pathway=rules.mcr_pathway.output.pathway,
+        references=rules.mcr_references.output[0],
+    output:
+        png=report(
+            "results/figures/fig5_sei_pathway.png",
+            caption="../report/fig5_sei_pathway.rst",
+            category="MCR",
+        ),
+        pdf="results/figures/fig5_sei_pathway.pdf",
+    log:
+        f"{LOGS}/report/fig5_sei_pathway.log",
+    benchmark:
+        f"{BENCH}/report/fig5_sei_pathway.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/paper_fig5.py"
 
 
 rule paper_training_curves:

@@ -1,10 +1,10 @@
-# Rules of the train stage: one ABCC model per split and name in models.variants (opir.models.pipeline,
-# opir.train; docs/method.md "ABCC core" and "ABCC complete"). A model's inputs follow its settings: the variation
+# Rules of the train stage: one ABCC model per split and name in models.variants (opir.train,
+# opir.training; docs/method.md "ABCC core" and "ABCC complete"). A model's inputs follow its settings: the variation
 # latents with chemical_flow, the MCR streams with two_stream, no latents at all for the 1D variant (space:
 # spectrum). Each model trains on the splits it names (`splits`; the Table 4 ablations only on the system split).
 # Checkpoints go to results/checkpoints/{split}/{model}/, which is no output: a job killed by a time limit and
 # started again resumes from the newest one.
-from opir.compute import gpus_requested
+from opir.core.compute import gpus_requested
 from opir.models.settings import (
     abcc_model_inputs,
     model_splits,

@@ -1,7 +1,7 @@
 # results/dataset/{samples.h5,splits.json} (+ truth.h5 or mixture embeddings) -> results/predictions/{split}/{model}.h5
 # for a reference row or a non-neural baseline, fitted on the training split only (opir.baselines).
-from opir.baselines import predict_baseline
-from opir.logs import from_snakemake
+from opir.baselines.regression import predict_baseline
+from opir.core.logs import from_snakemake
 
 log = from_snakemake(snakemake)
 predict_baseline(

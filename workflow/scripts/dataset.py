@@ -1,6 +1,6 @@
-# Every preprocessed run -> results/dataset/samples.h5 (opir.dataset).
-from opir.dataset import assemble
-from opir.logs import from_snakemake
+# Every preprocessed run -> results/dataset/samples.h5 (opir.preprocess.dataset).
+from opir.core.logs import from_snakemake
+from opir.preprocess.dataset import assemble
 
 log = from_snakemake(snakemake)
 assemble(

@@ -1,6 +1,7 @@
 # Mixture embeddings of every system for one variant (opir.embed.embed_systems; docs/formats.md).
-from opir.embed import EmbedSettings, embed_systems
-from opir.logs import from_snakemake
+from opir.core.logs import from_snakemake
+from opir.embed.mixture import embed_systems
+from opir.embed.molecules import EmbedSettings
 
 log = from_snakemake(snakemake)
 embed_systems(

@@ -1,7 +1,7 @@
 # results/predictions/{split}/{model}.h5 -> results/metrics/{split}/{model}.json: per-sample metrics and per-run
-# DILATE on the split's test samples (opir.metrics; docs/benchmark.md).
-from opir.logs import from_snakemake
-from opir.metrics import evaluate_file
+# DILATE on the split's test samples (opir.evaluate.metrics; docs/benchmark.md).
+from opir.core.logs import from_snakemake
+from opir.evaluate.metrics import evaluate_file
 
 log = from_snakemake(snakemake)
 evaluate_file(

@@ -1,6 +1,6 @@
-# Figure 2 (SNR and voltage histograms, RMS spectral change vs voltage) from samples.h5 (opir.figures.data).
-from opir.figures.data import figure2
-from opir.logs import from_snakemake
+# Figure 2 (SNR and voltage histograms, RMS spectral change vs voltage) from samples.h5 (opir.report.data).
+from opir.core.logs import from_snakemake
+from opir.report.data import figure2
 
 log = from_snakemake(snakemake)
 figure2(snakemake.input[0], snakemake.output.png, snakemake.output.pdf)

@@ -1,6 +1,6 @@
 # One raw run (OPUS files + potentiostat log) -> results/ingest/{system}/{run}.h5 (opir.ingest).
-from opir.ingest import ingest_run_dir
-from opir.logs import from_snakemake
+from opir.core.logs import from_snakemake
+from opir.ingest.runs import ingest_run_dir
 
 log = from_snakemake(snakemake)
 ingest_run_dir(

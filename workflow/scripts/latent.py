@@ -1,11 +1,11 @@
 # Latents of every image of one stream (waveform or variation) with the split's VAE.
-from opir.logs import from_snakemake
+from opir.core.logs import from_snakemake
 
 log = from_snakemake(snakemake)
 
 import torch  # noqa: E402
 
-from opir.latent import encode_waveforms  # noqa: E402
+from opir.latent.vae import encode_waveforms  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 encode_waveforms(

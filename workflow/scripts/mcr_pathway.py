@@ -1,6 +1,6 @@
-# One run's sequence, measured and predicted -> SEI pathway by MCR-ALS + Fig. 5 (opir.mcr.build_pathway).
-from opir.logs import from_snakemake
-from opir.mcr import build_pathway
+# One run's sequence, measured and predicted -> SEI pathway by MCR-ALS (opir.mcr.pathway.build_pathway).
+from opir.core.logs import from_snakemake
+from opir.mcr.pathway import build_pathway
 
 log = from_snakemake(snakemake)
 build_pathway(
@@ -9,8 +9,6 @@ build_pathway(
     snakemake.input.streams,
     snakemake.input.get("predictions"),
     snakemake.output.pathway,
-    snakemake.output.png,
-    snakemake.output.pdf,
     snakemake.params.mcr,
     rule=snakemake.rule,
 )

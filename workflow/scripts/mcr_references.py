@@ -1,6 +1,6 @@
 # calibration set -> results/mcr/references.h5: S_elec and S_SEI by MCR-ALS (opir.mcr.build_references).
-from opir.logs import from_snakemake
-from opir.mcr import build_references
+from opir.core.logs import from_snakemake
+from opir.mcr.references import build_references
 
 log = from_snakemake(snakemake)
 build_references(

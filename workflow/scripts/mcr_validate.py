@@ -1,6 +1,6 @@
 # streams.h5 vs the simulator's true concentrations -> results/mcr/validation.json (R2 per stream; opir.mcr).
-from opir.logs import from_snakemake
-from opir.mcr import build_validation
+from opir.core.logs import from_snakemake
+from opir.mcr.validate import build_validation
 
 log = from_snakemake(snakemake)
 runs = [tuple(run) for run in snakemake.params.runs]

@@ -1,14 +1,14 @@
 # Predictions of one neural baseline for the test samples of a split, in the predictions format.
 from pathlib import Path
 
-from opir.logs import from_snakemake
+from opir.core.logs import from_snakemake
 
 log = from_snakemake(snakemake)
 
 import torch  # noqa: E402
 
-from opir.h5io import provenance  # noqa: E402
-from opir.models.neural_baselines import predict_neural_baseline  # noqa: E402
+from opir.core.h5io import provenance  # noqa: E402
+from opir.neural_baselines.predict import predict_neural_baseline  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 predict_neural_baseline(

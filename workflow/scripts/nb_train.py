@@ -1,13 +1,13 @@
-# Train one neural baseline (opir.models.neural_baselines) on the training samples of a split.
+# Train one neural baseline (opir.neural_baselines) on the training samples of a split.
 from pathlib import Path
 
-from opir.logs import from_snakemake
+from opir.core.logs import from_snakemake
 
 log = from_snakemake(snakemake)
 
 import torch  # noqa: E402
 
-from opir.models.neural_baselines import train_neural_baseline  # noqa: E402
+from opir.neural_baselines.train import train_neural_baseline  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 train_neural_baseline(

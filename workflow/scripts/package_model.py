@@ -1,6 +1,6 @@
 # A trained model folder made self-contained for `opir predict` (opir.forecast.package_workspace_model).
-from opir.forecast import package_workspace_model
-from opir.logs import from_snakemake
+from opir.core.logs import from_snakemake
+from opir.package.packaging import package_workspace_model
 
 log = from_snakemake(snakemake)
 settings = snakemake.params.package

@@ -1,7 +1,7 @@
 # Fig. 4: ground truth, ABCC and the baselines as wavenumber x voltage maps on one held-out run of the system
-# split, one colour scale (opir.figures.paper).
-from opir.figures.paper import figure4
-from opir.logs import from_snakemake
+# split, one colour scale (opir.report.paper).
+from opir.core.logs import from_snakemake
+from opir.report.paper import figure4
 
 log = from_snakemake(snakemake)
 figure4(

@@ -1,7 +1,7 @@
 # The training curves of every trained model (ABCC variants and the VAEs, per split) in one figure
-# (opir.figures.paper).
-from opir.figures.paper import training_curves
-from opir.logs import from_snakemake
+# (opir.report.paper).
+from opir.core.logs import from_snakemake
+from opir.report.paper import training_curves
 
 log = from_snakemake(snakemake)
 training_curves(

@@ -1,14 +1,14 @@
 # k draws per test sample of one ABCC model, in the predictions format.
 from pathlib import Path
 
-from opir.logs import from_snakemake
+from opir.core.logs import from_snakemake
 
 log = from_snakemake(snakemake)
 
 import torch  # noqa: E402
 
-from opir.h5io import provenance  # noqa: E402
-from opir.models.pipeline import predict_abcc  # noqa: E402
+from opir.core.h5io import provenance  # noqa: E402
+from opir.predict.abcc import predict_abcc  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 given = dict(snakemake.input.items())

@@ -1,6 +1,6 @@
-# Noise-free truth of one simulated run, preprocessed with the measured run's estimates (opir.preprocess).
-from opir.logs import from_snakemake
-from opir.preprocess import preprocess_truth_run
+# Noise-free truth of one simulated run, preprocessed with the measured run's estimates (opir.preprocess.spectra).
+from opir.core.logs import from_snakemake
+from opir.preprocess.spectra import preprocess_truth_run
 
 log = from_snakemake(snakemake)
 preprocess_truth_run(

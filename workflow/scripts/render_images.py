@@ -1,6 +1,6 @@
 # One image stream (waveform, chemical_flow or variation) of results/dataset/samples.h5 (opir.render).
-from opir.logs import from_snakemake
-from opir.render import render_stream
+from opir.core.logs import from_snakemake
+from opir.render.images import render_stream
 
 log = from_snakemake(snakemake)
 render_stream(

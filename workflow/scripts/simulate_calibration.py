@@ -1,6 +1,6 @@
 # The static calibration set of OpIRSpec-7K-sim (electrolytes at several salt concentrations, pure films).
-from opir.logs import from_snakemake
-from opir.simulate import simulate_calibration
+from opir.core.logs import from_snakemake
+from opir.simulate.calibration import simulate_calibration
 
 log = from_snakemake(snakemake)
 simulate_calibration(

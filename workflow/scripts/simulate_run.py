@@ -1,6 +1,6 @@
 # Simulate one operando run of OpIRSpec-7K-sim (OPUS files, potentiostat log, manifest, truth).
-from opir.logs import from_snakemake
-from opir.simulate import simulate_system_run
+from opir.core.logs import from_snakemake
+from opir.simulate.runs import simulate_system_run
 
 log = from_snakemake(snakemake)
 simulate_system_run(

@@ -1,7 +1,7 @@
 # results/metrics/{split}/{model}.json of every model -> one OpIRBench table as CSV, Markdown and LaTeX
-# (opir.tables; docs/benchmark.md).
-from opir.logs import from_snakemake
-from opir.tables import write_benchmark_table
+# (opir.evaluate.tables; docs/benchmark.md).
+from opir.core.logs import from_snakemake
+from opir.evaluate.tables import write_benchmark_table
 
 log = from_snakemake(snakemake)
 write_benchmark_table(

@@ -1,13 +1,13 @@
 # Train one ABCC model (conditional MeanFlow on a SiT backbone) on the training samples of a split.
 from pathlib import Path
 
-from opir.logs import from_snakemake
+from opir.core.logs import from_snakemake
 
 log = from_snakemake(snakemake)
 
 import torch  # noqa: E402
 
-from opir.models.pipeline import train_abcc  # noqa: E402
+from opir.train.abcc import train_abcc  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 given = dict(snakemake.input.items())

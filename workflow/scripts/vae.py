@@ -1,11 +1,11 @@
 # The split's VAE: a local pretrained AutoencoderKL, or a small one trained on its training images.
-from opir.logs import from_snakemake
+from opir.core.logs import from_snakemake
 
 log = from_snakemake(snakemake)
 
 import torch  # noqa: E402
 
-from opir.latent import build_or_train_vae  # noqa: E402
+from opir.latent.vae import build_or_train_vae  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)
 build_or_train_vae(

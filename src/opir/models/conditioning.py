@@ -1,80 +1,12 @@
-"""The condition C of ABCC: the initial spectrum's latent, the voltage profile and the electrolyte mixture embedding.
-
-The paper names the three ingredients but not how the voltage profile is encoded. Our choice (docs/method.md,
-"ABCC core"): the profile v_0..v_m is resampled to a fixed length on a normalized index axis (so runs with
-different sampling densities give comparable vectors), and two scalars are appended that the resampling hides:
-the current voltage v_m and the elapsed time (log-scaled). Optionally (``exposure_thresholds_v``, on by default) the
-physics the resampling blurs is appended too: the running extremes and the time-integrated exposure below SEI onset
-potentials, int max(0, U - v) dt, the same features the voltage-regression baseline reads (opir.baselines), so
-every model starts from the same knowledge of the profile. A small MLP maps these to the hidden size; the mixture
-embedding has its own MLP; the initial latent enters twice: concatenated to z_t as extra channels (spatially
-aligned with the target, which is what the model mostly edits) and pooled into the condition vector.
-"""
+"""The condition C of ABCC and the neural baselines: s(v_0)'s latent, the voltage profile, the mixture embedding, and
+the encoder that maps them to the network's conditioning vector."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
-
-from opir.errors import DataError
-
-
-def resample_voltage_profile(voltage_v: np.ndarray, length: int) -> np.ndarray:
-    """v_0..v_m on ``length`` points equally spaced in the normalized index m'/m in [0, 1]; a profile with a single
-    point (m = 0) is constant."""
-    voltage_v = np.asarray(voltage_v, dtype=np.float64)
-    if voltage_v.ndim != 1 or voltage_v.size == 0:
-        raise DataError(f"voltage profile must be a non-empty 1D array, got shape {voltage_v.shape}")
-    if not np.all(np.isfinite(voltage_v)):
-        raise DataError("voltage profile contains NaN or inf")
-    if voltage_v.size == 1:
-        return np.full(length, voltage_v[0], dtype=np.float32)
-    source = np.linspace(0.0, 1.0, voltage_v.size)
-    return np.interp(np.linspace(0.0, 1.0, length), source, voltage_v).astype(np.float32)
-
-
-def profile_features(
-    voltage_v: np.ndarray, elapsed_s: float, length: int, voltage_center_v: float, voltage_scale_v: float,
-    time_scale_s: float, time_s: np.ndarray | None = None, exposure_thresholds_v=(),
-) -> np.ndarray:
-    """One sample's voltage-profile features: the resampled profile, then v_m, then log1p(elapsed / time scale);
-    voltages are centred and scaled so that the usual 0-3 V window maps to about [-1, 1].
-
-    With ``exposure_thresholds_v`` (needs ``time_s``, the acquisition time of each profile point in s), then the
-    running minimum and maximum (scaled like the voltages), the recovery v_m - min (scaled) and, per threshold U,
-    log1p of the exposure int max(0, U - v) dt in V h."""
-    profile = (resample_voltage_profile(voltage_v, length) - voltage_center_v) / voltage_scale_v
-    last = (float(np.asarray(voltage_v)[-1]) - voltage_center_v) / voltage_scale_v
-    if not np.isfinite(elapsed_s) or elapsed_s < 0:
-        raise DataError(f"elapsed time must be a finite non-negative number of seconds, got {elapsed_s}")
-    elapsed = np.log1p(elapsed_s / time_scale_s)
-    parts = [profile, np.array([last, elapsed], dtype=np.float32)]
-    if len(exposure_thresholds_v):
-        parts.append(exposure_features(voltage_v, time_s, exposure_thresholds_v, voltage_center_v, voltage_scale_v))
-    return np.concatenate(parts).astype(np.float32)
-
-
-def exposure_features(
-    voltage_v: np.ndarray, time_s: np.ndarray | None, exposure_thresholds_v, voltage_center_v: float,
-    voltage_scale_v: float,
-) -> np.ndarray:
-    """Running extremes, recovery and log1p(exposure below each threshold, V h) at the last point of the profile."""
-    from opir.baselines import run_profile_features
-
-    voltage_v = np.asarray(voltage_v, dtype=np.float64)
-    if time_s is None or len(time_s) != len(voltage_v):
-        raise DataError("exposure features need the acquisition time of every point of the voltage profile")
-    time_s = np.asarray(time_s, dtype=np.float64)
-    if not np.all(np.isfinite(time_s)) or np.any(np.diff(time_s) < 0):
-        raise DataError("the profile's acquisition times must be finite and non-decreasing")
-    last = run_profile_features(voltage_v, time_s, tuple(exposure_thresholds_v))[-1]
-    # columns of run_profile_features: v, v_0, min, max, recovery, elapsed_h, exposures...
-    extremes = (last[[2, 3]] - voltage_center_v) / voltage_scale_v
-    recovery = last[4] / voltage_scale_v
-    return np.concatenate([extremes, [recovery], np.log1p(last[6:])]).astype(np.float32)
 
 
 @dataclass

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from scipy.signal import find_peaks
 
-from opir.errors import DataError
+from opir.core.errors import DataError
+from opir.render.waveform import point_columns
 
 
 def mass_loss(predicted_flow: torch.Tensor, true_flow: torch.Tensor) -> torch.Tensor:
@@ -95,8 +96,6 @@ class SoftReadout(torch.nn.Module):
 
     def __init__(self, style, n_points: int, background: float):
         super().__init__()
-        from opir.render import point_columns
-
         top, bottom = style.plot_rows
         self.centre, self.clip, self.mid, self.half = style.centre, style.clip, (top + bottom) / 2, (bottom - top) / 2
         self.background = float(background)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from opir.errors import ConfigError
+from opir.core.errors import ConfigError
 
 
 def merge_overrides(base: dict, override: dict | None, where: str) -> dict:

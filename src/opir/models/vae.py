@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from opir.errors import ConfigError
+from opir.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Baselines (``workflow/rules/baselines.smk``): the reference rows and the pooled regression baselines."""

@@ -1,0 +1,216 @@
+"""The non-neural baselines: the nearest training trajectory and the per-wavenumber voltage regression."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opir.baselines.references import REFERENCE_MODELS, noise_floor_reference, persistence_reference, random_reference
+from opir.core.errors import DataError
+from opir.core.h5io import provenance
+from opir.formats.embeddings import read_mixture_embeddings
+from opir.formats.predictions import write_predictions
+from opir.formats.samples import SampleTable, load_samples, load_split
+from opir.preprocess.profile import resample_voltage_profile, run_profile_features, sample_profile_features
+
+log = logging.getLogger(__name__)
+
+
+BASELINE_MODELS = ("nearest_trajectory", "voltage_regression")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Nearest training trajectory
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _scale(vectors: np.ndarray) -> float:
+    """Median non-zero pairwise distance: puts chemistry and profile distances on a common footing."""
+    if len(vectors) < 2:
+        return 1.0
+    d = np.linalg.norm(vectors[:, None, :] - vectors[None, :, :], axis=-1)
+    d = d[np.triu_indices(len(vectors), 1)]
+    d = d[d > 0]
+    return float(np.median(d)) if d.size else 1.0
+
+
+def nearest_trajectory(
+    table: SampleTable,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    embeddings: dict[str, np.ndarray],
+    profile_points: int = 32,
+    transfer: str = "delta",
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Predict each test sample from the nearest training run, read at the same voltage and branch.
+
+    Run distance = ||e_test - e_run|| / s_e + ||P_test - P_run|| / s_P, where e is the system's mixture embedding
+    and P the voltage profile known as input (v_0 up to the run's last sample of the set) resampled on
+    ``profile_points`` fractions; s_e, s_P are median pairwise distances among the training runs. In the chosen run,
+    the row with the smallest |v - v_m| + |recovery - recovery_m| (training targets and the initial spectrum) is read.
+    ``transfer='delta'`` adds that row's change since the run's v_0 to the test sample's own s(v_0);
+    ``'absolute'`` copies the spectrum. Returns (n_test, 1, N_f) and the chosen run of each test run.
+    """
+    if transfer not in ("delta", "absolute"):
+        raise ValueError(f"nearest_trajectory transfer must be 'delta' or 'absolute', got {transfer!r}")
+    samples = table.samples
+    run_key = table.run_key()
+
+    def run_info(index: np.ndarray) -> dict[str, dict[str, Any]]:
+        info = {}
+        for run in np.unique(run_key[index]):
+            members = index[run_key[index] == run]
+            start = int(samples["initial_row"][members[0]])
+            rows = samples["row"][members]
+            system = str(samples["system_id"][members[0]])
+            if system not in embeddings:
+                raise DataError(f"mixture embeddings: no entry for system '{system}' (run {run})")
+            voltage = table.rows["voltage_v"][start : rows.max() + 1]
+            info[run] = {
+                "embedding": np.asarray(embeddings[system], dtype=np.float64),
+                "profile": resample_voltage_profile(voltage, profile_points, dtype=np.float64),
+                "start": start,
+                "rows": np.concatenate([[start], np.sort(rows)]),
+            }
+        return info
+
+    train_runs = run_info(train_idx)
+    test_runs = run_info(test_idx)
+    names = sorted(train_runs)
+    if not names:
+        raise DataError(f"{table.path}: no training runs for the nearest-trajectory baseline")
+    train_emb = np.stack([train_runs[r]["embedding"] for r in names])
+    train_prof = np.stack([train_runs[r]["profile"] for r in names])
+    scale_e, scale_p = _scale(train_emb), _scale(train_prof)
+
+    test_features = sample_profile_features(table, test_idx, ())
+    prediction = np.empty((test_idx.size, table.absorbance.shape[1]), dtype=np.float64)
+    chosen: dict[str, str] = {}
+    for run, info in test_runs.items():
+        distance = (
+            np.linalg.norm(train_emb - info["embedding"], axis=1) / scale_e
+            + np.linalg.norm(train_prof - info["profile"], axis=1) / scale_p
+        )
+        best = names[int(np.argmin(distance))]
+        chosen[run] = best
+        neighbour = train_runs[best]
+        start, rows = neighbour["start"], neighbour["rows"]
+        full = run_profile_features(
+            table.rows["voltage_v"][start : rows.max() + 1], table.rows["elapsed_s"][start : rows.max() + 1], ()
+        )[rows - start]
+        members = np.flatnonzero(run_key[test_idx] == run)
+        # columns 0 and 4: voltage and recovery since the running minimum (the branch of the profile)
+        gap = np.abs(test_features[members, 0, None] - full[None, :, 0]) + np.abs(
+            test_features[members, 4, None] - full[None, :, 4]
+        )
+        read = rows[np.argmin(gap, axis=1)]
+        spectra = table.absorbance[read].astype(np.float64)
+        if transfer == "delta":
+            own_initial = table.absorbance[samples["initial_row"][test_idx[members]]]
+            spectra = own_initial + spectra - table.absorbance[start]
+        prediction[members] = spectra
+        log.info("nearest trajectory: %s -> %s (distance %.3g)", run, best, distance.min())
+    return prediction[:, None, :], chosen
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Per-wavenumber regression of the change on voltage-profile features
+# --------------------------------------------------------------------------------------------------------------
+def voltage_regression(
+    table: SampleTable,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    ridge_alpha: float = 1.0,
+    degree: int = 1,
+    exposure_thresholds_v=(2.0, 1.5, 1.0, 0.5),
+) -> np.ndarray:
+    """Ridge regression of s(v_m) - s(v_0), one output per wavenumber, on (polynomial) profile features.
+
+    Features are standardized on the training samples; the prediction is the test sample's own s(v_0) plus the
+    predicted change. Returns (n_test, 1, N_f).
+    """
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    if train_idx.size == 0:
+        raise DataError(f"{table.path}: no training samples for the voltage regression")
+    samples = table.samples
+
+    def change(index):
+        return table.absorbance[samples["row"][index]].astype(np.float64) - table.absorbance[
+            samples["initial_row"][index]
+        ].astype(np.float64)
+
+    model = make_pipeline(
+        StandardScaler(),
+        PolynomialFeatures(degree=degree, include_bias=False),
+        StandardScaler(),
+        Ridge(alpha=ridge_alpha),
+    )
+    model.fit(sample_profile_features(table, train_idx, exposure_thresholds_v), change(train_idx))
+    predicted_change = model.predict(sample_profile_features(table, test_idx, exposure_thresholds_v))
+    initial = table.absorbance[samples["initial_row"][test_idx]].astype(np.float64)
+    return (initial + predicted_change)[:, None, :]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Rule entry point
+# --------------------------------------------------------------------------------------------------------------
+def predict_baseline(
+    model: str,
+    samples_path: str | os.PathLike,
+    splits_path: str | os.PathLike,
+    split: str,
+    output_path: str | os.PathLike,
+    params: dict[str, Any],
+    truth_path: str | os.PathLike | None = None,
+    embedding_path: str | os.PathLike | None = None,
+    rule: str | None = None,
+) -> None:
+    """Fit (on the training split only) and write ``results/predictions/{split}/{model}.h5`` for a reference row
+    or a baseline. ``params`` is the model's slice of the ``evaluate`` config."""
+    table = load_samples(samples_path)
+    split_ids = load_split(splits_path, split)
+    train_idx = table.sample_index(split_ids["train"], f"{splits_path} ({split}/train)")
+    test_idx = table.sample_index(split_ids["test"], f"{splits_path} ({split}/test)")
+    inputs = [samples_path, splits_path]
+    extra_attrs: dict[str, str] = {}
+    if model == "random":
+        prediction = random_reference(table, train_idx, test_idx.size, params["seed"], params["draws"])
+    elif model == "persistence":
+        prediction = persistence_reference(table, test_idx)
+    elif model == "noise_floor":
+        if truth_path is None or not Path(truth_path).exists():
+            raise DataError(f"noise_floor needs the simulator's truth.h5; {truth_path} does not exist")
+        prediction = noise_floor_reference(table, test_idx, truth_path)
+        inputs.append(truth_path)
+    elif model == "nearest_trajectory":
+        if embedding_path is None:
+            raise DataError("nearest_trajectory needs the mixture embeddings file")
+        prediction, chosen = nearest_trajectory(
+            table,
+            train_idx,
+            test_idx,
+            read_mixture_embeddings(embedding_path),
+            params["profile_points"],
+            params["transfer"],
+        )
+        inputs.append(embedding_path)
+        extra_attrs["nearest_run"] = json.dumps(chosen, sort_keys=True)
+    elif model == "voltage_regression":
+        prediction = voltage_regression(
+            table, train_idx, test_idx, params["ridge_alpha"], params["degree"], params["exposure_thresholds_v"]
+        )
+    else:
+        raise ValueError(f"unknown baseline {model!r}; expected one of {REFERENCE_MODELS + BASELINE_MODELS}")
+    attrs = {**provenance(rule or f"predict_{model}", params, inputs), **extra_attrs}
+    write_predictions(output_path, split_ids["test"], table.wavenumber_cm1, prediction, attrs, model=model)
+    log.info(
+        "%s/%s: wrote %d predictions (%d draws) to %s", split, model, test_idx.size, prediction.shape[1], output_path
+    )

@@ -1,1 +1,0 @@
-"""Figures, one module per stage that owns them (data, render, mcr, models, report)."""

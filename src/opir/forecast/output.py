@@ -1,0 +1,147 @@
+"""A forecast and its files: HDF5, CSV, and the entry point of ``opir predict``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from opir.core.errors import ConfigError
+from opir.core.h5io import atomic_h5, atomic_path, provenance, write_axis, write_nxdata
+from opir.forecast.band import BAND_QUANTILES, band_offsets, calibrated_band
+from opir.forecast.inputs import (
+    StaticSpectrum,
+    VoltageProfile,
+    check_voltage_range,
+    embed_electrolyte,
+    read_static_spectrum,
+    read_voltage_profile,
+)
+from opir.forecast.model import ForecastModel, load_forecast_model
+from opir.forecast.sampling import build_conditions, initial_state, preprocess_static, sample_sequence
+from opir.formats.model_dir import FORECAST_JSON
+from opir.report.forecast import plot_forecast
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Forecast:
+    wavenumber_cm1: np.ndarray
+    input_spectrum: np.ndarray  # preprocessed s(v_0)
+    input_scale: float
+    input_voltage_v: float  # v_0, the static spectrum's state
+    time_s: np.ndarray  # of the targets (rows 1..M of the profile), from the static spectrum
+    voltage_v: np.ndarray
+    draws: np.ndarray  # (M, k, N_f)
+    band_offsets: np.ndarray | None = None  # conformal widening of the band (N_f,), None: raw quantiles
+
+    @property
+    def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return calibrated_band(self.draws, self.band_offsets)
+
+
+def forecast(
+    fm: ForecastModel, spectrum: StaticSpectrum, profile: VoltageProfile, electrolyte: str, draws: int, seed: int = 0,
+    batch_size: int = 64, voltage_tolerance_v: float = 0.05,
+) -> Forecast:
+    """The whole forecast of one static spectrum (see the module docstring)."""
+    import torch
+
+    if draws < 2:
+        raise ConfigError(f"--draws {draws}: at least 2 draws are needed for an uncertainty band")
+    check_voltage_range(profile, fm.forecast["voltage_range_v"], voltage_tolerance_v)
+    elapsed = profile.time_s[-1] - profile.time_s[0]
+    if elapsed > fm.forecast.get("elapsed_max_s", np.inf):
+        log.warning("the profile lasts %.0f s, beyond the longest training sequence (%.0f s): extrapolation in time",
+                    elapsed, fm.forecast["elapsed_max_s"])
+    mixture = embed_electrolyte(electrolyte, fm)
+    processed, scale = preprocess_static(spectrum, fm)
+    with torch.no_grad():
+        latent = initial_state(processed, fm)
+        condition = build_conditions(latent, profile, mixture, fm.meta["settings"])
+        s0 = np.repeat(processed[None], len(condition), axis=0)
+        sampled = sample_sequence(fm, condition, s0, draws, seed, batch_size)
+    return Forecast(fm.wavenumber_cm1, processed, scale, float(profile.voltage_v[0]),
+                    profile.time_s[1:] - profile.time_s[0], profile.voltage_v[1:], sampled, band_offsets(fm))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Output: HDF5 + CSV + PNG
+# --------------------------------------------------------------------------------------------------------------
+def write_forecast_h5(path: Path, result: Forecast, attrs: dict[str, Any]) -> None:
+    mean, low, high = result.summary
+    with atomic_h5(path, attrs) as handle:
+        write_nxdata(handle, "input", "absorbance", result.input_spectrum, [("wavenumber_cm1", result.wavenumber_cm1)],
+                     long_name="static spectrum, preprocessed as in training (baseline removed, / input_scale)")
+        handle["input"].attrs["input_scale"] = result.input_scale
+        handle["input"].attrs["voltage_v"] = result.input_voltage_v
+        group = write_nxdata(handle, "forecast", "mean", mean.astype(np.float32),
+                             [("elapsed_s", result.time_s), ("wavenumber_cm1", result.wavenumber_cm1)],
+                             long_name="mean of the draws (normalized absorbance)")
+        group.attrs["auxiliary_signals"] = np.array(["band_q05", "band_q95"], dtype=h5py.string_dtype())
+        widened = "" if result.band_offsets is None else " - conformal offset"
+        group.create_dataset("band_q05", data=low.astype(np.float32)).attrs["long_name"] = f"5 % quantile{widened}"
+        widened = "" if result.band_offsets is None else " + conformal offset"
+        group.create_dataset("band_q95", data=high.astype(np.float32)).attrs["long_name"] = f"95 % quantile{widened}"
+        if result.band_offsets is not None:
+            write_axis(group, "band_offset", result.band_offsets.astype(np.float32))
+        write_axis(group, "voltage_v", result.voltage_v)
+        write_nxdata(handle, "draws", "absorbance", result.draws,
+                     [("elapsed_s", result.time_s), ".", ("wavenumber_cm1", result.wavenumber_cm1)],
+                     long_name="one-step MeanFlow draws (normalized absorbance)")
+
+
+def write_forecast_csv(path: Path, result: Forecast) -> None:
+    """Long format: one line per (spectrum, wavenumber)."""
+    mean, low, high = result.summary
+    m, n = mean.shape
+    table = pd.DataFrame({
+        "step": np.repeat(np.arange(1, m + 1), n),
+        "elapsed_s": np.repeat(result.time_s, n),
+        "voltage_v": np.repeat(result.voltage_v, n),
+        "wavenumber_cm1": np.tile(result.wavenumber_cm1, m),
+        "mean": mean.ravel(),
+        "band_q05": low.ravel(),
+        "band_q95": high.ravel(),
+    })
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def predict(
+    model_dir: str | Path, spectrum_path: str | Path, profile_path: str | Path, electrolyte: str, out_dir: str | Path,
+    electrode: str | None = None, draws: int = 32, seed: int = 0, device: str = "auto", batch_size: int = 64,
+    voltage_tolerance_v: float = 0.05, plot_voltages: Sequence[float] | None = None, block: str = "AB",
+) -> dict[str, Path]:
+    """``opir predict``: read and check every input before any model work, forecast, write forecast.{h5,csv,png}."""
+    profile = read_voltage_profile(profile_path)
+    spectrum = read_static_spectrum(spectrum_path, block)
+    fm = load_forecast_model(model_dir, device)
+    result = forecast(fm, spectrum, profile, electrolyte, draws, seed, batch_size, voltage_tolerance_v)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"model_dir": str(Path(model_dir).resolve()), "electrolyte": electrolyte, "electrode": electrode,
+                "draws": draws, "seed": seed, "voltage_tolerance_v": voltage_tolerance_v, "block": block}
+    attrs = provenance("opir predict", settings, [spectrum_path, profile_path, Path(model_dir) / "model.safetensors",
+                                                  Path(model_dir) / FORECAST_JSON])
+    attrs |= {"model": str(fm.meta.get("model")), "split": str(fm.meta.get("split")), "electrolyte": electrolyte,
+              "electrode": electrode or "", "draws": draws,
+              "sampler": "euler" if fm.meta["settings"].get("predict", {}).get("euler_steps") else "meanflow_one_step",
+              "band_quantiles": list(BAND_QUANTILES),
+              "band_calibration": "none (raw quantiles of the draws)" if result.band_offsets is None else
+              fm.forecast["band_calibration"]["method"]}
+    paths = {"h5": out_dir / "forecast.h5", "csv": out_dir / "forecast.csv", "png": out_dir / "forecast.png"}
+    write_forecast_h5(paths["h5"], result, attrs)
+    write_forecast_csv(paths["csv"], result)
+    title = (f"{Path(spectrum_path).name} | {electrolyte}" + (f" | {electrode}" if electrode else "")
+             + f" | model {fm.meta.get('split')}/{fm.meta.get('model')}")
+    plot_forecast(paths["png"], result, title, plot_voltages)
+    log.info("forecast of %d spectra x %d draws written to %s", len(result.time_s), draws, out_dir)
+    return paths

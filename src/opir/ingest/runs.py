@@ -1,0 +1,367 @@
+"""Ingest: raw operando runs (one Bruker OPUS file per spectrum + a potentiostat log) to one HDF5 file per run.
+
+Acquisition times come from one of three sources (``ingest.time_source``):
+- ``opus``: the DAT/TIM parameters of the data block ('dd/mm/yyyy', 'HH:MM:SS.mmm (GMT+1)'), converted to UTC with
+  the zone written in TIM (or ``ingest.opus_time_zone`` when TIM has none);
+- ``manifest``: the ``acquired_utc`` column of the run's manifest.tsv;
+- ``interval``: file order and a fixed interval, for instruments that mis-record DAT/TIM when spectra come every
+  ~30 s: t_i = t_start + i * interval_s, i the position in acquisition order (rejected files keep their slot).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from opir.core import h5io
+from opir.core.errors import DataError, OpusReadError
+from opir.formats import potentiostat
+from opir.formats.opus_reader import OpusSpectrum, parse_time_zone, read_opus_spectrum
+
+log = logging.getLogger(__name__)
+
+
+REJECTED_COLUMNS = ["file", "reason"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------------------------------
+def list_run_files(run_dir: str | Path) -> dict[str, Any]:
+    """The files of a raw run folder, as the workflow lists them at DAG time: spectra in acquisition order
+    (manifest.tsv order when present, lexical otherwise), the potentiostat log and the manifest."""
+    run_dir = Path(run_dir)
+    spectra_dir = run_dir / "spectra"
+    spectra = (
+        sorted(p for p in spectra_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        if (spectra_dir.is_dir())
+        else []
+    )
+    logs = [run_dir / name for name in ("potentiostat.mpt", "potentiostat.csv") if (run_dir / name).exists()]
+    manifest = run_dir / "manifest.tsv"
+    return {
+        "spectra": [str(p) for p in spectra],
+        "potentiostat": [str(p) for p in logs],
+        "manifest": str(manifest) if manifest.exists() else None,
+    }
+
+
+def read_manifest(path: str | Path, spectra_dir: Path) -> pd.DataFrame:
+    """manifest.tsv: file (relative to spectra/ or to the run folder), index (acquisition order), acquired_utc."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, comment="#", keep_default_na=False)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read the manifest as a tab-separated table: {exc}") from exc
+    missing = [c for c in ("file", "index") if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected file, index, acquired_utc")
+    try:
+        table["index"] = table["index"].astype(int)
+    except ValueError as exc:
+        raise DataError(f"{path}: column index must hold integers ({exc})") from exc
+    duplicated = table["index"][table["index"].duplicated()].tolist()
+    if duplicated:
+        raise DataError(f"{path}: index {duplicated[0]} appears more than once")
+    table = table.sort_values("index", kind="stable").reset_index(drop=True)
+    table["path"] = [
+        str(spectra_dir / name) if (spectra_dir / name).exists() or "/" not in name else str(spectra_dir.parent / name)
+        for name in table["file"]
+    ]
+    if "acquired_utc" in table.columns:
+        table["acquired"] = [_parse_utc(value, path, row) for row, value in enumerate(table["acquired_utc"], start=2)]
+    return table
+
+
+def _parse_utc(text: str, path: Path, row: int) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        stamp = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise DataError(f"{path}: row {row}: acquired_utc {text!r} is not an ISO 8601 time") from exc
+    return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
+
+
+@dataclass
+class RunIngest:
+    """What :func:`ingest_run` found: the accepted spectra and, per rejected file, the reason."""
+
+    spectra: list[OpusSpectrum]
+    positions: list[int]
+    acquired_utc: list[dt.datetime]
+    voltage_v: np.ndarray
+    current_ma: np.ndarray
+    rejected: list[tuple[str, str]]
+
+
+def _axis_signature(spectrum: OpusSpectrum) -> tuple[int, float, float]:
+    axis = spectrum.wavenumber_cm1
+    return (axis.size, round(float(axis[0]), 4), round(float(axis[-1]), 4))
+
+
+def collect_run(
+    spectra_paths: Sequence[str],
+    log_path: str | None,
+    manifest_path: str | None,
+    params: Mapping[str, Any],
+) -> RunIngest:
+    """Read every spectrum of a run, order and time them, and pair them with the potentiostat log.
+
+    Every file that cannot be used is listed in ``rejected`` with its reason; the caller decides (``on_bad_file``)
+    whether that stops the run.
+    """
+    block = params.get("block", "AB")
+    opus_zone = parse_time_zone(params.get("opus_time_zone"))
+    rejected: list[tuple[str, str]] = []
+    ordered = list(spectra_paths)
+    manifest_times: dict[str, dt.datetime | None] = {}
+    if manifest_path:
+        spectra_dir = Path(manifest_path).parent / "spectra"
+        manifest = read_manifest(manifest_path, spectra_dir)
+        ordered = list(manifest["path"])
+        if "acquired" in manifest.columns:
+            manifest_times = dict(zip(manifest["path"], manifest["acquired"], strict=True))
+        listed = {str(Path(p)) for p in ordered}
+        for extra in spectra_paths:
+            if str(Path(extra)) not in listed:
+                rejected.append((extra, f"not listed in {manifest_path}, so its acquisition order is unknown"))
+    if not ordered:
+        raise DataError(f"no spectra found for this run (looked for {manifest_path or 'spectra/*'})")
+
+    read: list[tuple[int, OpusSpectrum]] = []
+    for position, path in enumerate(ordered):
+        try:
+            read.append((position, read_opus_spectrum(path, block, opus_zone, instrument=not read)))
+        except OpusReadError as exc:
+            rejected.append((path, str(exc).removeprefix(f"{path}: ")))
+
+    # one axis per run: the axis most files share; a file on another axis is rejected, not resampled silently
+    if read:
+        common, _ = Counter(_axis_signature(s) for _, s in read).most_common(1)[0]
+        kept = []
+        for position, spectrum in read:
+            signature = _axis_signature(spectrum)
+            if signature != common:
+                rejected.append(
+                    (
+                        spectrum.path,
+                        f"axis {signature[0]} points {signature[1]}..{signature[2]} 1/cm differs from the "
+                        f"run's axis {common[0]} points {common[1]}..{common[2]} 1/cm",
+                    )
+                )
+            else:
+                kept.append((position, spectrum))
+        read = kept
+
+    times = _acquisition_times(read, manifest_times, params, log_path)
+    read, times = _check_monotonic(read, times, rejected)
+
+    voltage = current = np.zeros(0)
+    if read:
+        if not log_path:
+            raise DataError("no potentiostat log (potentiostat.mpt or potentiostat.csv) in the run folder")
+        log_table = potentiostat.read_log(log_path, parse_time_zone(params.get("potentiostat_time_zone", "UTC")))
+        origin = times[0] if log_table.started_utc is None else log_table.started_utc
+        if log_table.started_utc is None:
+            log.info("%s has no start time; its time 0 is taken as the first spectrum's acquisition", log_path)
+        offsets = np.array([(t - origin).total_seconds() for t in times])
+        covered = potentiostat.covers(log_table, offsets, float(params.get("log_tolerance_s", 1.0)))
+        for (_, spectrum), ok, offset in zip(read, covered, offsets, strict=True):
+            if not ok:
+                rejected.append(
+                    (
+                        spectrum.path,
+                        f"acquired at {offset:.1f} s, outside the potentiostat log {log_path} "
+                        f"({log_table.time_s[0]:.1f}..{log_table.time_s[-1]:.1f} s)",
+                    )
+                )
+        keep = [i for i, ok in enumerate(covered) if ok]
+        read = [read[i] for i in keep]
+        times = [times[i] for i in keep]
+        voltage, current = potentiostat.at_times(log_table, offsets[keep])
+    return RunIngest(
+        spectra=[s for _, s in read],
+        positions=[p for p, _ in read],
+        acquired_utc=times,
+        voltage_v=voltage,
+        current_ma=current,
+        rejected=rejected,
+    )
+
+
+def _acquisition_times(
+    read: list[tuple[int, OpusSpectrum]],
+    manifest_times: Mapping[str, dt.datetime | None],
+    params: Mapping[str, Any],
+    log_path: str | None,
+) -> list[dt.datetime]:
+    source = params.get("time_source", "opus")
+    if not read:
+        return []
+    if source == "opus":
+        missing = [s.path for _, s in read if s.acquired_utc is None]
+        if missing:
+            raise DataError(f"{missing[0]}: no DAT/TIM time stamp; set ingest.time_source to 'interval' or 'manifest'")
+        return [s.acquired_utc for _, s in read]
+    if source == "manifest":
+        missing = [s.path for _, s in read if manifest_times.get(s.path) is None]
+        if missing:
+            raise DataError(f"{missing[0]}: no acquired_utc in the run's manifest.tsv (ingest.time_source: manifest)")
+        return [manifest_times[s.path] for _, s in read]
+    if source == "interval":
+        interval = float(params.get("interval_s", 30.0))
+        start_from = params.get("interval_start", "first_spectrum")
+        if start_from == "log_start":
+            if not log_path:
+                raise DataError("ingest.interval_start is 'log_start' but the run has no potentiostat log")
+            started = potentiostat.read_log(log_path, parse_time_zone(params.get("potentiostat_time_zone", "UTC")))
+            if started.started_utc is None:
+                raise DataError(f"{log_path}: no start time in the log, needed by ingest.interval_start: log_start")
+            start = started.started_utc
+        else:
+            first = read[0][1]
+            start = manifest_times.get(first.path) or first.acquired_utc
+            if start is None:
+                raise DataError(f"{first.path}: no time stamp to anchor ingest.time_source: interval")
+            start -= dt.timedelta(seconds=interval * read[0][0])
+        start += dt.timedelta(seconds=float(params.get("interval_offset_s", 0.0)))
+        return [start + dt.timedelta(seconds=interval * position) for position, _ in read]
+    raise DataError(f"ingest.time_source {source!r} is not one of opus, manifest, interval")
+
+
+def _check_monotonic(read, times, rejected):
+    """Spectra must be acquired strictly one after another; a duplicate or backwards stamp rejects that file."""
+    kept, kept_times = [], []
+    for (position, spectrum), stamp in zip(read, times, strict=True):
+        if kept_times and stamp <= kept_times[-1]:
+            previous = kept[-1][1].path
+            what = "duplicate time stamp" if stamp == kept_times[-1] else "time stamp earlier than"
+            rejected.append(
+                (
+                    spectrum.path,
+                    f"{what} {stamp.isoformat()} vs {Path(previous).name} "
+                    f"({kept_times[-1].isoformat()}): time stamps must increase",
+                )
+            )
+            continue
+        kept.append((position, spectrum))
+        kept_times.append(stamp)
+    return kept, kept_times
+
+
+def write_rejected(path: str | Path, rejected: Sequence[tuple[str, str]]) -> None:
+    frame = pd.DataFrame(list(rejected), columns=REJECTED_COLUMNS)
+    frame["reason"] = frame["reason"].str.replace(r"[\t\n]+", " ", regex=True)
+    with h5io.atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False)
+
+
+def ingest_run(
+    spectra_paths: Sequence[str],
+    log_path: str | None,
+    manifest_path: str | None,
+    output: str | Path,
+    rejected_output: str | Path,
+    params: Mapping[str, Any],
+    system_id: str,
+    run_id: str,
+    rule: str = "ingest",
+) -> RunIngest:
+    """Ingest one run into ``output`` (layout: docs/formats.md, "Ingest and preprocessed runs").
+
+    ``params['on_bad_file']``: 'fail' raises a :class:`DataError` listing every bad file; 'skip' writes them with
+    their reasons to ``rejected_output`` and goes on with the rest. The rejected table is written in both cases.
+    """
+    result = collect_run(spectra_paths, log_path, manifest_path, params)
+    write_rejected(rejected_output, result.rejected)
+    where = f"run {system_id}/{run_id}"
+    if result.rejected and params.get("on_bad_file", "fail") == "fail":
+        lines = "\n  ".join(f"{path}: {reason}" for path, reason in result.rejected)
+        raise DataError(
+            f"{where}: {len(result.rejected)} bad file(s) (ingest.on_bad_file: fail; set it to 'skip' to go on "
+            f"without them):\n  {lines}"
+        )
+    for path, reason in result.rejected:
+        log.warning("%s: skipped %s: %s", where, path, reason)
+    if len(result.spectra) < 2:
+        raise DataError(
+            f"{where}: {len(result.spectra)} usable spectrum(s); a run needs its initial spectrum and one more"
+        )
+
+    first = result.acquired_utc[0]
+    elapsed = np.array([(t - first).total_seconds() for t in result.acquired_utc])
+    inputs = {s.path: s.sha256 for s in result.spectra}
+    for extra in (log_path, manifest_path):
+        if extra:
+            inputs[str(extra)] = h5io.sha256_file(extra)
+    attrs = h5io.provenance(rule, dict(params), input_hashes=inputs)
+    attrs.update(system_id=system_id, run_id=run_id, block=result.spectra[0].block, n_rejected=len(result.rejected))
+    with h5io.atomic_h5(output, attrs) as handle:
+        h5io.write_nxdata(
+            handle,
+            "spectra",
+            "absorbance",
+            np.stack([s.values for s in result.spectra]).astype(np.float32),
+            [("elapsed_s", elapsed), ("wavenumber_cm1", result.spectra[0].wavenumber_cm1)],
+            long_name=f"OPUS block {result.spectra[0].block!r} as stored (absorbance units)",
+        )
+        h5io.write_axis(handle, "voltage_v", result.voltage_v)
+        h5io.write_axis(handle, "current_ma", result.current_ma)
+        h5io.write_axis(handle, "acquired_utc", [t.isoformat() for t in result.acquired_utc])
+        h5io.write_axis(handle, "position_in_run", np.asarray(result.positions, dtype=np.int64))
+        h5io.write_axis(handle, "source_file", [Path(s.path).name for s in result.spectra])
+        h5io.write_axis(handle, "source_sha256", [s.sha256 for s in result.spectra])
+        instrument = handle.create_group("instrument")
+        for key, value in result.spectra[0].instrument.items():
+            instrument.attrs[key] = value
+    log.info("%s: %d spectra ingested, %d rejected", where, len(result.spectra), len(result.rejected))
+    return result
+
+
+def ingest_run_dir(
+    run_dir: str | Path,
+    output: str | Path,
+    rejected_output: str | Path,
+    params: Mapping[str, Any],
+    system_id: str,
+    run_id: str,
+    rule: str = "ingest",
+) -> RunIngest:
+    """:func:`ingest_run` on a raw run folder ``{raw_dir}/{system}/{run}/`` (layout: docs/architecture.md)."""
+    files = list_run_files(run_dir)
+    if not files["spectra"] and not files["manifest"]:
+        raise DataError(f"{run_dir}: no spectra/ folder with OPUS files and no manifest.tsv")
+    if len(files["potentiostat"]) > 1:
+        raise DataError(f"{run_dir}: both potentiostat.mpt and potentiostat.csv; keep one so the source is clear")
+    log_path = files["potentiostat"][0] if files["potentiostat"] else None
+    return ingest_run(
+        files["spectra"], log_path, files["manifest"], output, rejected_output, params, system_id, run_id, rule
+    )
+
+
+def workflow_inputs(data_config: Mapping[str, Any], system_id: str, run_id: str) -> dict[str, Any]:
+    """Inputs of the ingest rule for one run (called by Snakemake at DAG time).
+
+    Simulated data: the simulate rule's manifest (the spectra appear with it). Real data: the run's files, listed
+    now, so a new or changed file reruns exactly this run; a missing run folder is returned as its spectra/ path,
+    which Snakemake reports as a missing input naming it.
+    """
+    run_dir = Path(data_config["raw_dir"]) / system_id / run_id
+    if data_config["source"] == "simulated":
+        return {"manifest": str(run_dir / "manifest.tsv")}
+    files = list_run_files(run_dir)
+    if not files["spectra"]:
+        return {"spectra": str(run_dir / "spectra")}
+    inputs: dict[str, Any] = {"spectra": files["spectra"], "potentiostat": files["potentiostat"]}
+    if files["manifest"]:
+        inputs["manifest"] = files["manifest"]
+    return inputs

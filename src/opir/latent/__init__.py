@@ -1,0 +1,1 @@
+"""Latent (``workflow/rules/latent.smk``): the VAE trained (or loaded) and the waveform and variation images encoded."""

@@ -1,0 +1,1 @@
+"""Package (``workflow/rules/package.smk``): trained model folders made self-contained for ``opir predict``."""

@@ -1,0 +1,205 @@
+"""A trained model folder packaged with its VAE, preprocessing parameters, molecule embeddings and calibrated band."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from opir import __version__
+from opir.core.errors import ConfigError, DataError
+from opir.core.h5io import atomic_h5, atomic_path, inputs_digest, provenance, read_strings, write_axis, write_nxdata
+from opir.forecast.band import BAND_QUANTILES, band_coverage, conformal_offsets
+from opir.forecast.model import load_forecast_model
+from opir.forecast.sampling import forecast_samples
+from opir.formats.embeddings import read_mixture_embeddings
+from opir.formats.model_dir import (
+    FORECAST_JSON,
+    MODEL_DIR_FORMAT,
+    MODEL_DIR_FORMAT_VERSION,
+    MOLECULES_H5,
+    VAE_DIR,
+    model_space,
+)
+from opir.formats.samples import load_split
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The model directory: packaging (from a workflow's results) and loading
+# --------------------------------------------------------------------------------------------------------------
+def _training_voltage_range(samples_h5: Path, splits_json: Path | None, split: str | None) -> list[float]:
+    """Voltages the model saw in training: the rows of the split's training samples (all rows without splits)."""
+    with h5py.File(samples_h5, "r") as handle:
+        voltage = handle["rows/voltage_v"][()]
+        rows = None
+        if splits_json is not None and splits_json.exists() and split:
+            train = set(json.loads(splits_json.read_text()).get(split, {}).get("train", []))
+            sample_id = read_strings(handle["samples/sample_id"])
+            keep = np.isin(sample_id, list(train))
+            rows = np.unique(np.concatenate([handle["samples/row"][()][keep], handle["samples/initial_row"][()][keep]]))
+    values = voltage[rows] if rows is not None and rows.size else voltage
+    return [float(np.min(values)), float(np.max(values))]
+
+
+def _training_elapsed_max(samples_h5: Path) -> float:
+    with h5py.File(samples_h5, "r") as handle:
+        return float(np.max(handle["samples/elapsed_s"][()]))
+
+
+def package_model(
+    model_dir: str | Path,
+    samples_h5: str | Path,
+    vae_dir: str | Path,
+    mixture_h5: str | Path,
+    splits_json: str | Path | None = None,
+    out_dir: str | Path | None = None,
+) -> Path:
+    """Make a trained model directory self-contained: add the VAE, the preprocessing parameters (clip bounds
+    included), the embedding variant/method/settings with the stored per-molecule embeddings, and the voltage
+    range seen in training. ``out_dir`` None completes ``model_dir`` in place; otherwise a copy is written there.
+
+    Everything is read through the producing stages' own files: ``samples.h5``'s ``preprocess_params`` attribute
+    (opir.preprocess.dataset), the VAE folder (opir.latent), the mixture file's attributes and ``molecules`` group
+    (opir.embed) and ``model.json`` (opir.train), whose render geometry is taken as is.
+    """
+    model_dir, samples_h5, vae_dir, mixture_h5 = (Path(p) for p in (model_dir, samples_h5, vae_dir, mixture_h5))
+    for path, what in ((model_dir / "model.json", "model.json"), (model_dir / "model.safetensors", "weights"),
+                       (samples_h5, "sample table"), (mixture_h5, "mixtures")):
+        if not path.exists():
+            raise DataError(f"{path}: missing ({what}); cannot package the model directory {model_dir}")
+    meta = json.loads((model_dir / "model.json").read_text())
+    latent_space = model_space(meta) == "latent"
+    if latent_space and not (vae_dir / "config.json").exists():
+        raise DataError(f"{vae_dir / 'config.json'}: missing (VAE); cannot package the model directory {model_dir}")
+    if latent_space and not meta.get("render"):
+        raise DataError(f"{model_dir / 'model.json'}: no 'render' geometry; the waveform images cannot be redrawn")
+    with h5py.File(samples_h5, "r") as handle:
+        if "preprocess_params" not in handle.attrs:
+            raise DataError(f"{samples_h5}: no 'preprocess_params' attribute (made by an older dataset stage?)")
+        preprocess_params = json.loads(handle.attrs["preprocess_params"])
+        wavenumber = handle["wavenumber_cm1"][()]
+    with h5py.File(mixture_h5, "r") as handle:
+        attrs = dict(handle.attrs)
+        if "molecules" not in handle:
+            raise DataError(f"{mixture_h5}: no 'molecules' group; re-run the embed stage")
+        molecules = {
+            "name": read_strings(handle["molecules/name"]),
+            "smiles": read_strings(handle["molecules/smiles"]),
+            "role": read_strings(handle["molecules/role"]),
+            "embedding": handle["molecules/embedding"][()],
+        }
+    for key in ("variant", "method", "settings"):
+        if key not in attrs:
+            raise DataError(f"{mixture_h5}: missing attribute {key!r}; re-run the embed stage")
+
+    target = Path(out_dir) if out_dir is not None else model_dir
+    target.mkdir(parents=True, exist_ok=True)
+    if target.resolve() != model_dir.resolve():
+        for name in ("model.safetensors", "model.json", "training_curve.csv"):
+            if (model_dir / name).exists():
+                shutil.copy2(model_dir / name, target / name)
+    vae_target = target / VAE_DIR
+    if vae_target.exists():
+        shutil.rmtree(vae_target)
+    if latent_space:  # the spectral variant decodes nothing
+        vae_target.mkdir()
+        for path in [vae_dir / "config.json", *sorted(vae_dir.glob("*.safetensors"))]:
+            shutil.copy2(path, vae_target / path.name)
+
+    with atomic_h5(target / MOLECULES_H5, provenance("opir package", None, [mixture_h5])) as handle:
+        group = write_nxdata(handle, "molecules", "embedding", molecules["embedding"],
+                             [("name", molecules["name"]), "."],
+                             long_name=f"{attrs['method']} embedding per molecule, as in training")
+        write_axis(group, "smiles", molecules["smiles"])
+        write_axis(group, "role", molecules["role"])
+
+    split = meta.get("split")
+    forecast = {
+        "format": MODEL_DIR_FORMAT,
+        "format_version": MODEL_DIR_FORMAT_VERSION,
+        "opir_version": __version__,
+        "preprocess_params": preprocess_params,
+        "wavenumber_cm1": {"first": float(wavenumber[0]), "last": float(wavenumber[-1]), "n": int(wavenumber.size)},
+        "embedding": {
+            "variant": str(attrs["variant"]),
+            "method": str(attrs["method"]),
+            "settings": json.loads(attrs["settings"]),
+            "statement": str(attrs.get("embedding_statement", "")),
+        },
+        "voltage_range_v": _training_voltage_range(samples_h5, Path(splits_json) if splits_json else None, split),
+        "elapsed_max_s": _training_elapsed_max(samples_h5),
+        "sources": inputs_digest([samples_h5, mixture_h5] + ([vae_dir / "config.json"] if latent_space else [])),
+    }
+    with atomic_path(target / FORECAST_JSON) as tmp:
+        tmp.write_text(json.dumps(forecast, indent=2))
+    log.info("packaged %s -> %s (VAE, preprocessing, %s embeddings of %d molecules)", model_dir, target,
+             attrs["method"], len(molecules["name"]))
+    return target
+
+
+def calibrate_band(
+    model_dir: str | Path, samples_h5: str | Path, splits_json: str | Path, mixture_h5: str | Path, draws: int = 32,
+    max_samples: int = 256, seed: int = 0, device: str = "auto",
+) -> dict[str, Any]:
+    """Estimate the conformal offsets of a packaged model on (up to ``max_samples`` of) its split's *training*
+    samples, with the measured targets, and store them in forecast.json. Test samples are never used: the offsets
+    are part of the model, and the coverage reported on the test sets stays an honest out-of-sample number."""
+    fm = load_forecast_model(model_dir, device)
+    ids = load_split(splits_json, fm.meta["split"])["train"]
+    if len(ids) > max_samples:
+        ids = sorted(np.random.default_rng(seed).choice(ids, max_samples, replace=False))
+    sampled = forecast_samples(fm, samples_h5, ids, read_mixture_embeddings(mixture_h5), draws, seed + 1)
+    with h5py.File(samples_h5, "r") as handle:
+        position = {s: i for i, s in enumerate(read_strings(handle["samples/sample_id"]))}
+        rows = handle["samples/row"][()][[position[s] for s in ids]]
+        targets = handle["spectra/absorbance"][()][rows]
+    offsets = conformal_offsets(sampled, targets, BAND_QUANTILES[1] - BAND_QUANTILES[0])
+    calibration = {
+        "method": "split-conformal (CQR) offsets per wavenumber, from training samples of the split",
+        "nominal_coverage": round(BAND_QUANTILES[1] - BAND_QUANTILES[0], 6),
+        "n_samples": len(ids), "draws": draws, "seed": seed,
+        "raw_coverage_on_calibration": band_coverage(sampled, targets)["coverage"],
+        "offsets": [float(v) for v in offsets],
+    }
+    forecast_json = Path(model_dir) / FORECAST_JSON
+    meta = json.loads(forecast_json.read_text())
+    meta["band_calibration"] = calibration
+    with atomic_path(forecast_json) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
+    log.info("band calibrated on %d training samples x %d draws: raw coverage %.3f, median offset %.4g", len(ids),
+             draws, calibration["raw_coverage_on_calibration"], float(np.median(offsets)))
+    return calibration
+
+
+def package_workspace_model(
+    workdir: str | Path, split: str, model: str, out_dir: str | Path | None = None, calibration_draws: int = 32,
+    calibration_samples: int = 256, device: str = "auto",
+) -> Path:
+    """Package ``results/models/{split}/{model}`` of a workflow working directory (``opir package`` and the
+    workflow's ``package_model`` rule): the self-contained folder, with its band calibrated unless
+    ``calibration_draws`` is 0."""
+    workdir = Path(workdir)
+    results = workdir / "results"
+    model_dir = results / "models" / split / model
+    if not (model_dir / "model.json").exists():
+        raise ConfigError(f"{model_dir}: no trained model (model.json); train it with the workflow first")
+    meta = json.loads((model_dir / "model.json").read_text())
+    mixture = meta.get("embedding_file")
+    if not mixture:
+        raise ConfigError(f"{model_dir / 'model.json'}: no 'embedding_file'; cannot tell which embeddings it used")
+    samples, splits = results / "dataset" / "samples.h5", results / "dataset" / "splits.json"
+    target = package_model(model_dir, samples, results / "latent" / split / "vae", workdir / mixture, splits, out_dir)
+    if calibration_draws:
+        if calibration_draws < 2:
+            raise ConfigError(f"calibration draws {calibration_draws}: 0 (off) or at least 2")
+        calibrate_band(
+            target, samples, splits, workdir / mixture, calibration_draws, calibration_samples, device=device
+        )
+    return target

@@ -1,0 +1,1 @@
+"""Predict (``workflow/rules/predict.smk``): trained ABCC models to the predictions file."""

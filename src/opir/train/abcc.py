@@ -1,0 +1,168 @@
+"""Training ABCC: MeanFlow with the physics losses, the fusion fit and the model folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from opir import __version__
+from opir.core.compute import resolve_device
+from opir.core.errors import DataError
+from opir.core.h5io import read_provenance
+from opir.formats.samples import load_split
+from opir.models.abcc import ABCC, PhysicsBatch
+from opir.models.physics import detect_peaks
+from opir.render.waveform import read_style
+from opir.train.data import (
+    ABCCData,
+    abcc_config_for,
+    fit_spectrum_scale,
+    load_abcc_data,
+    train_config_for,
+)
+from opir.train.readout import Readout, fit_fusion_weight, readout_for, soft_spectra_fn
+from opir.training import batch_indices, train, write_curve
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Train
+# --------------------------------------------------------------------------------------------------------------
+#: Settings without a ``losses`` section train the ABCC core: MeanFlow alone.
+NO_PHYSICS_LOSSES = {"mass_weight": 0.0, "peak_weight": 0.0, "stream_weight": 0.0, "peak_prominence": 0.02,
+                     "peak_max_peaks": 8, "peak_half_window_points": 4, "peak_temperature": 0.01, "peak_samples": 0}
+
+
+def train_abcc(
+    samples_h5: str | Path, latent_h5: str | Path | None, mixture_h5: str | Path, splits_json: str | Path, split: str,
+    model_name: str, cfg: dict[str, Any], out_dir: str | Path, checkpoint_dir: str | Path, device: str = "auto",
+    waveform_h5: str | Path | None = None, metadata: dict[str, Any] | None = None, progress: bool = True,
+    residual_h5: str | Path | None = None, streams_h5: str | Path | None = None, vae_dir: str | Path | None = None,
+    variation_h5: str | Path | None = None,
+) -> Path:
+    """Train one ABCC model on the training samples of ``split``; write model.safetensors (EMA weights),
+    model.json and training_curve.csv to ``out_dir``.
+
+    ``residual_h5`` (latents of the variation images) adds the residual stream, ``streams_h5`` (MCR) the stream
+    targets of the dual flow, ``vae_dir`` the decoder the peak loss and the fusion fit read spectra through,
+    ``variation_h5`` the style of the variation images; each is needed only where the settings use it."""
+    device_ = resolve_device(device)
+    space, losses = cfg.get("space", "latent"), {**NO_PHYSICS_LOSSES, **cfg.get("losses", {})}
+    train_ids = load_split(splits_json, split)["train"]
+    spectrum_scale = fit_spectrum_scale(samples_h5, train_ids) if space == "spectrum" else None
+    use_residual = space == "latent" and bool(cfg.get("chemical_flow"))
+    two_stream = bool(cfg.get("two_stream"))
+    for flag, path, what in ((use_residual, residual_h5, "the variation latents (chemical_flow)"),
+                             (two_stream, streams_h5, "the MCR streams (two_stream)")):
+        if flag and path is None:
+            raise DataError(f"{split}/{model_name}: settings need {what}, but no file was given")
+    data = load_abcc_data(samples_h5, latent_h5, mixture_h5, train_ids, cfg,
+                          residual_h5=residual_h5 if use_residual else None,
+                          streams_h5=streams_h5 if two_stream else None, spectrum_scale=spectrum_scale)
+    config = abcc_config_for(cfg, data)
+    train_config = train_config_for(cfg["train"], len(data.sample_id))
+    torch.manual_seed(train_config.seed)  # the initial weights
+    model = ABCC(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("%s/%s: %d training samples, state %s (%s space, residual stream %s, two streams %s), %.2f M "
+             "parameters, %d steps on %s", split, model_name, len(data.sample_id), tuple(data.target.shape[1:]),
+             space, use_residual, two_stream, n_params / 1e6, train_config.steps, device_)
+
+    readout = readout_for(space, config, data.initial_spectrum.shape[1], cfg, vae_dir, waveform_h5, variation_h5,
+                           spectrum_scale, device_)
+    weights = dict(mass=float(losses["mass_weight"]), peak=float(losses["peak_weight"]),
+                   stream=float(losses["stream_weight"]) if two_stream else 0.0)
+    spectra_fn = soft_spectra_fn(readout, device_) if weights["peak"] > 0 else None
+    peaks = (detect_peaks(data.target_spectrum.numpy(), float(losses["peak_prominence"]),
+                          int(losses["peak_max_peaks"])).to(device_) if weights["peak"] > 0 else None)
+    stream_scale = None
+    if data.stream_target is not None:
+        stream_scale = data.stream_target.std(dim=(0, 2), keepdim=True).clamp_min(1e-6)
+        stream_target = (data.stream_target / stream_scale).to(device_)
+    target, condition = data.target.to(device_), data.condition.to(device_)
+    initial_spectrum = data.initial_spectrum.to(device_)
+
+    def loss_fn(step, generator, autocast):
+        idx = batch_indices(len(target), train_config.batch_size, step, train_config.seed).to(device_)
+        s0 = initial_spectrum[idx]
+        physics = PhysicsBatch(
+            mass_weight=weights["mass"], peak_weight=weights["peak"], stream_weight=weights["stream"],
+            spectra_fn=(lambda state: spectra_fn(state, s0[: len(state)])) if spectra_fn else None,
+            peaks=peaks.index_rows(idx) if peaks is not None else None,
+            peak_half_window=int(losses["peak_half_window_points"]),
+            peak_temperature=float(losses["peak_temperature"]),
+            peak_samples=int(losses["peak_samples"]),
+            stream_target=stream_target[idx] if stream_scale is not None else None,
+        )
+        return model.loss(target[idx], condition.index(idx), generator, autocast, physics)
+
+    fingerprint = data.fingerprint()
+    ema, result = train(model, loss_fn, train_config, checkpoint_dir, device_, run_settings=cfg,
+                        progress=progress, desc=f"{split}/{model_name}", data=fingerprint)
+    fusion = None
+    if use_residual:
+        model.load_state_dict(ema)
+        fusion = _fit_fusion(model, data, readout, cfg, device_)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous().cpu() for k, v in ema.items()}, out_dir / "model.safetensors",
+              metadata={"format": "pt", "weights": "ema"})
+    meta = {
+        "model": model_name, "split": split, "opir_version": __version__, "architecture": config.to_dict(),
+        "settings": cfg, "train_steps": train_config.steps, "n_train": len(data.sample_id),
+        "n_parameters": n_params, "train_seconds": result.seconds, "resumed_from_step": result.resumed_from,
+        "training_data_sha256": fingerprint,
+        "device": str(device_), "space": space, "n_points": int(data.initial_spectrum.shape[1]),
+        "spectrum_scale": spectrum_scale,
+        "stream_scale": stream_scale.flatten().tolist() if stream_scale is not None else None,
+        "fusion": fusion,
+        # how the inputs were made, so predictions with this model can be reproduced from raw spectra
+        "dataset_config": read_provenance(samples_h5).get("config"),
+        "render": dataclasses.asdict(read_style(waveform_h5)) if waveform_h5 else None,
+        "render_variation": dataclasses.asdict(read_style(variation_h5)) if variation_h5 and use_residual
+        else None,
+        **(metadata or {}),
+    }
+    (out_dir / "model.json").write_text(json.dumps(meta, indent=2, default=str))
+    write_curve(result.curve, out_dir / "training_curve.csv")
+    return out_dir
+
+
+
+
+@torch.no_grad()
+def _fit_fusion(model: ABCC, data: ABCCData, readout: Readout, cfg: dict[str, Any], device) -> dict[str, Any]:
+    """Fusion weights of the waveform and the residual read-out, fitted on one-step samples of (a seeded subset
+    of) the training samples: the model's own errors decide which path to trust at each wavenumber."""
+    model.eval()
+    n = len(data.sample_id)
+    count = min(n, int(cfg.get("fusion_fit_samples", 256)))
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(int(cfg["train"]["seed"])))[:count].sort().values
+    batch = int(cfg["predict"]["batch_size"])
+    paths: list[list[np.ndarray]] = [[], []]
+    for start in range(0, count, batch):
+        part = idx[start : start + batch]
+        generator = torch.Generator().manual_seed(int(cfg["train"]["seed"]) * 7919 + start)
+        state = model.sample_state(data.condition.index(part).to(device), generator)
+        spectra, _ = readout.paths(state, data.initial_spectrum[part].numpy(), device)
+        for i, s in enumerate(spectra):
+            paths[i].append(s)
+    a, b = np.concatenate(paths[0]), np.concatenate(paths[1])
+    y = data.target_spectrum[idx].numpy()
+    w = fit_fusion_weight(a, b, y)
+    readout.fusion_weight = w
+    fused = readout.fuse([a, b])
+    summary = {"waveform_weight": w.tolist(), "fit_samples": count,
+               "mae_waveform": float(np.abs(a - y).mean()), "mae_residual": float(np.abs(b - y).mean()),
+               "mae_fused": float(np.abs(fused - y).mean())}
+    log.info("fusion fitted on %d training samples: MAE waveform %.4g, residual %.4g, fused %.4g (mean w %.2f)",
+             count, summary["mae_waveform"], summary["mae_residual"], summary["mae_fused"], float(w.mean()))
+    return summary
