@@ -4,13 +4,14 @@
 
 ABCC's condition (the initial spectrum, the voltage profile, the electrolyte's mixture embedding) says nothing about
 the working electrode's surface chemistry, and the simulator gives each electrode its own SEI chemistry (onset
-shifts, rate factors, film capacity: opir.simulate.ELECTRODES). For a test run on an electrode that no training run
-used (CoO in the system split) nothing in the condition points to its film. This script measures what that costs.
-It simulates each such test run again with the same seed, voltage curve, crack events, drift, electrolyte and
-binder, changing only the SEI chemistry (`opir.simulate.with_sei_chemistry_of`): no film at all, then the chemistry
-of each electrode seen in training; preprocesses it with the measured run's own baseline and scale
-(`opir.preprocess.spectra.preprocess_truth_run`); and scores it, noise-free, against the measured test targets with the
-benchmark's own metrics. Test runs whose electrode was seen in training keep their true noise-free spectra.
+shifts, rate factors, film capacity: opir.simulate.chemistry.ELECTRODES). For a test run on an electrode that no
+training run used (CoO in the system split) nothing in the condition points to its film. This script measures what
+that costs. It simulates each such test run again with the same seed, voltage curve, crack events, drift,
+electrolyte and binder, changing only the SEI chemistry (`opir.simulate.chemistry.with_sei_chemistry_of`): no film
+at all, then the chemistry of each electrode seen in training; preprocesses it with the measured run's own baseline
+and scale (`opir.preprocess.spectra.preprocess_truth_run`); and scores it, noise-free, against the measured test
+targets with the benchmark's own metrics. Test runs whose electrode was seen in training keep their true
+noise-free spectra.
 
 Rows: the run's own truth (the noise floor), no SEI, each seen electrode's SEI, their mean, and each seen
 electrode's SEI scaled by the one factor that is best on the test targets (a hedge chosen with knowledge no model

@@ -9,7 +9,7 @@
   seconds per stream, file sizes and the child's peak resident memory (goal: < 1.5 GB).
 
 The dataset is results/dataset/samples.h5 when ``--samples`` names one (the workflow's); otherwise the
-OpIRSpec-7K-sim spectra are simulated in memory (opir.simulate.simulate_run, every system of the sheet at
+OpIRSpec-7K-sim spectra are simulated in memory (opir.simulate.runs.simulate_run, every system of the sheet at
 ``--scale``) and preprocessed exactly as the workflow does (opir.preprocess.spectra.apply), without writing OPUS files.
 
 Usage: python benchmarks/render.py [--samples PATH] [--scale 1.0] [--demo-size 64] [--skip-full]

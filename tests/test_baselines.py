@@ -8,7 +8,7 @@ import json
 import h5py
 import numpy as np
 import pytest
-from test_metrics import write_toy_dataset
+from helpers import write_toy_dataset
 
 from opir.baselines.references import noise_floor_reference, persistence_reference, random_reference
 from opir.baselines.regression import nearest_trajectory, predict_baseline, voltage_regression

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO
-from test_ingest import write_run
+from helpers import write_run
 
 from opir.core import h5io
 from opir.core.errors import DataError

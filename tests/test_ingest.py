@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REALDATA
+from helpers import AXIS, START, synthetic_absorbance, write_mpt, write_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,79 +22,6 @@ from opir.core.errors import DataError, OpusReadError
 from opir.formats.opus_reader import parse_opus_datetime, parse_time_zone, read_opus_spectrum
 from opir.formats.opus_writer import write_opus
 from opir.ingest.runs import ingest_run_dir
-
-START = dt.datetime(2026, 3, 2, 9, 0, 0, tzinfo=dt.UTC)
-AXIS = (2400.0, 600.0, 934)  # descending like OPUS, ~1.93 1/cm spacing
-
-
-# --------------------------------------------------------------------------------------------------------------
-# A small operando run written with the project's OPUS writer (also used by the other ingest-stage tests)
-# --------------------------------------------------------------------------------------------------------------
-def synthetic_absorbance(n: int, seed: int = 0, axis=AXIS, noise: float = 0.002) -> np.ndarray:
-    """Bands of EC/DMC-like positions whose heights drift with the spectrum index, a slow baseline, noise."""
-    rng = np.random.default_rng(seed)
-    x = np.linspace(*axis)
-    bands = [(1770.0, 12.0, 0.8), (1300.0, 15.0, 0.5), (1070.0, 10.0, 0.6), (840.0, 8.0, 0.7)]
-    out = np.empty((n, x.size))
-    for i in range(n):
-        growth = i / max(n - 1, 1)
-        y = 0.05 + 2e-5 * (x - 600.0)
-        for k, (centre, width, height) in enumerate(bands):
-            y += height * (1 + 0.2 * growth * (-1) ** k) / (1 + ((x - centre) / width) ** 2)
-        out[i] = y + rng.normal(0, noise, x.size)
-    return out.astype(np.float32)
-
-
-def write_mpt(path: Path, started: dt.datetime, duration_s: float, step_s: float = 5.0) -> None:
-    t = np.arange(0.0, duration_s + step_s, step_s)
-    voltage = 3.0 - 2.9 * t / t[-1]
-    current = np.full_like(t, -0.1)
-    local = started.astimezone(dt.UTC).strftime("%m/%d/%Y %H:%M:%S.%f")[:-3]
-    header = [
-        "EC-Lab ASCII FILE",
-        "Nb header lines : 5",
-        "",
-        f"Acquisition started on : {local}",
-        "time/s\tEwe/V\t<I>/mA",
-    ]
-    rows = [f"{a:.3f}\t{b:.6f}\t{c:.6f}" for a, b, c in zip(t, voltage, current, strict=True)]
-    path.write_text("\n".join(header + rows) + "\n", encoding="latin-1")
-
-
-def write_run(
-    run_dir: Path,
-    n: int = 6,
-    interval_s: float = 30.0,
-    seed: int = 0,
-    started: dt.datetime = START,
-    utc_offset_hours: float = 1.0,
-    manifest: bool = True,
-) -> list[Path]:
-    """A run folder as docs/architecture.md describes it: spectra/*.0, potentiostat.mpt, manifest.tsv."""
-    spectra_dir = run_dir / "spectra"
-    spectra_dir.mkdir(parents=True, exist_ok=True)
-    absorbance = synthetic_absorbance(n, seed)
-    paths, rows = [], []
-    for i in range(n):
-        acquired = started + dt.timedelta(seconds=10 + i * interval_s)
-        path = spectra_dir / f"spec_{i:05d}.0"
-        write_opus(
-            path,
-            {"AB": absorbance[i]},
-            first_x_cm1=AXIS[0],
-            last_x_cm1=AXIS[1],
-            acquired=acquired,
-            sample_name=f"{run_dir.name} #{i}",
-            utc_offset_hours=utc_offset_hours,
-        )
-        paths.append(path)
-        rows.append((path.name, i, acquired.isoformat()))
-    write_mpt(run_dir / "potentiostat.mpt", started, 10 + n * interval_s + 30)
-    if manifest:
-        pd.DataFrame(rows, columns=["file", "index", "acquired_utc"]).to_csv(
-            run_dir / "manifest.tsv", sep="\t", index=False
-        )
-    return paths
 
 
 def ingest(run_dir: Path, tmp_path: Path, **params):
@@ -404,6 +332,7 @@ def test_fuzz_is_repeatable_without_real_data(tmp_path, good_file):
     rng = random.Random(1)
     raw = good_file.read_bytes()
     target = tmp_path / "m.0"
+    read = refused = 0
     for _ in range(300):
         payload = bytearray(raw[: rng.randrange(len(raw))]) if rng.random() < 0.3 else bytearray(raw)
         for _ in range(rng.randrange(0, 30)):
@@ -411,6 +340,12 @@ def test_fuzz_is_repeatable_without_real_data(tmp_path, good_file):
                 payload[rng.randrange(len(payload))] = rng.randrange(256)
         target.write_bytes(bytes(payload))
         try:
-            read_opus_spectrum(target)
-        except OpusReadError:
-            pass
+            spectrum = read_opus_spectrum(target)
+        except OpusReadError as err:
+            refused += 1
+            assert str(target) in str(err), f"the error does not name the file: {err}"
+        else:  # a mutation that leaves the file readable must still give a whole, finite spectrum
+            read += 1
+            assert spectrum.values.shape == spectrum.wavenumber_cm1.shape and spectrum.values.size > 0
+            assert np.isfinite(spectrum.wavenumber_cm1).all()
+    assert read > 0 and refused > 0, f"the fuzzer exercised only one path ({read} read, {refused} refused)"

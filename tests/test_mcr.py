@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from opir.core.arrays import cosine_similarity_rows
 from opir.core.config import parse_recipe
 from opir.core.errors import DataError, OpusReadError
 from opir.core.h5io import atomic_h5, write_axis
 from opir.formats.opus_writer import write_opus
-from opir.mcr.pathway import build_pathway, cosine_similarity_rows
+from opir.mcr.pathway import build_pathway
 from opir.mcr.references import (
     anion_of,
     build_references,
@@ -33,6 +34,7 @@ from opir.mcr.references import (
 from opir.mcr.streams import build_streams, decompose_streams, flag_poorly_explained
 from opir.mcr.validate import truth_files, validate_against_truth
 from opir.preprocess.spectra import apply
+from opir.report.mcr import figure5
 
 PREPROCESS = {"n_points": 241}  # the rest as the workflow's defaults (modpoly baseline)
 GRID = np.linspace(800.0, 2000.0, 241)
@@ -408,10 +410,9 @@ def test_pathway_recovers_sei_components(world, tmp_path):
         world["streams_h5"],
         None,
         tmp_path / "pathway.h5",
-        out["png"],
-        out["pdf"],
         PARAMS,
     )
+    figure5(tmp_path / "pathway.h5", world["refs_h5"], [out["png"], out["pdf"]])
     measured, predicted = result["measured"], result["predicted"]
     assert set(measured.component_names) == {"LEDC", "LMC", "Li2CO3"}  # polyVC never forms without VC
     truth = true_references()
@@ -446,8 +447,6 @@ def test_pathway_reads_a_prediction_file(world, tmp_path):
         world["streams_h5"],
         pred,
         tmp_path / "p.h5",
-        tmp_path / "f.png",
-        tmp_path / "f.pdf",
         PARAMS,
     )
     np.testing.assert_allclose(result["measured"].spectra, result["predicted"].spectra, rtol=1e-6, atol=1e-8)

@@ -1,6 +1,5 @@
 """opir.evaluate.metrics: hand-computed metric values, soft-DTW against tslearn, DILATE, the predictions file and
-evaluation of a predictions file against a small sample table made here (``write_toy_dataset``, also used by
-tests/test_baselines.py and tests/test_tables.py)."""
+evaluation of a predictions file against a small sample table made here (``helpers.write_toy_dataset``)."""
 
 from __future__ import annotations
 
@@ -9,9 +8,10 @@ import math
 
 import numpy as np
 import pytest
+from helpers import write_toy_dataset
 
 from opir.core.errors import DataError
-from opir.core.h5io import atomic_h5, provenance, write_axis, write_nxdata
+from opir.core.h5io import provenance
 from opir.evaluate.metrics import (
     dilate,
     evaluate_file,
@@ -23,88 +23,6 @@ from opir.evaluate.metrics import (
 )
 from opir.formats.predictions import read_predictions, write_predictions
 from opir.formats.samples import load_samples
-
-TOY_SYSTEMS = {"sys_a": [1.0, 0.0], "sys_b": [0.0, 1.0], "sys_c": [0.1, 0.9]}
-
-
-def _band(wavenumber, center, width=25.0):
-    return np.exp(-0.5 * ((wavenumber - center) / width) ** 2)
-
-
-def write_toy_dataset(folder, n_points: int = 60, rows_per_run: int = 13, noise: float = 0.002, seed: int = 0):
-    """A samples.h5 / truth.h5 / splits.json / mixture_3d.h5 following docs/architecture.md.
-
-    Three systems with one run each; voltage goes 3.0 V -> 0.05 V -> 2.0 V; an 'SEI' band at 1650 1/cm grows with
-    the time-integrated exposure below 1.0 V. System split: sys_c is the test system.
-    """
-    rng = np.random.default_rng(seed)
-    wavenumber = np.linspace(800.0, 2000.0, n_points)
-    truth, rows, samples, runs = (
-        [],
-        {k: [] for k in ("system_id", "run_id", "index_in_run", "voltage_v", "current_ma", "elapsed_s", "snr")},
-        [],
-        [],
-    )
-    centers = {"sys_a": 1750.0, "sys_b": 1800.0, "sys_c": 1790.0}
-    half = rows_per_run // 2
-    voltage = np.concatenate([np.linspace(3.0, 0.05, half + 1), np.linspace(0.05, 2.0, rows_per_run - half)[1:]])
-    elapsed = np.arange(rows_per_run) * 1800.0
-    exposure = np.concatenate([[0.0], np.cumsum(np.maximum(0.0, 1.0 - voltage[1:]) * 0.5)])
-    for system in TOY_SYSTEMS:
-        first = len(truth)
-        for j in range(rows_per_run):
-            truth.append(_band(wavenumber, centers[system]) + 0.3 * exposure[j] * _band(wavenumber, 1650.0) + 0.05)
-            rows["system_id"].append(system)
-            rows["run_id"].append("run01")
-            rows["index_in_run"].append(j)
-            rows["voltage_v"].append(voltage[j])
-            rows["current_ma"].append(-0.1 if j <= half else 0.1)
-            rows["elapsed_s"].append(elapsed[j])
-            rows["snr"].append(100.0)
-            if j > 0:
-                samples.append(
-                    (f"{system}/run01/{j:05d}", first + j, first, j, system, "run01", voltage[j], elapsed[j])
-                )
-        runs.append((system, "run01", first, rows_per_run))
-    truth = np.array(truth)
-    measured = (truth + noise * rng.normal(size=truth.shape)).astype(np.float32)
-
-    samples_path = folder / "samples.h5"
-    with atomic_h5(samples_path, provenance("toy_dataset", {}, [])) as handle:
-        write_axis(handle, "wavenumber_cm1", wavenumber)
-        write_nxdata(handle, "spectra", "absorbance", measured, [".", ("wavenumber_cm1", wavenumber)])
-        group = handle.create_group("rows")
-        for key, values in rows.items():
-            write_axis(group, key, np.array(values))
-        group = handle.create_group("samples")
-        columns = list(zip(*samples, strict=True))
-        for key, values in zip(
-            ("sample_id", "row", "initial_row", "m", "system_id", "run_id", "voltage_v", "elapsed_s"),
-            columns,
-            strict=True,
-        ):
-            write_axis(group, key, np.array(values))
-        group = handle.create_group("runs")
-        for key, values in zip(("system_id", "run_id", "first_row", "n_rows"), zip(*runs, strict=True), strict=True):
-            write_axis(group, key, np.array(values))
-    truth_path = folder / "truth.h5"
-    with atomic_h5(truth_path, provenance("toy_truth", {}, [])) as handle:
-        handle.create_dataset("absorbance", data=truth.astype(np.float32))
-
-    ids = [s[0] for s in samples]
-    random_test = ids[2::5]
-    system_test = [sid for sid in ids if sid.startswith("sys_c/")]
-    splits = {
-        "random": {"train": [s for s in ids if s not in random_test], "test": random_test},
-        "system": {"train": [s for s in ids if s not in system_test], "test": system_test},
-    }
-    splits_path = folder / "splits.json"
-    splits_path.write_text(json.dumps(splits))
-    embedding_path = folder / "mixture_3d.h5"
-    with atomic_h5(embedding_path, provenance("toy_embed", {}, [])) as handle:
-        write_axis(handle, "system_id", np.array(list(TOY_SYSTEMS)))
-        handle.create_dataset("mixture_embedding", data=np.array(list(TOY_SYSTEMS.values()), dtype=np.float32))
-    return {"samples": samples_path, "truth": truth_path, "splits": splits_path, "embedding": embedding_path}
 
 
 # ---- per-sample metrics ----------------------------------------------------------------------------------------

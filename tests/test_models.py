@@ -384,13 +384,12 @@ def test_each_ablation_switch_changes_the_model_and_loss_as_named():
 
     from opir.models.abcc import PhysicsBatch
     from opir.models.physics import PeakTargets
-    from opir.models.settings import abcc_model_inputs, model_splits
+    from opir.models.settings import abcc_embedding_variant, abcc_input_names, model_splits
 
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
     ablations = config["evaluate"]["ablation_models"]
     assert ablations[0] == "abcc" and len(ablations) == 6  # the full model, then the five cumulative rows
-    files = {"3d": "mixture_3d.h5", "smiles": "mixture_smiles.h5"}
-    inputs = {name: abcc_model_inputs(config, name, "system", files) for name in ablations}
+    inputs = {name: abcc_input_names(config["models"], name, "system") for name in ablations}
     settings = {name: resolve_model_config(config["models"], name) for name in ablations}
     assert "residual" in inputs["abcc"] and "streams" in inputs["abcc"]
     # without Chemical Flow: no variation latents
@@ -398,8 +397,8 @@ def test_each_ablation_switch_changes_the_model_and_loss_as_named():
     # + without two streams: no MCR streams
     assert "streams" in inputs["abcc_no_cf"] and "streams" not in inputs["abcc_no_cf_no_2s"]
     # + SMILES instead of 3D
-    assert inputs["abcc_no_cf_no_2s"]["mixture"] == "mixture_3d.h5"
-    assert inputs["abcc_no_cf_no_2s_smiles"]["mixture"] == "mixture_smiles.h5"
+    assert abcc_embedding_variant(config, "abcc_no_cf_no_2s") == "3d"
+    assert abcc_embedding_variant(config, "abcc_no_cf_no_2s_smiles") == "smiles"
     # + without peak constraint, + without mean alignment
     assert settings["abcc_no_cf_no_2s_smiles"]["losses"]["peak_weight"] > 0
     assert settings["abcc_no_cf_no_2s_smiles_no_peak"]["losses"]["peak_weight"] == 0
@@ -408,7 +407,7 @@ def test_each_ablation_switch_changes_the_model_and_loss_as_named():
     # the ablations train on the system split only (Table 4); asking for another split is an error
     assert all(model_splits(config["models"], name) == ["system"] for name in ablations[1:])
     with pytest.raises(ConfigError, match="not trained on split 'random'"):
-        abcc_model_inputs(config, "abcc_no_cf", "random", files)
+        abcc_input_names(config["models"], "abcc_no_cf", "random")
 
     # the switches in the network: residual channels, branches and stream heads
     full, no_cf, no_2s = tiny_abcc(residual_channels=2, two_stream=True), tiny_abcc(two_stream=True), tiny_abcc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from test_ingest import synthetic_absorbance, write_run
+from helpers import synthetic_absorbance, write_run
 
 from opir.core.errors import DataError
 from opir.ingest.runs import ingest_run_dir

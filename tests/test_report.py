@@ -15,13 +15,13 @@ import matplotlib.image
 import numpy as np
 import pytest
 from conftest import run_snakemake
-from test_metrics import write_toy_dataset
+from helpers import write_toy_dataset
 
 from opir.core.errors import ConfigError, DataError
+from opir.formats.model_dir import write_curve
 from opir.formats.predictions import write_predictions
 from opir.formats.samples import load_samples
 from opir.report import paper
-from opir.training import write_curve
 
 SETTINGS = {
     "dpi": 60,

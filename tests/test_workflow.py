@@ -6,7 +6,7 @@ import re
 
 import h5py
 import pytest
-from conftest import REPO, run_snakemake
+from conftest import run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -51,4 +51,11 @@ def test_outputs_of_every_stage(finished_workspace):
         "tables",
     ):
         assert (results / relative).exists(), f"missing {relative}"
-    assert (REPO / "Snakefile").exists()
+    with h5py.File(results / "dataset/samples.h5") as handle:
+        n_samples = handle["samples/sample_id"].shape[0]
+        assert n_samples > 0 and handle["spectra/absorbance"].shape[0] > n_samples  # targets and their s(v_0)
+    with h5py.File(results / "render/waveform.h5") as handle:
+        assert handle["images"].shape[0] == handle["row"].shape[0] > n_samples
+    tables = {p.name for p in (results / "tables").iterdir()}
+    for table in ("table2_random", "table3_system"):
+        assert {f"{table}.{ext}" for ext in ("csv", "md", "tex")} <= tables, f"{table} incomplete: {sorted(tables)}"

@@ -11,7 +11,7 @@ import h5py
 import pytest
 import yaml
 from conftest import REPO, TEST_CONFIG, run_snakemake
-from test_ingest import write_run
+from helpers import write_run
 
 pytestmark = pytest.mark.workflow
 

@@ -12,6 +12,7 @@ the traceback as well. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -82,13 +83,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _package(args: argparse.Namespace) -> Path:
-    from opir.package.packaging import package_workspace_model
+    """``opir package``: the files of a model in a workflow's working directory, at the places the workflow writes
+    them (workflow/rules/common.smk), handed to the library by path."""
+    # keeps `opir --help` fast: torch loads only for the command that needs it
+    from opir.package.packaging import package_trained_model
 
-    return package_workspace_model(args.workdir, args.split, args.model, args.out, args.calibration_draws,
-                                   args.calibration_samples, device=args.device)
+    results = args.workdir / "results"
+    model_dir = results / "models" / args.split / args.model
+    if not (model_dir / "model.json").exists():
+        raise ConfigError(f"{model_dir}: no trained model (model.json); train it with the workflow first")
+    mixture = json.loads((model_dir / "model.json").read_text()).get("embedding_file")
+    if not mixture:
+        raise ConfigError(f"{model_dir / 'model.json'}: no 'embedding_file'; cannot tell which embeddings it used")
+    return package_trained_model(
+        model_dir, results / "dataset" / "samples.h5", results / "dataset" / "splits.json",
+        results / "latent" / args.split / "vae", args.workdir / mixture, args.out, args.calibration_draws,
+        args.calibration_samples, device=args.device,
+    )
 
 
 def _predict(args: argparse.Namespace) -> dict:
+    # keeps `opir --help` fast: torch loads only for the command that needs it
     from opir.forecast.output import predict
 
     if args.draws < 2:

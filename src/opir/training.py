@@ -16,7 +16,6 @@ continues from a shorter run's last checkpoint and ends exactly where an uninter
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import json
 import logging
@@ -311,14 +310,3 @@ def _loop(model, loss_fn, config, checkpoint_dir, optimizer, params, ema, autoca
             path = _save_checkpoint(checkpoint_dir, done, model, ema, optimizer, curve, run_hash,
                                     config.keep_checkpoints)
             raise TrainingInterrupted(f"{desc}: SIGTERM at step {done}; saved {path}. Run again to resume.")
-
-
-def write_curve(curve: list[dict], path: str | Path) -> None:
-    """The training curve as CSV (one row per logged step)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for row in curve for k in row)) or ["step", "loss"]
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(curve)

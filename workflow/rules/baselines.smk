@@ -1,26 +1,20 @@
 # Rules of the baselines stage: OpIRBench reference rows (random, persistence, noise floor) and the non-neural
 # baselines (nearest training trajectory, per-wavenumber voltage regression), each written as a predictions file
 # results/predictions/{split}/{model}.h5 (opir.baselines; docs/benchmark.md, docs/formats.md "Predictions").
-#
-# PREDICTION_MODELS lists every model that writes results/predictions/{split}/{model}.h5 for both splits; the
-# evaluate stage scores each one and gathers them into Tables 2 and 3, so adding a model adds a row. It is
-# defined here because this file is included before latent/train/predict/evaluate: a model's rule file appends
-# its name (`PREDICTION_MODELS.append("abcc")`) and provides a rule that makes its predictions file.
-PREDICTION_MODELS = ["nearest_trajectory", "voltage_regression"]
-# Reference rows close every table; the noise floor exists only where the simulator's truth does (WITH_TRUTH,
-# preprocess.smk).
-REFERENCE_MODELS = ["random", "persistence"] + (["noise_floor"] if WITH_TRUTH else [])
+# Their names are the library's (opir.baselines), in REFERENCE_MODELS and PREDICTION_MODELS (common.smk).
 DATASET_FILES = {
-    "samples": "results/dataset/samples.h5",
-    "splits": "results/dataset/splits.json",
+    "samples": SAMPLES_H5,
+    "splits": SPLITS_JSON,
 }
+# the nearest trajectory's embedding picks its input file; the job reads the rest of its section
+NEAREST_TRAJECTORY = config["evaluate"]["nearest_trajectory"]
 
 
 rule baseline_reference:
     input:
         **DATASET_FILES,
     output:
-        "results/predictions/{split}/{reference}.h5",
+        PREDICTIONS_H5.format(split="{split}", model="{reference}"),
     log:
         f"{LOGS}/baselines/{{split}}/{{reference}}.log",
     benchmark:
@@ -42,9 +36,9 @@ rule baseline_reference:
 rule baseline_noise_floor:
     input:
         **DATASET_FILES,
-        truth="results/dataset/truth.h5",
+        truth=TRUTH_H5,
     output:
-        "results/predictions/{split}/noise_floor.h5",
+        PREDICTIONS_H5.format(split="{split}", model="noise_floor"),
     log:
         f"{LOGS}/baselines/{{split}}/noise_floor.log",
     benchmark:
@@ -64,11 +58,9 @@ rule baseline_noise_floor:
 rule baseline_nearest_trajectory:
     input:
         **DATASET_FILES,
-        embedding=mixture_embedding_file(
-            config["evaluate"]["nearest_trajectory"]["embedding"]
-        ),
+        embedding=MIXTURE_EMBEDDING_FILES[NEAREST_TRAJECTORY["embedding"]],
     output:
-        "results/predictions/{split}/nearest_trajectory.h5",
+        PREDICTIONS_H5.format(split="{split}", model="nearest_trajectory"),
     log:
         f"{LOGS}/baselines/{{split}}/nearest_trajectory.log",
     benchmark:
@@ -80,7 +72,7 @@ rule baseline_nearest_trajectory:
         runtime=30,
     params:
         model="nearest_trajectory",
-        settings=config["evaluate"]["nearest_trajectory"],
+        settings=config_slice("evaluate.nearest_trajectory", exclude=["embedding"]),
     script:
         "../scripts/baseline.py"
 
@@ -89,7 +81,7 @@ rule baseline_voltage_regression:
     input:
         **DATASET_FILES,
     output:
-        "results/predictions/{split}/voltage_regression.h5",
+        PREDICTIONS_H5.format(split="{split}", model="voltage_regression"),
     log:
         f"{LOGS}/baselines/{{split}}/voltage_regression.log",
     benchmark:

@@ -1,6 +1,6 @@
 # The cluster pre-flight check (docs/slurm.md): one job with exactly the allocation of a training job (threads,
 # GPUs when compute.gpu_jobs) that records what it was given and fails when a requested GPU is missing.
-# Logic: src/opir/compute.py. GPU rules (train, predict) request GPUs the same way: gpu=gpus_requested(...).
+# Logic: src/opir/core/compute.py. GPU rules (train, predict) request GPUs the same way: gpu=gpus_requested(...).
 from opir.core.compute import gpus_requested
 
 

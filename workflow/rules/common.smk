@@ -1,13 +1,25 @@
 # Everything but the rules themselves: config and sheet validation at start-up, wildcard values from the sheets,
-# and input functions shared by several stages.
-import json
+# the files that several stages share, the model lists, and the input functions shared by several stages.
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 try:
+    from opir.baselines.references import REFERENCE_MODELS as LIBRARY_REFERENCE_MODELS
+    from opir.baselines.regression import BASELINE_MODELS
     from opir.core.config import load_and_validate
     from opir.core.errors import ConfigError
+    from opir.models.settings import (
+        abcc_embedding_variant,
+        abcc_input_names,
+        model_splits,
+    )
+    from opir.neural_baselines.settings import (
+        LATENT_BASELINES,
+        NEURAL_BASELINES,
+        baseline_embedding_variant,
+        baseline_input_names,
+    )
 except ImportError as err:  # the library must be installed: `make install` (README)
     raise WorkflowError(
         f"cannot import the opir library ({err}); run `make install` first"
@@ -28,6 +40,58 @@ BENCH = "results/benchmarks"
 # Wildcard values come only from the sheets: the constraints are set in the Snakefile (the linter wants rules and
 # functions apart), built from SYSTEMS, RUNS and SPLITS.
 
+# The simulator's noise-free truth: it exists for simulated data (the simulate rules write it) or when a given
+# truth folder exists. It adds the truth files of the dataset, the MCR validation and the noise-floor row.
+TRUTH_DIR = config["data"]["truth_dir"]
+WITH_TRUTH = TRUTH_DIR is not None and (
+    config["data"]["source"] == "simulated" or Path(TRUTH_DIR).exists()
+)
+
+# ---- files that several stages read -----------------------------------------------------------------------------
+# Each is named here once: the rule that writes it declares this name as its output, the rules and input functions
+# that read it use the same name (patterns are filled with the reader's wildcards).
+TRUTH_RUN_H5 = f"{TRUTH_DIR}/{{system}}/{{run}}.h5"
+PREPROCESSED_H5 = "results/preprocessed/{system}/{run}.h5"
+SAMPLES_H5 = "results/dataset/samples.h5"
+SPLITS_JSON = "results/dataset/splits.json"
+TRUTH_H5 = "results/dataset/truth.h5"
+IMAGES_H5 = "results/render/{stream}.h5"
+VAE_DIR = "results/latent/{split}/vae"
+LATENTS_H5 = "results/latent/{split}/{stream}.h5"
+MCR_REFERENCES_H5 = "results/mcr/references.h5"
+MCR_STREAMS_H5 = "results/mcr/streams.h5"
+MODEL_DIR = "results/models/{split}/{model}"
+PREDICTIONS_H5 = "results/predictions/{split}/{model}.h5"
+# the mixture embeddings by variant (`embed.variant` picks the one the models read; `smiles` is the Table 4 ablation)
+EMBED_VARIANTS = ["3d", "smiles"]
+MIXTURE_H5 = "results/embed/mixture_{variant}.h5"
+MIXTURE_EMBEDDING_FILES = {
+    variant: MIXTURE_H5.format(variant=variant) for variant in EMBED_VARIANTS
+}
+# the files of a trained model folder (ABCC and the neural baselines alike), by the names the scripts give them
+MODEL_FILES = {
+    "model": f"{MODEL_DIR}/model.safetensors",
+    "meta": f"{MODEL_DIR}/model.json",
+    "curve": f"{MODEL_DIR}/training_curve.csv",
+}
+
+# ---- the models -------------------------------------------------------------------------------------------------
+# ABCC: every variant of models.variants; those trained on both splits are rows of Tables 2 and 3, the others
+# (the ablations) only of Table 4 (evaluate.ablation_models).
+ABCC_MODELS = list(config["models"]["variants"])
+ABCC_BENCHMARK_MODELS = [
+    m for m in ABCC_MODELS if set(model_splits(config["models"], m)) == set(SPLITS)
+]
+# the neural baselines the config trains (opir.neural_baselines)
+NB_MODELS = list(config["models"]["neural_baselines"]["models"])
+# Every model that writes results/predictions/{split}/{model}.h5 for both splits: the evaluate stage scores each
+# and Tables 2 and 3 list them in this order (adding a model adds a row), then the reference rows close every
+# table (the noise floor only where the simulator's truth exists).
+PREDICTION_MODELS = list(BASELINE_MODELS) + ABCC_BENCHMARK_MODELS + NB_MODELS
+REFERENCE_MODELS = [
+    m for m in LIBRARY_REFERENCE_MODELS if m != "noise_floor" or WITH_TRUTH
+]
+
 
 def runs_of(system):
     return [run for sys_id, run in RUNS if sys_id == system]
@@ -38,9 +102,74 @@ def per_run(pattern):
     return [pattern.format(system=system, run=run) for system, run in RUNS]
 
 
-def config_slice(*keys):
-    """The config sections a job uses, for `params:` (a change reruns exactly the jobs that read it)."""
-    return {key: config[key] for key in keys}
+def config_slice(section, *keys, exclude=()):
+    """The part of config section ``section`` (dotted for a sub-section, e.g. "models.package") that a job reads,
+    for `params:`, so that a change of any other key reruns nothing: the ``keys`` named, or every key but
+    ``exclude``."""
+    node = config
+    for part in section.split("."):
+        node = node[part]
+    return {key: node[key] for key in keys or node if key not in exclude}
+
+
+def model_inputs(names, split, model, variant):
+    """The files of the model inputs ``names`` (opir.models.settings.ABCC_INPUTS) of ``model`` on ``split``, with the
+    mixture embeddings of ``variant``."""
+    files = {
+        "samples": SAMPLES_H5,
+        "splits": SPLITS_JSON,
+        "mixture": MIXTURE_EMBEDDING_FILES[variant],
+        "waveform": IMAGES_H5.format(stream="waveform"),
+        "latent": LATENTS_H5.format(split=split, stream="waveform"),
+        "vae": VAE_DIR.format(split=split),
+        "variation": IMAGES_H5.format(stream="variation"),
+        "residual": LATENTS_H5.format(split=split, stream="variation"),
+        "streams": MCR_STREAMS_H5,
+        **{
+            name: pattern.format(split=split, model=model)
+            for name, pattern in MODEL_FILES.items()
+        },
+    }
+    return {name: files[name] for name in names}
+
+
+def abcc_inputs(wildcards, prediction=False):
+    """What ABCC model {model} reads on {split}: the library decides which inputs (its settings), this workflow
+    where they are."""
+    names = abcc_input_names(
+        config["models"], wildcards.model, wildcards.split, prediction
+    )
+    variant = abcc_embedding_variant(config, wildcards.model)
+    return model_inputs(names, wildcards.split, wildcards.model, variant)
+
+
+def abcc_predict_inputs(wildcards):
+    return abcc_inputs(wildcards, prediction=True)
+
+
+def package_inputs(wildcards):
+    """A packaged ABCC model: the trained folder and what it was trained with (the VAE only where it decodes)."""
+    names = [
+        name
+        for name in abcc_input_names(
+            config["models"], wildcards.model, wildcards.split, prediction=True
+        )
+        if name in ("samples", "splits", "mixture", "vae", "model", "meta")
+    ] + ["curve"]
+    variant = abcc_embedding_variant(config, wildcards.model)
+    return model_inputs(names, wildcards.split, wildcards.model, variant)
+
+
+def nb_inputs(wildcards, prediction=False):
+    """What neural baseline {model} reads on {split}: latents and images for the latent baselines, the sample table
+    alone for the 1D ones (opir.neural_baselines.settings.baseline_input_names)."""
+    names = baseline_input_names(wildcards.model, prediction)
+    variant = baseline_embedding_variant(config, wildcards.model)
+    return model_inputs(names, wildcards.split, wildcards.model, variant)
+
+
+def nb_predict_inputs(wildcards):
+    return nb_inputs(wildcards, prediction=True)
 
 
 # Each stage file appends the targets it contributes to `rule all`.

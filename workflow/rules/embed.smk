@@ -3,7 +3,6 @@ from pathlib import Path
 
 from opir.core.config import resolve_path
 
-EMBED_VARIANTS = ["3d", "smiles"]
 # the sheets as common.smk resolved them (working directory first, then the workflow's folder)
 EMBED_SHEETS = {
     name: str(
@@ -18,17 +17,6 @@ EMBED_VARIANT_KEYS = {
     + ["unimol_weight_dir", "unimol_batch_size", "unimol_seed", "projection_seed"],
     "smiles": ["morgan_radius"],
 }
-
-
-# the mixture embeddings by variant, and the one the models read (`embed.variant`; `smiles` is the Table 4 ablation)
-MIXTURE_EMBEDDING_FILES = {
-    variant: f"results/embed/mixture_{variant}.h5" for variant in EMBED_VARIANTS
-}
-MIXTURE_EMBEDDING_FILE = MIXTURE_EMBEDDING_FILES[config["embed"]["variant"]]
-# mixture_embedding_file(variant=None) -> path, for other stages' inputs (a lambda: the linter wants no `def` here)
-mixture_embedding_file = lambda variant=None: MIXTURE_EMBEDDING_FILES[
-    variant or config["embed"]["variant"]
-]
 
 
 rule embed_geometries:
@@ -46,7 +34,7 @@ rule embed_geometries:
         mem_mb=1000,
         runtime=10,
     params:
-        embed={key: config["embed"][key] for key in EMBED_GEOMETRY_KEYS},
+        embed=config_slice("embed", *EMBED_GEOMETRY_KEYS),
     script:
         "../scripts/embed_geometries.py"
 
@@ -56,7 +44,7 @@ rule embed_mixture:
         systems=EMBED_SHEETS["systems"],
         molecules=EMBED_SHEETS["molecules"],
         geometries=lambda wildcards: (
-            ["results/embed/geometries"] if wildcards.variant == "3d" else []
+            [rules.embed_geometries.output[0]] if wildcards.variant == "3d" else []
         ),
         # the weight files themselves, so new weights rerun the 3d embeddings (none with the fallback)
         unimol_weights=lambda wildcards: (
@@ -68,7 +56,7 @@ rule embed_mixture:
             else []
         ),
     output:
-        "results/embed/mixture_{variant}.h5",
+        MIXTURE_H5,
     log:
         f"{LOGS}/embed/mixture_{{variant}}.log",
     benchmark:
@@ -81,9 +69,9 @@ rule embed_mixture:
         mem_mb=4000,
         runtime=30,
     params:
-        embed=lambda wildcards: {
-            key: config["embed"][key] for key in EMBED_VARIANT_KEYS[wildcards.variant]
-        },
+        embed=lambda wildcards: config_slice(
+            "embed", *EMBED_VARIANT_KEYS[wildcards.variant]
+        ),
     script:
         "../scripts/embed_mixture.py"
 

@@ -1,17 +1,29 @@
 # Rules of the evaluate stage: score every predictions file the same way (opir.evaluate.metrics) and gather the scores
 # into the OpIRBench tables (opir.evaluate.tables; docs/benchmark.md, docs/formats.md "Predictions, metrics and tables").
-# The rows of Tables 2 and 3 are PREDICTION_MODELS + REFERENCE_MODELS (baselines.smk, extended by the model
-# stages); Table 4 lists `evaluate.ablation_models`. The lambdas run at DAG time, after every include appended.
+# The rows of Tables 2 and 3 are PREDICTION_MODELS + REFERENCE_MODELS (common.smk); Table 4 lists
+# `evaluate.ablation_models`.
 from opir.evaluate.tables import TABLES as BENCHMARK_TABLES, table_models
+
+# the models of each table, in row order
+BENCHMARK_TABLE_MODELS = {
+    table: table_models(
+        table,
+        PREDICTION_MODELS,
+        REFERENCE_MODELS,
+        config["evaluate"]["ablation_models"],
+    )
+    for table in BENCHMARK_TABLES
+}
+METRICS_JSON = "results/metrics/{split}/{model}.json"
 
 
 rule evaluate:
     input:
-        predictions="results/predictions/{split}/{model}.h5",
-        samples="results/dataset/samples.h5",
-        splits="results/dataset/splits.json",
+        predictions=PREDICTIONS_H5,
+        samples=SAMPLES_H5,
+        splits=SPLITS_JSON,
     output:
-        "results/metrics/{split}/{model}.json",
+        METRICS_JSON,
     log:
         f"{LOGS}/evaluate/{{split}}/{{model}}.log",
     benchmark:
@@ -30,14 +42,9 @@ rule evaluate:
 rule benchmark_table:
     input:
         lambda wildcards: expand(
-            "results/metrics/{split}/{model}.json",
+            METRICS_JSON,
             split=BENCHMARK_TABLES[wildcards.table][0],
-            model=table_models(
-                wildcards.table,
-                PREDICTION_MODELS,
-                REFERENCE_MODELS,
-                config["evaluate"]["ablation_models"],
-            ),
+            model=BENCHMARK_TABLE_MODELS[wildcards.table],
         ),
     output:
         csv="results/tables/{table}.csv",
@@ -55,15 +62,15 @@ rule benchmark_table:
         mem_mb=1000,
         runtime=10,
     params:
-        models=lambda wildcards: table_models(
-            wildcards.table,
-            PREDICTION_MODELS,
-            REFERENCE_MODELS,
-            config["evaluate"]["ablation_models"],
-        ),
+        models=lambda wildcards: BENCHMARK_TABLE_MODELS[wildcards.table],
         caption=lambda wildcards: BENCHMARK_TABLES[wildcards.table][1],
         label=lambda wildcards: f"tab:{wildcards.table}",
-        labels=config["evaluate"]["labels"],
+        # the display names of this table's models: renaming another model reruns nothing here
+        labels=lambda wildcards: {
+            model: label
+            for model, label in config["evaluate"]["labels"].items()
+            if model in BENCHMARK_TABLE_MODELS[wildcards.table]
+        },
     script:
         "../scripts/table.py"
 

@@ -26,4 +26,4 @@ rule ingest:
         "../scripts/ingest.py"
 
 
-FINAL_TARGETS.extend(per_run("results/ingest/{system}/{run}.rejected.tsv"))
+FINAL_TARGETS.extend(per_run(rules.ingest.output.rejected))

@@ -6,22 +6,29 @@
 from opir.core.compute import gpus_requested
 
 LATENT_STREAMS = ["waveform", "variation"]
+VAE_SETTINGS = config["models"]["vae"]
 VAE_EXTRA_IMAGES = (
-    {"variation": "results/render/variation.h5"}
-    if config["models"]["vae"]["train_on_variation"]
-    and not config["models"]["vae"]["pretrained_dir"]
+    {"variation": IMAGES_H5.format(stream="variation")}
+    if VAE_SETTINGS["train_on_variation"] and not VAE_SETTINGS["pretrained_dir"]
     else {}
+)
+# what the job reads: a pretrained VAE is copied as it is; the small one is built and trained with every other key
+# (train_on_variation picks the images, which are its inputs)
+VAE_PARAMS = (
+    config_slice("models.vae", "pretrained_dir")
+    if VAE_SETTINGS["pretrained_dir"]
+    else config_slice("models.vae", exclude=["train_on_variation"])
 )
 
 
 rule vae:
     input:
         **VAE_EXTRA_IMAGES,
-        waveform="results/render/waveform.h5",
-        samples="results/dataset/samples.h5",
-        splits="results/dataset/splits.json",
+        waveform=IMAGES_H5.format(stream="waveform"),
+        samples=SAMPLES_H5,
+        splits=SPLITS_JSON,
     output:
-        directory("results/latent/{split}/vae"),
+        directory(VAE_DIR),
     log:
         f"{LOGS}/latent/{{split}}/vae.log",
     benchmark:
@@ -34,7 +41,7 @@ rule vae:
         mem_mb=4000,
         runtime=120,
     params:
-        vae=config["models"]["vae"],
+        vae=VAE_PARAMS,
         device=config["compute"]["device"],
         checkpoint_dir=lambda wildcards: f"results/checkpoints/{wildcards.split}/vae",
     script:
@@ -43,10 +50,10 @@ rule vae:
 
 rule latent:
     input:
-        images="results/render/{stream}.h5",
-        vae="results/latent/{split}/vae",
+        images=IMAGES_H5,
+        vae=VAE_DIR,
     output:
-        "results/latent/{split}/{stream}.h5",
+        LATENTS_H5,
     log:
         f"{LOGS}/latent/{{split}}/{{stream}}.log",
     benchmark:
@@ -61,7 +68,7 @@ rule latent:
         mem_mb=4000,
         runtime=60,
     params:
-        batch_size=config["models"]["vae"]["encode_batch_size"],
+        batch_size=VAE_SETTINGS["encode_batch_size"],
         device=config["compute"]["device"],
     script:
         "../scripts/latent.py"

@@ -4,29 +4,34 @@
 from opir.mcr.references import calibration_files
 
 MCR_CALIBRATION_DIR = Path(config["data"]["calibration_dir"])
-MCR_TRUTH_DIR = config["data"]["truth_dir"]
-# the same condition as preprocess.smk's WITH_TRUTH: truth exists for simulated data or a given truth folder
-MCR_WITH_TRUTH = MCR_TRUTH_DIR is not None and (
-    config["data"]["source"] == "simulated" or Path(MCR_TRUTH_DIR).exists()
-)
 MCR_PATHWAY = config["mcr"]["pathway"]
 if tuple(MCR_PATHWAY["run"].split("/", 1)) not in RUNS:
     raise WorkflowError(
         f"mcr.pathway.run: {MCR_PATHWAY['run']!r} is not a run of the runs sheet; "
         f"expected 'system/run', one of: {', '.join(f'{s}/{r}' for s, r in RUNS)}"
     )
+# The references see the calibration spectra through the measured spectra's preprocessing, without the per-run
+# scale (theirs is 1) and the clip bounds (estimated on the operando training spectra by the dataset rule).
+MCR_REFERENCES_PREPROCESS = config_slice(
+    "preprocess", exclude=["clip_quantiles", "scale"]
+)
 
 
-# inputs of the pathway figure; a prediction file only when mcr.pathway.model names a model
+# inputs of the pathway figure; a prediction file only when mcr.pathway.model names a model, whose name and split
+# are then the input's path: the job reads the legend label, else the noise of the perturbed copy
 MCR_PATHWAY_INPUTS = {
-    "samples": "results/dataset/samples.h5",
-    "references": "results/mcr/references.h5",
-    "streams": "results/mcr/streams.h5",
+    "samples": SAMPLES_H5,
+    "references": MCR_REFERENCES_H5,
+    "streams": MCR_STREAMS_H5,
 }
+MCR_PATHWAY_KEYS = ["run", "min_share", "max_iter"]
 if MCR_PATHWAY["model"]:
-    MCR_PATHWAY_INPUTS["predictions"] = (
-        f"results/predictions/{MCR_PATHWAY['split']}/{MCR_PATHWAY['model']}.h5"
+    MCR_PATHWAY_INPUTS["predictions"] = PREDICTIONS_H5.format(
+        split=MCR_PATHWAY["split"], model=MCR_PATHWAY["model"]
     )
+    MCR_PATHWAY_KEYS.append("label")
+else:
+    MCR_PATHWAY_KEYS.extend(["perturb_noise", "seed"])
 
 
 rule mcr_references:
@@ -35,7 +40,7 @@ rule mcr_references:
             MCR_CALIBRATION_DIR, list_spectra=config["data"]["source"] == "opus"
         ),
     output:
-        "results/mcr/references.h5",
+        MCR_REFERENCES_H5,
     log:
         f"{LOGS}/mcr/references.log",
     benchmark:
@@ -47,18 +52,18 @@ rule mcr_references:
         runtime=20,
     params:
         calibration_dir=str(MCR_CALIBRATION_DIR),
-        mcr={k: config["mcr"][k] for k in ("solvated_species", "references")},
-        preprocess=config["preprocess"],
+        mcr=config_slice("mcr", "solvated_species", "references"),
+        preprocess=MCR_REFERENCES_PREPROCESS,
     script:
         "../scripts/mcr_references.py"
 
 
 rule mcr_streams:
     input:
-        samples="results/dataset/samples.h5",
-        references="results/mcr/references.h5",
+        samples=SAMPLES_H5,
+        references=MCR_REFERENCES_H5,
     output:
-        streams="results/mcr/streams.h5",
+        streams=MCR_STREAMS_H5,
         flagged="results/mcr/flagged.tsv",
     log:
         f"{LOGS}/mcr/streams.log",
@@ -70,16 +75,16 @@ rule mcr_streams:
         mem_mb=4000,
         runtime=20,
     params:
-        mcr={k: config["mcr"][k] for k in ("baseline_order", "solver", "flag")},
+        mcr=config_slice("mcr", "baseline_order", "solver", "flag"),
     script:
         "../scripts/mcr_streams.py"
 
 
 rule mcr_validate:
     input:
-        streams="results/mcr/streams.h5",
-        truth=per_run(f"{MCR_TRUTH_DIR}/{{system}}/{{run}}.h5"),
-        preprocessed=per_run("results/preprocessed/{system}/{run}.h5"),
+        streams=MCR_STREAMS_H5,
+        truth=per_run(TRUTH_RUN_H5),
+        preprocessed=per_run(PREPROCESSED_H5),
     output:
         "results/mcr/validation.json",
     log:
@@ -112,17 +117,20 @@ rule mcr_pathway:
         mem_mb=2000,
         runtime=20,
     params:
-        mcr={"baseline_order": config["mcr"]["baseline_order"], "pathway": MCR_PATHWAY},
+        mcr={
+            "baseline_order": config["mcr"]["baseline_order"],
+            "pathway": config_slice("mcr.pathway", *MCR_PATHWAY_KEYS),
+        },
     script:
         "../scripts/mcr_pathway.py"
 
 
 FINAL_TARGETS.extend(
     [
-        "results/mcr/references.h5",
-        "results/mcr/streams.h5",
-        "results/mcr/flagged.tsv",
+        MCR_REFERENCES_H5,
+        MCR_STREAMS_H5,
+        rules.mcr_streams.output.flagged,
     ]
 )
-if MCR_WITH_TRUTH:
-    FINAL_TARGETS.append("results/mcr/validation.json")
+if WITH_TRUTH:
+    FINAL_TARGETS.append(rules.mcr_validate.output[0])

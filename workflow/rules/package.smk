@@ -1,16 +1,13 @@
-# Self-contained model folders for `opir predict` (opir.forecast.package_workspace_model): the trained weights with
-# the VAE, the preprocessing parameters, the embedding data and the calibrated uncertainty band, so that a model
-# folder can leave the workflow's results (docs/method.md, "opir predict").
+# Self-contained model folders for `opir predict` (opir.package.packaging.package_trained_model): the trained
+# weights with the VAE, the preprocessing parameters, the embedding data and the calibrated uncertainty band, so
+# that a model folder can leave the workflow's results (docs/method.md, "opir predict"). Its inputs are the model
+# folder and what the model was trained with (package_inputs, common.smk); the script hands each path to the
+# library.
 
 
 rule package_model:
     input:
-        model="results/models/{split}/{model}/model.safetensors",
-        meta="results/models/{split}/{model}/model.json",
-        samples="results/dataset/samples.h5",
-        splits="results/dataset/splits.json",
-        vae="results/latent/{split}/vae",
-        mixtures=list(MIXTURE_EMBEDDING_FILES.values()),
+        unpack(package_inputs),
     output:
         directory("results/packages/{split}/{model}"),
     log:
@@ -26,14 +23,16 @@ rule package_model:
         mem_mb=4000,
         runtime=60,
     params:
-        package=config["models"]["package"],
+        package=config_slice(
+            "models.package", "calibration_draws", "calibration_samples"
+        ),
         device=config["compute"]["device"],
     script:
         "../scripts/package_model.py"
 
 
 FINAL_TARGETS.extend(
-    f"results/packages/{split}/{model}"
+    rules.package_model.output[0].format(split=split, model=model)
     for model in config["models"]["package"]["models"]
     for split in SPLITS
 )

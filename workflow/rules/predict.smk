@@ -1,21 +1,16 @@
 # Rules of the predict stage: k draws per test sample of every ABCC model, one-step MeanFlow -> VAE decoder ->
 # Alg. 1 inverse of each generated stream -> fused spectrum (the 1D variant: the difference spectrum directly), in
-# the predictions format that evaluation reads (opir.train; docs/formats.md).
+# the predictions format that evaluation reads (opir.train; docs/formats.md). Inputs: abcc_predict_inputs
+# (common.smk).
+from opir.core.compute import gpus_requested
+from opir.models.settings import resolve_model_config
 
 
 rule predict_abcc:
     input:
-        unpack(
-            lambda wildcards: abcc_model_inputs(
-                config,
-                wildcards.model,
-                wildcards.split,
-                MIXTURE_EMBEDDING_FILES,
-                prediction=True,
-            )
-        ),
+        unpack(abcc_predict_inputs),
     output:
-        "results/predictions/{split}/{model}.h5",
+        PREDICTIONS_H5,
     log:
         f"{LOGS}/predict/{{split}}/{{model}}.log",
     benchmark:
@@ -38,11 +33,10 @@ rule predict_abcc:
         "../scripts/predict_abcc.py"
 
 
-# evaluation scores every model in PREDICTION_MODELS (defined in baselines.smk): the models on both splits;
-# the ablations are read by Table 4 (evaluate.ablation_models)
-PREDICTION_MODELS.extend(ABCC_BENCHMARK_MODELS)
+# the models on both splits are rows of Tables 2 and 3 (PREDICTION_MODELS, common.smk); the ablations are read by
+# Table 4 (evaluate.ablation_models)
 FINAL_TARGETS.extend(
-    f"results/predictions/{split}/{model}.h5"
+    PREDICTIONS_H5.format(split=split, model=model)
     for model in ABCC_MODELS
     for split in model_splits(config["models"], model)
 )

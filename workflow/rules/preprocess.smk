@@ -1,22 +1,15 @@
 # Rules of the preprocess stage: per-run preprocessing, the sample table, the OpIRBench splits and Fig. 2
 # (opir.preprocess.spectra, opir.preprocess.dataset, opir.report.data; docs/preprocessing.md, docs/formats.md).
-TRUTH_DIR = config["data"]["truth_dir"]
-# truth exists for simulated data (the simulate rules write it) or when a given truth folder exists
-WITH_TRUTH = TRUTH_DIR is not None and (
-    config["data"]["source"] == "simulated" or Path(TRUTH_DIR).exists()
-)
 # the per-run jobs never read the clip quantiles (global, applied by the dataset rule): changing them must not
 # rerun every run
-PER_RUN_PREPROCESS = {
-    key: value for key, value in config["preprocess"].items() if key != "clip_quantiles"
-}
+PER_RUN_PREPROCESS = config_slice("preprocess", exclude=["clip_quantiles"])
 
 
 rule preprocess:
     input:
-        "results/ingest/{system}/{run}.h5",
+        rules.ingest.output.h5,
     output:
-        "results/preprocessed/{system}/{run}.h5",
+        PREPROCESSED_H5,
     log:
         f"{LOGS}/preprocess/{{system}}/{{run}}.log",
     benchmark:
@@ -34,8 +27,8 @@ rule preprocess:
 
 rule preprocess_truth:
     input:
-        ingest="results/ingest/{system}/{run}.h5",
-        truth=f"{TRUTH_DIR}/{{system}}/{{run}}.h5",
+        ingest=rules.ingest.output.h5,
+        truth=TRUTH_RUN_H5,
     output:
         "results/preprocessed_truth/{system}/{run}.h5",
     log:
@@ -55,9 +48,9 @@ rule preprocess_truth:
 
 rule dataset:
     input:
-        per_run("results/preprocessed/{system}/{run}.h5"),
+        per_run(PREPROCESSED_H5),
     output:
-        "results/dataset/samples.h5",
+        SAMPLES_H5,
     log:
         f"{LOGS}/dataset/samples.log",
     benchmark:
@@ -76,10 +69,10 @@ rule dataset:
 
 rule dataset_truth:
     input:
-        truth=per_run("results/preprocessed_truth/{system}/{run}.h5"),
-        samples="results/dataset/samples.h5",
+        truth=per_run(rules.preprocess_truth.output[0]),
+        samples=SAMPLES_H5,
     output:
-        "results/dataset/truth.h5",
+        TRUTH_H5,
     log:
         f"{LOGS}/dataset/truth.log",
     benchmark:
@@ -95,9 +88,9 @@ rule dataset_truth:
 
 rule splits:
     input:
-        "results/dataset/samples.h5",
+        SAMPLES_H5,
     output:
-        "results/dataset/splits.json",
+        SPLITS_JSON,
     log:
         f"{LOGS}/dataset/splits.log",
     benchmark:
@@ -116,7 +109,7 @@ rule splits:
 
 rule fig2_data:
     input:
-        "results/dataset/samples.h5",
+        SAMPLES_H5,
     output:
         png=report(
             "results/figures/fig2_data.png",
@@ -139,11 +132,11 @@ rule fig2_data:
 
 FINAL_TARGETS.extend(
     [
-        "results/dataset/samples.h5",
-        "results/dataset/splits.json",
+        SAMPLES_H5,
+        SPLITS_JSON,
         "results/figures/fig2_data.png",
         "results/figures/fig2_data.pdf",
     ]
 )
 if WITH_TRUTH:
-    FINAL_TARGETS.append("results/dataset/truth.h5")
+    FINAL_TARGETS.append(TRUTH_H5)

@@ -1,9 +1,9 @@
 # Rules of the render stage: waveform images (Alg. 1), Chemical Flow images (Alg. 2) and variation images of
 # results/dataset/samples.h5 (opir.render; docs/method.md "Rendering", docs/formats.md "Rendered images").
 RENDER_STREAMS = ["waveform", "chemical_flow", "variation"]
-# keys every stream reads; each stream adds its own sub-section, so changing the Chemical Flow settings reruns
-# only the Chemical Flow images
-RENDER_COMMON_KEYS = [
+# keys every stream reads: the curve style; each stream adds its own sub-section, so changing the Chemical Flow
+# settings reruns only the Chemical Flow images
+RENDER_STYLE_KEYS = [
     "image_size",
     "margin",
     "clip",
@@ -11,21 +11,15 @@ RENDER_COMMON_KEYS = [
     "thickness_px",
     "thickness_amplitude_gain",
     "contrast_gain",
-    "chunk_size",
-    "compression_level",
 ]
-
-
-# the config slice each job reads (streams add their own sub-section; the figure shows all three)
+# the config slice each job reads: the image files are written in chunks and compressed, the figure draws one
+# sample of each stream
 RENDER_PARAMS = {
-    stream: {
-        **{key: config["render"][key] for key in RENDER_COMMON_KEYS},
-        **{key: config["render"][key] for key in extra},
-    }
+    stream: config_slice("render", *RENDER_STYLE_KEYS, *extra)
     for stream, extra in {
-        "waveform": [],
-        "chemical_flow": ["chemical_flow"],
-        "variation": ["variation"],
+        "waveform": ["chunk_size", "compression_level"],
+        "chemical_flow": ["chunk_size", "compression_level", "chemical_flow"],
+        "variation": ["chunk_size", "compression_level", "variation"],
         "figure": ["chemical_flow", "variation", "figure_sample"],
     }.items()
 }
@@ -33,9 +27,9 @@ RENDER_PARAMS = {
 
 rule render_images:
     input:
-        samples="results/dataset/samples.h5",
+        samples=SAMPLES_H5,
     output:
-        "results/render/{stream}.h5",
+        IMAGES_H5,
     log:
         f"{LOGS}/render/{{stream}}.log",
     benchmark:
@@ -56,7 +50,7 @@ rule render_images:
 
 rule render_figure:
     input:
-        samples="results/dataset/samples.h5",
+        samples=SAMPLES_H5,
     output:
         png=report(
             "results/figures/render_illustration.png",
@@ -80,5 +74,5 @@ rule render_figure:
         "../scripts/render_figure.py"
 
 
-FINAL_TARGETS.extend(f"results/render/{stream}.h5" for stream in RENDER_STREAMS)
+FINAL_TARGETS.extend(IMAGES_H5.format(stream=stream) for stream in RENDER_STREAMS)
 FINAL_TARGETS.append("results/figures/render_illustration.pdf")

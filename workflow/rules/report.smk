@@ -1,9 +1,7 @@
 # Rules of the report stage: the paper's figures that no stage owns (Fig. 1, Fig. 4, training curves) and the
 # benchmark tables as HTML pages for `snakemake --report` (opir.report.paper; docs/report.md). `paper_figures`
 # builds every figure and table of the paper, including those the stages make themselves (Fig. 2: preprocess,
-# rendering illustration: render). Included last, so the model lists of the model stages are complete.
-from opir.models.settings import model_splits
-
+# rendering illustration: render).
 REPORT_SETTINGS = config["report"]
 # Fig. 4 compares models on held-out systems, as the paper does
 FIG4_SPLIT = "system"
@@ -45,15 +43,15 @@ if UNKNOWN_FIG4_MODELS:
 TRAINING_CURVES = {
     split: {
         **{
-            model: f"results/models/{split}/{model}/training_curve.csv"
+            model: MODEL_FILES["curve"].format(split=split, model=model)
             for model in ABCC_MODELS
             if split in model_splits(config["models"], model)
         },
         **{
-            model: f"results/models/{split}/{model}/training_curve.csv"
+            model: MODEL_FILES["curve"].format(split=split, model=model)
             for model in NB_MODELS
         },
-        "vae": f"results/latent/{split}/vae",
+        "vae": VAE_DIR.format(split=split),
     }
     for split in SPLITS
 }
@@ -73,15 +71,15 @@ PAPER_FIGURES = [
     for ext in ("png", "pdf")
 ] + ["results/figures/render_illustration.png"]
 PAPER_TABLE_FILES = [
-    f"results/tables/{table}.{ext}"
+    pattern.format(table=table)
     for table in PAPER_TABLES
-    for ext in ("csv", "md", "tex")
-] + [f"results/report/tables/{table}.html" for table in PAPER_TABLES]
+    for pattern in [*rules.benchmark_table.output, "results/report/tables/{table}.html"]
+]
 
 
 rule paper_fig1:
     input:
-        samples="results/dataset/samples.h5",
+        samples=SAMPLES_H5,
     output:
         png=report(
             "results/figures/fig1_operando.png",
@@ -99,17 +97,18 @@ rule paper_fig1:
         mem_mb=1000,
         runtime=10,
     params:
-        report={key: REPORT_SETTINGS[key] for key in ("dpi", "fig1")},
+        report=config_slice("report", "dpi", "fig1"),
     script:
         "../scripts/paper_fig1.py"
 
 
 rule paper_fig4:
     input:
-        samples="results/dataset/samples.h5",
-        splits="results/dataset/splits.json",
+        samples=SAMPLES_H5,
+        splits=SPLITS_JSON,
         predictions=[
-            f"results/predictions/{FIG4_SPLIT}/{model}.h5" for model in FIG4_MODELS
+            PREDICTIONS_H5.format(split=FIG4_SPLIT, model=model)
+            for model in FIG4_MODELS
         ],
     output:
         png=report(
@@ -128,10 +127,18 @@ rule paper_fig4:
         mem_mb=2000,
         runtime=10,
     params:
-        report={key: REPORT_SETTINGS[key] for key in ("dpi", "fig4")},
+        # report.fig4.models is FIG4_MODELS (and the inputs); the figure reads the rest of its section
+        report={
+            "dpi": REPORT_SETTINGS["dpi"],
+            "fig4": config_slice("report.fig4", exclude=["models"]),
+        },
         models=FIG4_MODELS,
         split=FIG4_SPLIT,
-        labels=config["evaluate"]["labels"],
+        labels={
+            model: label
+            for model, label in config["evaluate"]["labels"].items()
+            if model in FIG4_MODELS
+        },
     script:
         "../scripts/paper_fig4.py"
 
@@ -139,7 +146,7 @@ rule paper_fig4:
 rule paper_fig5:
     input:
         pathway=rules.mcr_pathway.output.pathway,
-        references=rules.mcr_references.output[0],
+        references=MCR_REFERENCES_H5,
     output:
         png=report(
             "results/figures/fig5_sei_pathway.png",
@@ -192,7 +199,7 @@ rule paper_training_curves:
 
 rule paper_table:
     input:
-        "results/tables/{table}.md",
+        rules.benchmark_table.output.md,
     output:
         report(
             "results/report/tables/{table}.html",

@@ -9,6 +9,27 @@ if SIMULATED and config["data"]["truth_dir"] is None:
     raise WorkflowError(
         "config data.truth_dir is null, but data.source is 'simulated': the simulator writes its truth there"
     )
+# what each job reads (opir.simulate): a run every key but the calibration set's; the calibration set its own
+# section, the instrument axis, the SNR window, the seed and the clock; a run the columns of its system's sheet row
+# that describe the cell (not its role in the system split)
+SIMULATE_RUN_PARAMS = config_slice("simulate", exclude=["calibration"])
+SIMULATE_CALIBRATION_PARAMS = config_slice(
+    "simulate",
+    "seed",
+    "wavenumber",
+    "snr_window_cm1",
+    "start_utc",
+    "utc_offset_hours",
+    "calibration",
+)
+SIMULATED_SYSTEM_COLUMNS = [
+    "system_id",
+    "working_electrode",
+    "counter_electrode",
+    "electrolyte",
+    "protocol",
+    "sim_samples",
+]
 
 
 if SIMULATED:
@@ -18,7 +39,7 @@ if SIMULATED:
             spectra=directory(f"{RAW_DIR}/{{system}}/{{run}}/spectra"),
             potentiostat=f"{RAW_DIR}/{{system}}/{{run}}/potentiostat.mpt",
             manifest=f"{RAW_DIR}/{{system}}/{{run}}/manifest.tsv",
-            truth=f"{config['data']['truth_dir']}/{{system}}/{{run}}.h5",
+            truth=TRUTH_RUN_H5,
         log:
             f"{LOGS}/simulate/{{system}}/{{run}}.log",
         benchmark:
@@ -29,9 +50,11 @@ if SIMULATED:
             mem_mb=3000,
             runtime=20,
         params:
-            simulate=config["simulate"],
+            simulate=SIMULATE_RUN_PARAMS,
             # the system's sheet row: a change there reruns only this system's runs
-            system=lambda wildcards: SYSTEMS.loc[wildcards.system].to_dict(),
+            system=lambda wildcards: SYSTEMS.loc[
+                wildcards.system, SIMULATED_SYSTEM_COLUMNS
+            ].to_dict(),
             runs=lambda wildcards: runs_of(wildcards.system),
             run_dir=lambda wildcards, output: str(Path(output.manifest).parent),
         script:
@@ -51,7 +74,7 @@ if SIMULATED:
             mem_mb=1000,
             runtime=10,
         params:
-            simulate=config["simulate"],
+            simulate=SIMULATE_CALIBRATION_PARAMS,
             electrolytes=sorted(set(SYSTEMS.electrolyte)),
             solvents=sorted(
                 {
@@ -64,8 +87,6 @@ if SIMULATED:
         script:
             "../scripts/simulate_calibration.py"
 
-    FINAL_TARGETS.extend(per_run(f"{RAW_DIR}/{{system}}/{{run}}/manifest.tsv"))
-    FINAL_TARGETS.extend(
-        per_run(f"{config['data']['truth_dir']}/{{system}}/{{run}}.h5")
-    )
-    FINAL_TARGETS.append(f"{CALIBRATION_DIR}/calibration.tsv")
+    FINAL_TARGETS.extend(per_run(rules.simulate.output.manifest))
+    FINAL_TARGETS.extend(per_run(rules.simulate.output.truth))
+    FINAL_TARGETS.append(rules.simulate_calibration.output.table)

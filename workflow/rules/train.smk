@@ -1,35 +1,19 @@
 # Rules of the train stage: one ABCC model per split and name in models.variants (opir.train,
 # opir.training; docs/method.md "ABCC core" and "ABCC complete"). A model's inputs follow its settings: the variation
 # latents with chemical_flow, the MCR streams with two_stream, no latents at all for the 1D variant (space:
-# spectrum). Each model trains on the splits it names (`splits`; the Table 4 ablations only on the system split).
-# Checkpoints go to results/checkpoints/{split}/{model}/, which is no output: a job killed by a time limit and
-# started again resumes from the newest one.
+# spectrum); the library says which (opir.models.settings.abcc_input_names), common.smk where they are
+# (abcc_inputs). Each model trains on the splits it names (`splits`; the Table 4 ablations only on the system
+# split). Checkpoints go to results/checkpoints/{split}/{model}/, which is no output: a job killed by a time limit
+# and started again resumes from the newest one.
 from opir.core.compute import gpus_requested
-from opir.models.settings import (
-    abcc_model_inputs,
-    model_splits,
-    resolve_model_config,
-)
-
-ABCC_MODELS = list(config["models"]["variants"])
-ABCC_MODEL_FILES = ["model.safetensors", "model.json", "training_curve.csv"]
-# models trained on both splits are rows of Tables 2 and 3; the others (ablations) only of Table 4
-ABCC_BENCHMARK_MODELS = [
-    m for m in ABCC_MODELS if set(model_splits(config["models"], m)) == set(SPLITS)
-]
+from opir.models.settings import abcc_train_settings
 
 
 rule train_abcc:
     input:
-        unpack(
-            lambda wildcards: abcc_model_inputs(
-                config, wildcards.model, wildcards.split, MIXTURE_EMBEDDING_FILES
-            )
-        ),
+        unpack(abcc_inputs),
     output:
-        model="results/models/{split}/{model}/model.safetensors",
-        meta="results/models/{split}/{model}/model.json",
-        curve="results/models/{split}/{model}/training_curve.csv",
+        **MODEL_FILES,
     log:
         f"{LOGS}/train/{{split}}/{{model}}.log",
     benchmark:
@@ -44,7 +28,8 @@ rule train_abcc:
         mem_mb=8000,
         runtime=720,
     params:
-        settings=lambda wildcards: resolve_model_config(
+        # everything the model is: the training reads it, and model.json keeps it for prediction and `opir predict`
+        settings=lambda wildcards: abcc_train_settings(
             config["models"], wildcards.model
         ),
         device=config["compute"]["device"],
@@ -54,8 +39,8 @@ rule train_abcc:
 
 
 FINAL_TARGETS.extend(
-    f"results/models/{split}/{model}/{name}"
+    pattern.format(split=split, model=model)
     for model in ABCC_MODELS
     for split in model_splits(config["models"], model)
-    for name in ABCC_MODEL_FILES
+    for pattern in MODEL_FILES.values()
 )

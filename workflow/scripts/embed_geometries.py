@@ -1,4 +1,4 @@
-# 3D structure of every molecule and ion of the molecule sheet, one SDF each (opir.embed.build_geometries).
+# 3D structure of every molecule and ion of the molecule sheet, one SDF each (opir.embed.molecules.build_geometries).
 from opir.core.logs import from_snakemake
 from opir.embed.molecules import EmbedSettings, build_geometries
 

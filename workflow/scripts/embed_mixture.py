@@ -1,4 +1,4 @@
-# Mixture embeddings of every system for one variant (opir.embed.embed_systems; docs/formats.md).
+# Mixture embeddings of every system for one variant (opir.embed.mixture.embed_systems; docs/formats.md).
 from opir.core.logs import from_snakemake
 from opir.embed.mixture import embed_systems
 from opir.embed.molecules import EmbedSettings

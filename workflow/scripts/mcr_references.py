@@ -1,4 +1,4 @@
-# calibration set -> results/mcr/references.h5: S_elec and S_SEI by MCR-ALS (opir.mcr.build_references).
+# calibration set -> results/mcr/references.h5: S_elec and S_SEI by MCR-ALS (opir.mcr.references.build_references).
 from opir.core.logs import from_snakemake
 from opir.mcr.references import build_references
 

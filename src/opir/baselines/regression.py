@@ -134,6 +134,7 @@ def voltage_regression(
     Features are standardized on the training samples; the prediction is the test sample's own s(v_0) plus the
     predicted change. Returns (n_test, 1, N_f).
     """
+    # scikit-learn only for this baseline
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import PolynomialFeatures, StandardScaler

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from opir import __version__
+from opir.core.config import with_defaults
 from opir.core.errors import ConfigError
 from opir.core.h5io import atomic_path
 
@@ -43,7 +44,8 @@ SLURM_VARIABLES = (
 def gpus_requested(compute: Mapping[str, Any]) -> int:
     """GPUs a GPU-capable job asks its scheduler for (the ``gpu`` resource, ``sbatch --gpus=N``): 0 unless
     ``compute.gpu_jobs`` is true, so one config switch moves training and prediction on or off GPU nodes."""
-    return int(compute.get("gpus_per_job", 1)) if compute.get("gpu_jobs", False) else 0
+    compute = with_defaults("compute", compute)
+    return int(compute["gpus_per_job"]) if compute["gpu_jobs"] else 0
 
 
 def visible_gpus(environ: Mapping[str, str] = os.environ) -> list[str]:
@@ -86,8 +88,10 @@ def device_report(compute: Mapping[str, Any], threads: int, environ: Mapping[str
     Raises :class:`ConfigError` when ``compute.gpu_jobs`` is true and a SLURM job was given no GPU: the cluster's
     GRES setup or the partition choice is wrong, and every training job would fall back to the CPU unnoticed.
     """
+    # off the start-up path: the workflow imports this module while it parses the rules
     import torch
 
+    compute = with_defaults("compute", compute)
     requested = gpus_requested(compute)
     allocated = visible_gpus(environ)
     slurm_job = environ.get("SLURM_JOB_ID")
@@ -98,7 +102,7 @@ def device_report(compute: Mapping[str, Any], threads: int, environ: Mapping[str
             f"(CUDA_VISIBLE_DEVICES={environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}): check the partition "
             "limits in the slurm profile (partitions.yaml) and the cluster's gres/gpu configuration"
         )
-    device = resolve_device(compute.get("device", "auto"))
+    device = resolve_device(compute["device"])
     try:
         cpus_available = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -111,7 +115,7 @@ def device_report(compute: Mapping[str, Any], threads: int, environ: Mapping[str
         "cpus_available": cpus_available,
         "gpus_requested": requested,
         "gpus_visible": allocated,
-        "device_requested": compute.get("device", "auto"),
+        "device_requested": compute["device"],
         "device": str(device),
         "torch": torch.__version__,
         "torch_cuda_build": torch.version.cuda,

@@ -11,6 +11,7 @@ per section under ``schemas/config/`` (``$ref: config/<section>.schema.yaml``), 
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ def _load_yaml(path: Path) -> Any:
 _BASE_URI = "https://opir.invalid/schemas/"
 
 
+@functools.lru_cache(maxsize=4)
 def _registry(schema_dir: Path) -> Registry:
     """Every schema file under ``schema_dir``, addressable by its path relative to that folder (so a ``$ref``
     is relative to the file it appears in, as in any JSON-schema tool)."""
@@ -114,6 +116,22 @@ def _fill_defaults(data: Any, schema: Any, registry: Registry, base: str = _BASE
             data[key] = copy.deepcopy(sub_resolved["default"])
         if key in data:
             _fill_defaults(data[key], sub_resolved, registry, sub_base)
+
+
+def with_defaults(section: str, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``values`` (a config section, e.g. ``"ingest"`` or ``"models.abcc.losses"``) with every missing key filled
+    with its schema default, nested sections included: the schema is the one place a default is written, so a
+    library function called without the workflow (a test, a notebook) sees the same defaults as a rule."""
+    registry = _registry(SCHEMA_DIR)
+    base = _BASE_URI + "config.schema.yaml"
+    schema, base = _resolve(registry[base].contents, registry, base)
+    for key in section.split("."):
+        if key not in schema.get("properties", {}):
+            raise ConfigError(f"config schema: no section {section!r} ({key!r} unknown)")
+        schema, base = _resolve(schema["properties"][key], registry, base)
+    data = copy.deepcopy(dict(values or {}))
+    _fill_defaults(data, schema, registry, base)
+    return data
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ def descriptors_3d(mol) -> np.ndarray:
     USR/USRCAT need three atoms. The composition block (element counts in UniMol's vocabulary, net charge, heavy
     atom count) is what separates a Li+ from a Na+ once every geometric descriptor is zero.
     """
+    # rdkit (slow to import) only where molecules are parsed or built
     from rdkit import Chem
     from rdkit.Chem import Descriptors3D, rdMolDescriptors
 
@@ -110,6 +112,7 @@ def descriptor3d_embedding(mols: Sequence[Any], settings: EmbedSettings) -> tupl
 
 def morgan_embedding(smiles: Sequence[str], settings: EmbedSettings) -> np.ndarray:
     """SMILES (2D) variant: Morgan count fingerprints folded to 512 bits (radius ``morgan_radius``)."""
+    # rdkit (slow to import) only where molecules are parsed or built
     from rdkit import Chem
     from rdkit.Chem import rdFingerprintGenerator
 
@@ -143,6 +146,7 @@ def import_unimol():
     with tempfile.TemporaryDirectory(prefix="opir-unimol-") as tmp:
         os.chdir(tmp)
         try:
+            # optional: only the UniMol method needs it
             import unimol_tools
         finally:
             os.chdir(cwd)
@@ -153,8 +157,6 @@ def import_unimol():
                     handler.close()
     installed = getattr(unimol_tools, "__version__", None)
     if installed is None:
-        from importlib.metadata import version
-
         installed = version("unimol_tools")
     if installed != UNIMOL_TOOLS_VERSION:
         log.warning("unimol-tools %s installed; embeddings are pinned to %s", installed, UNIMOL_TOOLS_VERSION)
@@ -167,6 +169,7 @@ def unimol_embedding(mols: Sequence[Any], settings: EmbedSettings, keys: Sequenc
     The weights folder is checked first (ConfigError, never a download). Checkpoints written by Uni-Core hold an
     ``argparse.Namespace``; torch >= 2.6 refuses it under ``weights_only=True``, so it is allow-listed.
     """
+    # torch only on the UniMol path
     import torch
 
     model_path, dict_path = unimol_weight_files(settings.unimol_weight_dir)
@@ -192,6 +195,7 @@ _UNIMOL_CACHE: dict[tuple, Any] = {}
 def _unimol_model(model_path: str, dict_path: str, batch_size: int, seed: int):
     """A UniMolRepr for these files, built once per process (47 M parameters: ~1 s; `opir predict` embeds often).
     The cache key includes the files' size and mtime, so replaced weights are reloaded."""
+    # torch only on the UniMol path
     import torch
 
     key = (

@@ -60,7 +60,7 @@ _TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtyp
 # --------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EmbedSettings:
-    """The ``embed`` config section (workflow/schemas/config/embed.schema.yaml documents every key)."""
+    """The ``embed`` config section (opir/core/schemas/config/embed.schema.yaml documents every key)."""
 
     unimol_weight_dir: str | None = None
     variant: str = "3d"
@@ -104,6 +104,7 @@ class Species:
 
 def parse_smiles(smiles: str, where: str):
     """RDKit molecule from ``smiles``; ConfigError naming ``where`` when it does not parse."""
+    # rdkit (slow to import) only where molecules are parsed or built
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")  # RDKit prints parse errors on stderr; ours names the row instead
@@ -118,6 +119,7 @@ def parse_smiles(smiles: str, where: str):
 
 def split_species(name: str, smiles: str, role: str, where: str) -> list[Species]:
     """The structures a molecule is embedded as. A salt must be written as charge-balanced, dot-separated ions."""
+    # rdkit (slow to import) only where molecules are parsed or built
     from rdkit import Chem
     from rdkit.Chem import rdMolDescriptors
 
@@ -217,6 +219,7 @@ def load_embedding_inputs(systems_path: str | Path | None, molecules_path: str |
 # --------------------------------------------------------------------------------------------------------------
 def anion_template(smiles: str):
     """A rigid AX6 (octahedral) or AX4 (tetrahedral) structure for the anions in :data:`ANION_TEMPLATES`."""
+    # rdkit (slow to import) only where molecules are parsed or built
     from rdkit import Chem
     from rdkit.Geometry import Point3D
 
@@ -241,6 +244,7 @@ def build_geometry(smiles: str, settings: EmbedSettings, where: str = "structure
     - everything else: ETKDGv3 with ``conformer_seed`` (single-threaded, so it is reproducible), then MMFF94
       (UFF where MMFF has no parameters; the raw ETKDG structure where neither has).
     """
+    # rdkit (slow to import) only where molecules are parsed or built
     from rdkit import Chem
     from rdkit.Chem import AllChem, rdDistGeom
     from rdkit.Geometry import Point3D
@@ -278,6 +282,7 @@ def geometry_path(cache_dir: str | Path, species: Species) -> Path:
 def load_or_build_geometry(species: Species, settings: EmbedSettings, cache_dir: str | Path | None):
     """The species' structure from ``cache_dir`` when a file made from the same SMILES and settings is there,
     else built and written there (SDF, atomically). Returns (mol, source)."""
+    # rdkit (slow to import) only where molecules are parsed or built
     from rdkit import Chem
 
     where = f"molecule {species.molecule} ({species.smiles})"

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from opir.core.arrays import cosine_similarity_rows, r2_rows
 from opir.core.errors import DataError
 from opir.core.h5io import atomic_path, provenance
 from opir.formats.predictions import Predictions, read_predictions
@@ -49,14 +50,8 @@ def spectral_metrics(prediction: np.ndarray, target: np.ndarray) -> dict[str, np
         raise ValueError(f"prediction {pred.shape} and target {true.shape} differ in shape")
     residual = pred - true
     mse = np.mean(residual**2, axis=1)
-    norms = np.linalg.norm(pred, axis=1) * np.linalg.norm(true, axis=1)
-    dot = np.sum(pred * true, axis=1)
-    both_zero = (np.linalg.norm(pred, axis=1) == 0) & (np.linalg.norm(true, axis=1) == 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.where(norms > 0, dot / np.where(norms > 0, norms, 1.0), np.where(both_zero, 1.0, 0.0))
-        cos = np.clip(cos, -1.0, 1.0)  # rounding can push |cos| a hair above 1, where arccos is NaN
-        ss_tot = np.sum((true - true.mean(axis=1, keepdims=True)) ** 2, axis=1)
-        r2 = np.where(ss_tot > 0, 1.0 - np.sum(residual**2, axis=1) / np.where(ss_tot > 0, ss_tot, 1.0), np.nan)
+    cos = cosine_similarity_rows(pred, true)
+    r2 = r2_rows(true, pred)
     return {
         "mae": np.mean(np.abs(residual), axis=1),
         "mse": mse,

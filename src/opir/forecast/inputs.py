@@ -143,6 +143,7 @@ def embed_electrolyte(recipe_text: str, fm: ForecastModel) -> np.ndarray:
     """The recipe's mixture embedding in the model's space. Names known to the model reuse its stored embeddings
     (identical to training, and no UniMol weights needed); a SMILES of a known molecule counts as that molecule;
     anything else is embedded with the model's method and settings (opir.embed)."""
+    # rdkit (slow to import) only where molecules are parsed or built
     from rdkit import Chem, RDLogger
 
     recipe = parse_recipe(recipe_text, "--electrolyte")

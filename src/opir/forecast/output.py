@@ -11,6 +11,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pandas as pd
+import torch
 
 from opir.core.errors import ConfigError
 from opir.core.h5io import atomic_h5, atomic_path, provenance, write_axis, write_nxdata
@@ -52,8 +53,6 @@ def forecast(
     batch_size: int = 64, voltage_tolerance_v: float = 0.05,
 ) -> Forecast:
     """The whole forecast of one static spectrum (see the module docstring)."""
-    import torch
-
     if draws < 2:
         raise ConfigError(f"--draws {draws}: at least 2 draws are needed for an uncertainty band")
     check_voltage_range(profile, fm.forecast["voltage_range_v"], voltage_tolerance_v)

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
+import torch
 
 from opir.core.errors import DataError
-from opir.core.h5io import read_strings
 from opir.forecast.inputs import StaticSpectrum, VoltageProfile
 from opir.forecast.model import ForecastModel
 from opir.formats.model_dir import model_space
+from opir.formats.samples import read_sample_arrays, read_spectra
 from opir.models.conditioning import Condition
 from opir.models.vae import encode_images
 from opir.preprocess.profile import profile_features
@@ -42,8 +42,6 @@ def initial_state(spectrum: np.ndarray, fm: ForecastModel):
     """The condition's initial state, made as in training: the Alg. 1 image of the preprocessed spectrum encoded
     exactly as opir.latent encodes the training images (1, C, h, w); for the spectral variant the spectrum itself,
     padded to the patch size (1, 1, L)."""
-    import torch
-
     spectrum = np.asarray(spectrum, dtype=np.float32)[None]
     if model_space(fm.meta) == "spectrum":
         length = spectral_length(spectrum.shape[1], int(fm.meta["settings"]["spectral_patch_size"]))
@@ -55,8 +53,6 @@ def initial_state(spectrum: np.ndarray, fm: ForecastModel):
 
 def build_conditions(latent, profile: VoltageProfile, mixture: np.ndarray, settings: dict[str, Any]):
     """One condition per target row m >= 1: profile v_0..v_m and elapsed t_m - t_0, as in training."""
-    import torch
-
     features = np.stack([
         profile_features(profile.voltage_v[: m + 1], float(profile.time_s[m] - profile.time_s[0]),
                          int(settings["profile_length"]), float(settings["voltage_center_v"]),
@@ -78,8 +74,6 @@ def sample_sequence(
     """``draws`` one-step samples per condition -> spectra (n, draws, N_f) float32, read out and fused exactly as
     the workflow's predict (opir.train.Readout); ``initial_spectra`` (n, N_f) are the s(v_0) the
     residual path adds its change to."""
-    import torch
-
     settings = fm.meta["settings"]
     euler_steps = int(settings.get("predict", {}).get("euler_steps", 0))
     n_points = int(fm.forecast["preprocess_params"]["n_points"])
@@ -110,21 +104,18 @@ def forecast_samples(
     """``opir predict``'s path on dataset samples (for measuring the band's coverage): each sample's initial
     spectrum (already preprocessed in samples.h5) is drawn, encoded and forecast at the sample's voltage profile.
     Returns (n, draws, N_f)."""
-    import torch
-
-    with h5py.File(samples_h5, "r") as handle:
-        ids = read_strings(handle["samples/sample_id"])
-        position = {s: i for i, s in enumerate(ids)}
-        missing = [s for s in sample_ids if s not in position]
-        if missing:
-            raise DataError(f"{samples_h5}: {len(missing)} sample(s) not in the table, e.g. {missing[0]}")
-        idx = np.array([position[s] for s in sample_ids], dtype=np.int64)
-        rows, initial = handle["samples/row"][()][idx], handle["samples/initial_row"][()][idx]
-        systems = read_strings(handle["samples/system_id"])[idx]
-        voltage, elapsed = handle["rows/voltage_v"][()], handle["rows/elapsed_s"][()]
-        spectra = handle["spectra/absorbance"]
-        starts = np.unique(initial)
-        initial_spectra = {int(r): spectra[int(r)] for r in starts}
+    table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/row", "samples/initial_row",
+                                            "samples/system_id", "rows/voltage_v", "rows/elapsed_s"])
+    position = {s: i for i, s in enumerate(table["samples/sample_id"])}
+    missing = [s for s in sample_ids if s not in position]
+    if missing:
+        raise DataError(f"{samples_h5}: {len(missing)} sample(s) not in the table, e.g. {missing[0]}")
+    idx = np.array([position[s] for s in sample_ids], dtype=np.int64)
+    rows, initial = table["samples/row"][idx], table["samples/initial_row"][idx]
+    systems = table["samples/system_id"][idx]
+    voltage, elapsed = table["rows/voltage_v"], table["rows/elapsed_s"]
+    starts = np.unique(initial)
+    initial_spectra = dict(zip((int(r) for r in starts), read_spectra(samples_h5, starts), strict=True))
     unknown = sorted(set(systems) - set(mixtures))
     if unknown:
         raise DataError(f"no mixture embedding for system(s) {', '.join(unknown)}")

@@ -1,11 +1,17 @@
-"""The self-contained model directory that ``opir predict`` reads: its layout, format version and check."""
+"""Model folders: the one a training rule writes (``model.safetensors`` with the EMA weights, ``model.json``,
+``training_curve.csv``) and the self-contained model directory that ``opir predict`` reads (its layout, format
+version and check)."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 from pathlib import Path
 from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
 
 from opir import __version__
 from opir.core.errors import DataError
@@ -63,3 +69,46 @@ def check_model_dir(model_dir: str | Path) -> tuple[dict[str, Any], dict[str, An
         if not meta.get(key):
             raise IncompatibleModelError(f"{model_dir / 'model.json'}: no {key!r} entry")
     return meta, forecast
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The model folder of a training rule
+# --------------------------------------------------------------------------------------------------------------
+def write_curve(curve: list[dict], path: str | Path) -> None:
+    """The training curve as CSV (one row per logged step)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for row in curve for k in row)) or ["step", "loss"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(curve)
+
+
+def write_model_folder(
+    out_dir: str | Path, weights: dict[str, torch.Tensor], meta: dict[str, Any], curve: list[dict]
+) -> Path:
+    """A trained model's folder: its (EMA) weights as safetensors, ``model.json`` and the training curve."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous().cpu() for k, v in weights.items()}, out_dir / "model.safetensors",
+              metadata={"format": "pt", "weights": "ema"})
+    (out_dir / "model.json").write_text(json.dumps(meta, indent=2, default=str))
+    write_curve(curve, out_dir / "training_curve.csv")
+    return out_dir
+
+
+def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
+    """``model.json`` of a trained model's folder."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "model.json").exists():
+        raise DataError(f"{model_dir}: no model.json")
+    return json.loads((model_dir / "model.json").read_text())
+
+
+def read_model_weights(model_dir: str | Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """The weights of a trained model's folder (safetensors only: nothing is unpickled)."""
+    path = Path(model_dir) / "model.safetensors"
+    if not path.exists():
+        raise DataError(f"{path}: missing (the model's weights)")
+    return load_file(path, device=str(device))

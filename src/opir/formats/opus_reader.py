@@ -125,6 +125,7 @@ def _block_fast(raw: bytes, key: str) -> Any:
     """The wanted data block via brukeropus' own directory, block and pairing code, parsing only the blocks of
     that spectrum type (an OPUS file from a spectrometer holds 6-25 blocks; operando runs have thousands of
     files). Returns a brukeropus ``Data`` or None; anything unusual is left to the full reader."""
+    # off the start-up path: the workflow imports this package while it parses the rules
     from brukeropus.file.block import FileBlock, pair_data_and_status_blocks
     from brukeropus.file.data import Data
     from brukeropus.file.parse import parse_directory, parse_header

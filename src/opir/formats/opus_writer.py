@@ -1,4 +1,4 @@
-"""Bruker OPUS files: the binary layout and a writer (reading for ingest lives in :mod:`opir.ingest`, through
+"""Bruker OPUS files: the binary layout and a writer (reading: :mod:`opir.formats.opus_reader`, through
 the independent ``brukeropus`` reader).
 
 Layout (little-endian; docs/formats.md "Raw operando runs and OPUS files"):

@@ -3,10 +3,13 @@ stage."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -15,6 +18,7 @@ from opir.core.errors import DataError
 from opir.core.h5io import read_strings
 
 
+# --------------------------------------------------------------------------------------------------------------
 # The sample table and the splits (written by the dataset stage; docs/architecture.md)
 # --------------------------------------------------------------------------------------------------------------
 @dataclass
@@ -102,3 +106,54 @@ def load_split(path: str | os.PathLike, split: str) -> dict[str, list[str]]:
             f"{path}: split '{split}': {len(overlap)} sample(s) both train and test, e.g. {sorted(overlap)[:3]}"
         )
     return {"train": train, "test": test}
+
+
+def read_sample_arrays(
+    path: str | os.PathLike, keys: Sequence[str], optional: Sequence[str] = ()
+) -> dict[str, np.ndarray]:
+    """Named datasets of ``samples.h5`` (``"wavenumber_cm1"``, ``"rows/voltage_v"``, ``"samples/sample_id"``, ...)
+    without the spectra, strings decoded; a missing key is a DataError naming the file, a missing ``optional`` key
+    is left out."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: sample table does not exist")
+    out = {}
+    with h5py.File(path, "r") as handle:
+        missing = [key for key in keys if key not in handle]
+        if missing:
+            raise DataError(f"{path}: missing {', '.join(missing)} (docs/architecture.md, samples.h5)")
+        for key in (*keys, *(k for k in optional if k in handle)):
+            dataset = handle[key]
+            out[key] = read_strings(dataset) if dataset.dtype.kind in "OSU" else dataset[()]
+    return out
+
+
+@contextlib.contextmanager
+def open_spectra(path: str | os.PathLike) -> Iterator[h5py.Dataset]:
+    """``spectra/absorbance`` of ``samples.h5`` as an open dataset, for a stage that streams it in blocks."""
+    with h5py.File(path, "r") as handle:
+        if "spectra/absorbance" not in handle:
+            raise DataError(f"{path}: dataset 'spectra/absorbance' is missing (docs/architecture.md, samples.h5)")
+        yield handle["spectra/absorbance"]
+
+
+def read_spectra(path: str | os.PathLike, rows: np.ndarray | slice) -> np.ndarray:
+    """Rows of ``spectra/absorbance``, read without loading the whole table: a slice, or row indices in any order
+    (repeats allowed), returned in the order asked."""
+    with open_spectra(path) as spectra:
+        if isinstance(rows, slice):
+            return spectra[rows]
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return np.zeros((0, spectra.shape[1]), dtype=spectra.dtype)
+        unique, inverse = np.unique(rows, return_inverse=True)
+        block = spectra[unique]
+    return block if unique.size == rows.size and np.array_equal(unique, rows) else block[inverse]
+
+
+def read_preprocess_params(path: str | os.PathLike) -> dict[str, Any]:
+    """The preprocessing parameters the dataset stage applied (``preprocess_params`` root attribute)."""
+    with h5py.File(path, "r") as handle:
+        if "preprocess_params" not in handle.attrs:
+            raise DataError(f"{path}: no 'preprocess_params' attribute (made by an older dataset stage?)")
+        return json.loads(handle.attrs["preprocess_params"])

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from opir.core import h5io
+from opir.core.config import with_defaults
 from opir.core.errors import DataError, OpusReadError
 from opir.formats import potentiostat
 from opir.formats.opus_reader import OpusSpectrum, parse_time_zone, read_opus_spectrum
@@ -119,8 +120,9 @@ def collect_run(
     Every file that cannot be used is listed in ``rejected`` with its reason; the caller decides (``on_bad_file``)
     whether that stops the run.
     """
-    block = params.get("block", "AB")
-    opus_zone = parse_time_zone(params.get("opus_time_zone"))
+    params = with_defaults("ingest", params)
+    block = params["block"]
+    opus_zone = parse_time_zone(params["opus_time_zone"])
     rejected: list[tuple[str, str]] = []
     ordered = list(spectra_paths)
     manifest_times: dict[str, dt.datetime | None] = {}
@@ -169,12 +171,12 @@ def collect_run(
     if read:
         if not log_path:
             raise DataError("no potentiostat log (potentiostat.mpt or potentiostat.csv) in the run folder")
-        log_table = potentiostat.read_log(log_path, parse_time_zone(params.get("potentiostat_time_zone", "UTC")))
+        log_table = potentiostat.read_log(log_path, parse_time_zone(params["potentiostat_time_zone"]))
         origin = times[0] if log_table.started_utc is None else log_table.started_utc
         if log_table.started_utc is None:
             log.info("%s has no start time; its time 0 is taken as the first spectrum's acquisition", log_path)
         offsets = np.array([(t - origin).total_seconds() for t in times])
-        covered = potentiostat.covers(log_table, offsets, float(params.get("log_tolerance_s", 1.0)))
+        covered = potentiostat.covers(log_table, offsets, float(params["log_tolerance_s"]))
         for (_, spectrum), ok, offset in zip(read, covered, offsets, strict=True):
             if not ok:
                 rejected.append(
@@ -204,7 +206,7 @@ def _acquisition_times(
     params: Mapping[str, Any],
     log_path: str | None,
 ) -> list[dt.datetime]:
-    source = params.get("time_source", "opus")
+    source = params["time_source"]
     if not read:
         return []
     if source == "opus":
@@ -218,12 +220,12 @@ def _acquisition_times(
             raise DataError(f"{missing[0]}: no acquired_utc in the run's manifest.tsv (ingest.time_source: manifest)")
         return [manifest_times[s.path] for _, s in read]
     if source == "interval":
-        interval = float(params.get("interval_s", 30.0))
-        start_from = params.get("interval_start", "first_spectrum")
+        interval = float(params["interval_s"])
+        start_from = params["interval_start"]
         if start_from == "log_start":
             if not log_path:
                 raise DataError("ingest.interval_start is 'log_start' but the run has no potentiostat log")
-            started = potentiostat.read_log(log_path, parse_time_zone(params.get("potentiostat_time_zone", "UTC")))
+            started = potentiostat.read_log(log_path, parse_time_zone(params["potentiostat_time_zone"]))
             if started.started_utc is None:
                 raise DataError(f"{log_path}: no start time in the log, needed by ingest.interval_start: log_start")
             start = started.started_utc
@@ -233,7 +235,7 @@ def _acquisition_times(
             if start is None:
                 raise DataError(f"{first.path}: no time stamp to anchor ingest.time_source: interval")
             start -= dt.timedelta(seconds=interval * read[0][0])
-        start += dt.timedelta(seconds=float(params.get("interval_offset_s", 0.0)))
+        start += dt.timedelta(seconds=float(params["interval_offset_s"]))
         return [start + dt.timedelta(seconds=interval * position) for position, _ in read]
     raise DataError(f"ingest.time_source {source!r} is not one of opus, manifest, interval")
 
@@ -281,10 +283,11 @@ def ingest_run(
     ``params['on_bad_file']``: 'fail' raises a :class:`DataError` listing every bad file; 'skip' writes them with
     their reasons to ``rejected_output`` and goes on with the rest. The rejected table is written in both cases.
     """
+    params = with_defaults("ingest", params)
     result = collect_run(spectra_paths, log_path, manifest_path, params)
     write_rejected(rejected_output, result.rejected)
     where = f"run {system_id}/{run_id}"
-    if result.rejected and params.get("on_bad_file", "fail") == "fail":
+    if result.rejected and params["on_bad_file"] == "fail":
         lines = "\n  ".join(f"{path}: {reason}" for path, reason in result.rejected)
         raise DataError(
             f"{where}: {len(result.rejected)} bad file(s) (ingest.on_bad_file: fail; set it to 'skip' to go on "

@@ -16,8 +16,10 @@ from opir.core.compute import resolve_device
 from opir.core.errors import DataError
 from opir.core.h5io import atomic_h5, provenance, read_strings, write_nxdata
 from opir.formats.images import read_images
+from opir.formats.model_dir import write_curve
+from opir.formats.samples import read_sample_arrays
 from opir.models import vae as vae_lib
-from opir.training import TrainConfig, batch_indices, data_fingerprint, train, write_curve
+from opir.training import TrainConfig, batch_indices, data_fingerprint, train
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +30,8 @@ def training_rows(samples_h5: str | Path, splits_json: str | Path, split: str) -
     if split not in splits or "train" not in splits[split]:
         raise DataError(f"{splits_json}: no '{split}' split with a 'train' list")
     train_ids = set(splits[split]["train"])
-    with h5py.File(samples_h5, "r") as handle:
-        sample_id = read_strings(handle["samples/sample_id"])
-        rows = handle["samples/row"][()]
-        initial = handle["samples/initial_row"][()]
+    table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/row", "samples/initial_row"])
+    sample_id, rows, initial = table["samples/sample_id"], table["samples/row"], table["samples/initial_row"]
     known = set(sample_id)
     missing = sorted(train_ids - known)
     if missing:

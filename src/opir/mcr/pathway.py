@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from opir.core.arrays import cosine_similarity_rows
 from opir.core.errors import DataError
 from opir.core.h5io import atomic_h5, provenance, read_strings, write_axis, write_nxdata
 from opir.mcr.references import References, read_references
@@ -54,6 +55,7 @@ def recover_pathway(
     components are free (non-negative spectra and concentrations), initialized from their references so that
     each recovered component keeps its name. The scale ambiguity of MCR is removed by giving every recovered
     spectrum the norm of its reference."""
+    # off the start-up path: the workflow imports this package while it parses the rules
     from pymcr.constraints import ConstraintNonneg
     from pymcr.mcr import McrAR
 
@@ -91,12 +93,6 @@ def recover_pathway(
         float(100 * np.sqrt((residual**2).sum() / (D**2).sum())),
         int(mcr.n_iter),
     )
-
-
-def cosine_similarity_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.where(den > 0, (a * b).sum(1) / np.where(den > 0, den, 1), np.nan)
 
 
 def read_prediction_sequence(predictions_h5: str | Path, sample_ids: Sequence[str]) -> np.ndarray:

@@ -284,6 +284,7 @@ def learn_references(
 ) -> References:
     """MCR-ALS (pyMCR) on the calibration spectra: C constrained by :class:`ConstraintKnownComposition`,
     S^T non-negative (absorption bands), least squares in both half-steps."""
+    # off the start-up path: the workflow imports this package while it parses the rules
     from pymcr.constraints import ConstraintNonneg
     from pymcr.mcr import McrAR
 

@@ -17,6 +17,7 @@ from scipy.optimize import nnls
 
 from opir.core.errors import ConfigError, DataError
 from opir.core.h5io import atomic_h5, atomic_path, provenance, read_strings, write_axis, write_nxdata
+from opir.formats.samples import read_sample_arrays, read_spectra
 from opir.mcr.references import References, read_references
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def fit_concentrations(
         for n, d in enumerate(D):
             coef[n] = nnls(A, d, maxiter=50 * A.shape[1])[0]
     elif solver == "pymcr":
+        # off the start-up path: the workflow imports this package while it parses the rules
         from pymcr.constraints import ConstraintNonneg
         from pymcr.mcr import McrAR
 
@@ -119,31 +121,17 @@ def flag_poorly_explained(
 
 
 def read_samples(samples_h5: str | Path) -> dict[str, np.ndarray]:
-    need = [
-        "wavenumber_cm1",
-        "spectra/absorbance",
-        "rows/system_id",
-        "rows/run_id",
-        "rows/index_in_run",
-        "rows/voltage_v",
-    ]
-    with h5py.File(samples_h5, "r") as h5:
-        missing = [k for k in need if k not in h5]
-        if missing:
-            raise DataError(f"{samples_h5}: missing {', '.join(missing)} (docs/formats.md, sample table)")
-        out = {
-            "wavenumber_cm1": h5["wavenumber_cm1"][()],
-            "absorbance": h5["spectra/absorbance"][()],
-            "system_id": read_strings(h5["rows/system_id"]),
-            "run_id": read_strings(h5["rows/run_id"]),
-            "index_in_run": h5["rows/index_in_run"][()],
-            "voltage_v": h5["rows/voltage_v"][()],
-        }
-        if "rows/snr" in h5:
-            out["snr"] = h5["rows/snr"][()]
-        if "samples/sample_id" in h5:
-            out["sample_id"] = read_strings(h5["samples/sample_id"])
-            out["sample_row"] = h5["samples/row"][()]
+    """The per-row view MCR works on: the spectra with their run, position and voltage (the sample ids and rows
+    when the table has them)."""
+    table = read_sample_arrays(
+        samples_h5,
+        ["wavenumber_cm1", "rows/system_id", "rows/run_id", "rows/index_in_run", "rows/voltage_v"],
+        optional=["rows/snr", "samples/sample_id", "samples/row"],
+    )
+    out = {key.rpartition("/")[2]: table[key] for key in table if not key.startswith("samples/")}
+    out["absorbance"] = read_spectra(samples_h5, slice(None))
+    if "samples/sample_id" in table:
+        out["sample_id"], out["sample_row"] = table["samples/sample_id"], table["samples/row"]
     return out
 
 

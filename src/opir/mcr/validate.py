@@ -11,6 +11,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from opir.core.arrays import r2_rows
 from opir.core.errors import DataError
 from opir.core.h5io import atomic_path, read_strings
 from opir.mcr.streams import read_run_scale, read_streams
@@ -21,15 +22,6 @@ log = logging.getLogger(__name__)
 # ==============================================================================================================
 # Validation against the simulator's truth
 # ==============================================================================================================
-def r2_score(true: np.ndarray, predicted: np.ndarray) -> float:
-    """Coefficient of determination of ``predicted`` as an estimate of ``true`` (1 - SS_res / SS_tot)."""
-    true, predicted = np.asarray(true, float), np.asarray(predicted, float)
-    ss_tot = ((true - true.mean()) ** 2).sum()
-    if ss_tot == 0:
-        return float("nan")
-    return float(1 - ((true - predicted) ** 2).sum() / ss_tot)
-
-
 def per_run_gain(recovered: np.ndarray, true: np.ndarray) -> float:
     """One least-squares factor g with true ~ g * recovered, common to all components of a run: the normalization
     scale of that run when preprocessing did not record it."""
@@ -55,12 +47,12 @@ def concentration_r2(
             rows = run_of_row == run
             recovered[rows] *= per_run_gain(recovered[rows], true[rows])
         method = "fitted per-run gain"
-    per_component = {name: r2_score(true[:, i], recovered[:, i]) for i, name in enumerate(names)}
+    per_component = {name: float(r2_rows(true[:, i], recovered[:, i])[0]) for i, name in enumerate(names)}
     valid = [v for v in per_component.values() if np.isfinite(v)]
     return {
         "r2_per_component": per_component,
         "r2_mean": float(np.mean(valid)) if valid else float("nan"),
-        "r2_pooled": r2_score(true.ravel(), recovered.ravel()),
+        "r2_pooled": float(r2_rows(true.ravel(), recovered.ravel())[0]),
         "scale_method": method,
     }
 

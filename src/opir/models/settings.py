@@ -29,6 +29,20 @@ def resolve_model_config(models: dict[str, Any], name: str) -> dict[str, Any]:
     return merge_overrides(models["abcc"], models["variants"][name] or {}, f"models.variants.{name}")
 
 
+#: The keys of a model's ``predict`` settings that its training reads (the fusion fit reads spectra back in batches,
+#: above the decoder's haze) or that its model folder keeps for ``opir predict`` (the sampler, the haze): the number
+#: of draws and their seed are the predictions' business alone.
+TRAIN_PREDICT_KEYS = ("batch_size", "background_grey", "euler_steps")
+
+
+def abcc_train_settings(models: dict[str, Any], name: str) -> dict[str, Any]:
+    """What training model ``name`` reads (the train rule's ``params``): :func:`resolve_model_config` with only the
+    :data:`TRAIN_PREDICT_KEYS` of its ``predict`` section, so that asking for more draws retrains nothing."""
+    settings = resolve_model_config(models, name)
+    settings["predict"] = {key: settings["predict"][key] for key in TRAIN_PREDICT_KEYS}
+    return settings
+
+
 def embedding_variant(settings: dict[str, Any], embed: dict[str, Any]) -> str:
     """The mixture-embedding variant a model reads: its own setting, else ``embed.variant``."""
     return settings.get("embedding_variant") or embed["variant"]
@@ -44,32 +58,32 @@ def model_splits(models: dict[str, Any], name: str) -> list[str]:
     return list(resolve_model_config(models, name).get("splits") or ["random", "system"])
 
 
-def abcc_model_inputs(
-    config: dict[str, Any], name: str, split: str, mixture_files: dict[str, str], prediction: bool = False
-) -> dict[str, str]:
-    """The files model ``name`` reads on ``split``, named as the train/predict scripts expect: its settings decide
-    (variation latents with ``chemical_flow``, MCR streams with ``two_stream``, no latents for ``space:
-    spectrum``; the VAE wherever something is decoded; with ``prediction`` the trained model's files). A split the
-    model is not trained on is a ConfigError."""
-    settings = resolve_model_config(config["models"], name)
-    if split not in model_splits(config["models"], name):
+#: Every input an ABCC model may read, by the name the train and predict scripts give it. Which ones a model reads is
+#: decided here (:func:`abcc_input_names`); where each file lies is the workflow's business
+#: (``workflow/rules/common.smk``).
+ABCC_INPUTS = ("samples", "splits", "mixture", "waveform", "latent", "vae", "variation", "residual", "streams", "model",
+               "meta")
+
+
+def abcc_input_names(models: dict[str, Any], name: str, split: str, prediction: bool = False) -> list[str]:
+    """The inputs (names of :data:`ABCC_INPUTS`) model ``name`` reads on ``split``: its settings decide (the
+    variation images and latents with ``chemical_flow``, the MCR streams with ``two_stream``, no images or latents
+    for ``space: spectrum``; the VAE wherever something is decoded; with ``prediction`` the trained model's files).
+    ``mixture`` is the embedding variant of :func:`abcc_embedding_variant`. A split the model is not trained on is a
+    ConfigError."""
+    settings = resolve_model_config(models, name)
+    if split not in model_splits(models, name):
         raise ConfigError(f"models.variants.{name}: not trained on split {split!r} (splits: "
-                          f"{model_splits(config['models'], name)})")
-    inputs = {
-        "samples": "results/dataset/samples.h5",
-        "splits": "results/dataset/splits.json",
-        "mixture": mixture_files[embedding_variant(settings, config["embed"])],
-    }
+                          f"{model_splits(models, name)})")
+    names = ["samples", "splits", "mixture"]
     if settings["space"] == "latent":
-        inputs.update(waveform="results/render/waveform.h5", latent=f"results/latent/{split}/waveform.h5")
+        names += ["waveform", "latent"]
         if prediction or settings["chemical_flow"] or settings["losses"]["peak_weight"] > 0:
-            inputs["vae"] = f"results/latent/{split}/vae"
+            names.append("vae")
         if settings["chemical_flow"] and not prediction:
-            inputs.update(variation="results/render/variation.h5",
-                          residual=f"results/latent/{split}/variation.h5")
+            names += ["variation", "residual"]
     if settings["two_stream"] and not prediction:
-        inputs["streams"] = "results/mcr/streams.h5"
+        names.append("streams")
     if prediction:  # the trained model itself
-        folder = f"results/models/{split}/{name}"
-        inputs.update(model=f"{folder}/model.safetensors", meta=f"{folder}/model.json")
-    return inputs
+        names += ["model", "meta"]
+    return names

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 def _autoencoder_cls():
     # diffusers takes seconds to import; only the stages that use the VAE pay for it
+    # diffusers (slow to import) only where a VAE is built or loaded
     from diffusers import AutoencoderKL
 
     return AutoencoderKL

@@ -14,7 +14,7 @@ from opir.core.arrays import interp_linear
 from opir.core.compute import resolve_device
 from opir.core.errors import ConfigError
 from opir.formats.predictions import write_predictions
-from opir.formats.samples import load_split
+from opir.formats.samples import load_split, read_sample_arrays
 from opir.latent.vae import load_vae
 from opir.models.meanflow import sample_euler
 from opir.models.nb_nets import (
@@ -62,15 +62,13 @@ def predict_neural_baseline(
 
 def _predict_latent(model, meta, samples_h5, splits_json, mixture_h5, latent_h5, waveform_h5, vae_dir, split, cfg,
                     device):
-    import h5py
 
     settings = meta["settings"]
     data = load_abcc_data(samples_h5, latent_h5, mixture_h5, load_split(splits_json, split)["test"], settings)
     vae = load_vae(vae_dir)
     scaling = float(vae.config.scaling_factor)
     style = read_style(waveform_h5)
-    with h5py.File(samples_h5, "r") as handle:
-        wavenumber = handle["wavenumber_cm1"][()]
+    wavenumber = read_sample_arrays(samples_h5, ["wavenumber_cm1"])["wavenumber_cm1"]
     flow = meta["kind"] == "sit_flow_matching"
     draws = int(cfg["draws"]) if flow else 1  # a regressor gives the same answer every time
     steps, batch = int(settings.get("euler_steps", 0)), int(cfg["batch_size"])

@@ -52,3 +52,43 @@ def baseline_embedding_variant(config: dict[str, Any], name: str) -> str:
     settings = resolve_baseline_settings(config["models"], name)
     variant = settings.get("embedding_variant") or settings.get("condition", {}).get("embedding_variant")
     return variant or config["embed"]["variant"]
+
+
+def baseline_train_settings(models: dict[str, Any], name: str) -> dict[str, Any]:
+    """What training baseline ``name`` reads (the train rule's ``params``): :func:`resolve_baseline_settings` without
+    the ``predict`` section, so that a prediction setting never retrains a model."""
+    return {key: value for key, value in resolve_baseline_settings(models, name).items() if key != "predict"}
+
+
+#: The keys of a baseline's ``predict`` settings that its prediction reads (opir.neural_baselines.predict): the
+#: deterministic models draw once and need no seed; the latent ones decode in batches through the VAE. The sampler
+#: of the flow models (``euler_steps``) is a setting of the model folder (model.json), not of the prediction.
+PREDICT_KEYS = {
+    "sit_regression": ("batch_size", "background_grey"),
+    "sit_flow_matching": ("draws", "batch_size", "seed", "background_grey"),
+    "gru_forecaster": (),
+    "trajectory_flow": ("draws", "seed"),
+}
+
+
+def baseline_predict_settings(models: dict[str, Any], name: str) -> dict[str, Any]:
+    """What predicting with baseline ``name`` reads (the predict rule's ``params``): the keys of :data:`PREDICT_KEYS`
+    of its resolved ``predict`` section."""
+    predict = resolve_baseline_settings(models, name)["predict"]
+    return {key: predict[key] for key in PREDICT_KEYS[name]}
+
+
+def baseline_input_names(name: str, prediction: bool = False) -> list[str]:
+    """The inputs baseline ``name`` reads, by the names the train and predict scripts give them (those of
+    :data:`opir.models.settings.ABCC_INPUTS`; ``mixture`` is the variant of :func:`baseline_embedding_variant`):
+    the latent baselines read the waveform images and their latents (and the VAE to decode a prediction), the 1D
+    ones the sample table alone; with ``prediction`` the trained model's files too."""
+    if name not in NEURAL_BASELINES:
+        raise ConfigError(f"models.neural_baselines: unknown baseline {name!r} (known: {', '.join(NEURAL_BASELINES)})")
+    names = ["samples", "splits"]
+    if name in LATENT_BASELINES:
+        names += ["waveform", "latent"]
+    names.append("mixture")
+    if prediction:
+        names += (["vae"] if name in LATENT_BASELINES else []) + ["model", "meta"]
+    return names

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from opir import __version__
 from opir.core.compute import resolve_device
 from opir.core.errors import ConfigError, DataError
 from opir.formats.embeddings import read_mixture_embeddings
+from opir.formats.model_dir import read_model_meta, read_model_weights, write_model_folder
 from opir.formats.samples import load_samples, load_split
 from opir.models.nb_nets import (
     LatentSiT,
@@ -38,7 +37,7 @@ from opir.neural_baselines.series import (
 from opir.neural_baselines.settings import LATENT_BASELINES, NEURAL_BASELINES, SPECTRUM_BASELINES
 from opir.render.waveform import read_style
 from opir.train.data import load_abcc_data, train_config_for
-from opir.training import TrainConfig, batch_indices, data_fingerprint, train, write_curve
+from opir.training import TrainConfig, batch_indices, data_fingerprint, train
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +57,16 @@ def _build(architecture: dict[str, Any]) -> torch.nn.Module:
     raise DataError(f"unknown network class {kind!r} in model.json")
 
 
-def _save_model(out_dir: Path, weights: dict[str, torch.Tensor], meta: dict[str, Any], curve: list[dict]) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous().cpu() for k, v in weights.items()}, out_dir / "model.safetensors",
-              metadata={"format": "pt", "weights": "ema"})
-    (out_dir / "model.json").write_text(json.dumps(meta, indent=2, default=str))
-    write_curve(curve, out_dir / "training_curve.csv")
-    return out_dir
 
 
 def load_baseline(model_dir: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
     """A trained neural baseline from its folder (safetensors only)."""
     model_dir = Path(model_dir)
-    if not (model_dir / "model.json").exists():
-        raise DataError(f"{model_dir}: no model.json")
-    meta = json.loads((model_dir / "model.json").read_text())
+    meta = read_model_meta(model_dir)
     if meta.get("kind") not in NEURAL_BASELINES:
         raise DataError(f"{model_dir}/model.json: not a neural baseline (kind {meta.get('kind')!r})")
     model = _build(meta["architecture"])
-    model.load_state_dict(load_file(model_dir / "model.safetensors", device=str(device)))
+    model.load_state_dict(read_model_weights(model_dir, device))
     return model.to(device).eval(), meta
 
 
@@ -153,7 +143,7 @@ def _train_latent(samples_h5, splits_json, mixture_h5, latent_h5, waveform_h5, s
                             progress=progress, desc=f"{split}/{model_name}", data=data.fingerprint())
     meta = _meta(model_name, split, settings, architecture, model, train_config, result, len(data.sample_id), device,
                  {"render": dataclasses.asdict(read_style(waveform_h5))})
-    return _save_model(out_dir, weights, meta, result.curve)
+    return write_model_folder(out_dir, weights, meta, result.curve)
 
 
 def spectrum_data(samples_h5, splits_json, mixture_h5, split, part):
@@ -221,7 +211,7 @@ def _train_spectrum(samples_h5, splits_json, mixture_h5, split, model_name, sett
                             progress=progress, desc=f"{split}/{model_name}", data=fingerprint)
     meta = _meta(model_name, split, settings, architecture, model, train_config, result, len(train_idx), device,
                  {"delta_scale": scale, "training_runs": [run.key for run in runs]})
-    return _save_model(out_dir, weights, meta, result.curve)
+    return write_model_folder(out_dir, weights, meta, result.curve)
 
 
 def gru_batch(runs: list[RunSeries], mixture: dict[str, torch.Tensor], condition, device, with_targets=True):

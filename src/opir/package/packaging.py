@@ -8,16 +8,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from opir import __version__
 from opir.core.errors import ConfigError, DataError
-from opir.core.h5io import atomic_h5, atomic_path, inputs_digest, provenance, read_strings, write_axis, write_nxdata
+from opir.core.h5io import atomic_h5, atomic_path, inputs_digest, provenance, write_axis, write_nxdata
 from opir.forecast.band import BAND_QUANTILES, band_coverage, conformal_offsets
 from opir.forecast.model import load_forecast_model
 from opir.forecast.sampling import forecast_samples
-from opir.formats.embeddings import read_mixture_embeddings
+from opir.formats.embeddings import read_mixture_embeddings, read_molecule_embeddings
 from opir.formats.model_dir import (
     FORECAST_JSON,
     MODEL_DIR_FORMAT,
@@ -26,7 +25,7 @@ from opir.formats.model_dir import (
     VAE_DIR,
     model_space,
 )
-from opir.formats.samples import load_split
+from opir.formats.samples import load_split, read_preprocess_params, read_sample_arrays, read_spectra
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +35,27 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------------------------
 def _training_voltage_range(samples_h5: Path, splits_json: Path | None, split: str | None) -> list[float]:
     """Voltages the model saw in training: the rows of the split's training samples (all rows without splits)."""
-    with h5py.File(samples_h5, "r") as handle:
-        voltage = handle["rows/voltage_v"][()]
-        rows = None
-        if splits_json is not None and splits_json.exists() and split:
-            train = set(json.loads(splits_json.read_text()).get(split, {}).get("train", []))
-            sample_id = read_strings(handle["samples/sample_id"])
-            keep = np.isin(sample_id, list(train))
-            rows = np.unique(np.concatenate([handle["samples/row"][()][keep], handle["samples/initial_row"][()][keep]]))
+    table = read_sample_arrays(
+        samples_h5, ["rows/voltage_v", "samples/sample_id", "samples/row", "samples/initial_row"]
+    )
+    voltage = table["rows/voltage_v"]
+    rows = None
+    if splits_json is not None and splits_json.exists() and split:
+        train = set(json.loads(splits_json.read_text()).get(split, {}).get("train", []))
+        keep = np.isin(table["samples/sample_id"], list(train))
+        rows = np.unique(np.concatenate([table["samples/row"][keep], table["samples/initial_row"][keep]]))
     values = voltage[rows] if rows is not None and rows.size else voltage
     return [float(np.min(values)), float(np.max(values))]
 
 
 def _training_elapsed_max(samples_h5: Path) -> float:
-    with h5py.File(samples_h5, "r") as handle:
-        return float(np.max(handle["samples/elapsed_s"][()]))
+    return float(np.max(read_sample_arrays(samples_h5, ["samples/elapsed_s"])["samples/elapsed_s"]))
 
 
 def package_model(
     model_dir: str | Path,
     samples_h5: str | Path,
-    vae_dir: str | Path,
+    vae_dir: str | Path | None,
     mixture_h5: str | Path,
     splits_json: str | Path | None = None,
     out_dir: str | Path | None = None,
@@ -67,34 +66,25 @@ def package_model(
 
     Everything is read through the producing stages' own files: ``samples.h5``'s ``preprocess_params`` attribute
     (opir.preprocess.dataset), the VAE folder (opir.latent), the mixture file's attributes and ``molecules`` group
-    (opir.embed) and ``model.json`` (opir.train), whose render geometry is taken as is.
+    (opir.embed) and ``model.json`` (opir.train), whose render geometry is taken as is. ``vae_dir`` may be None
+    for a model of the spectral variant, which decodes nothing.
     """
-    model_dir, samples_h5, vae_dir, mixture_h5 = (Path(p) for p in (model_dir, samples_h5, vae_dir, mixture_h5))
+    model_dir, samples_h5, mixture_h5 = (Path(p) for p in (model_dir, samples_h5, mixture_h5))
+    vae_dir = Path(vae_dir) if vae_dir is not None else None
     for path, what in ((model_dir / "model.json", "model.json"), (model_dir / "model.safetensors", "weights"),
                        (samples_h5, "sample table"), (mixture_h5, "mixtures")):
         if not path.exists():
             raise DataError(f"{path}: missing ({what}); cannot package the model directory {model_dir}")
     meta = json.loads((model_dir / "model.json").read_text())
     latent_space = model_space(meta) == "latent"
-    if latent_space and not (vae_dir / "config.json").exists():
-        raise DataError(f"{vae_dir / 'config.json'}: missing (VAE); cannot package the model directory {model_dir}")
+    if latent_space and (vae_dir is None or not (vae_dir / "config.json").exists()):
+        where = "no VAE folder given" if vae_dir is None else f"{vae_dir / 'config.json'}: missing (VAE)"
+        raise DataError(f"{where}; cannot package the model directory {model_dir}")
     if latent_space and not meta.get("render"):
         raise DataError(f"{model_dir / 'model.json'}: no 'render' geometry; the waveform images cannot be redrawn")
-    with h5py.File(samples_h5, "r") as handle:
-        if "preprocess_params" not in handle.attrs:
-            raise DataError(f"{samples_h5}: no 'preprocess_params' attribute (made by an older dataset stage?)")
-        preprocess_params = json.loads(handle.attrs["preprocess_params"])
-        wavenumber = handle["wavenumber_cm1"][()]
-    with h5py.File(mixture_h5, "r") as handle:
-        attrs = dict(handle.attrs)
-        if "molecules" not in handle:
-            raise DataError(f"{mixture_h5}: no 'molecules' group; re-run the embed stage")
-        molecules = {
-            "name": read_strings(handle["molecules/name"]),
-            "smiles": read_strings(handle["molecules/smiles"]),
-            "role": read_strings(handle["molecules/role"]),
-            "embedding": handle["molecules/embedding"][()],
-        }
+    preprocess_params = read_preprocess_params(samples_h5)
+    wavenumber = read_sample_arrays(samples_h5, ["wavenumber_cm1"])["wavenumber_cm1"]
+    attrs, molecules = read_molecule_embeddings(mixture_h5)
     for key in ("variant", "method", "settings"):
         if key not in attrs:
             raise DataError(f"{mixture_h5}: missing attribute {key!r}; re-run the embed stage")
@@ -156,10 +146,9 @@ def calibrate_band(
     if len(ids) > max_samples:
         ids = sorted(np.random.default_rng(seed).choice(ids, max_samples, replace=False))
     sampled = forecast_samples(fm, samples_h5, ids, read_mixture_embeddings(mixture_h5), draws, seed + 1)
-    with h5py.File(samples_h5, "r") as handle:
-        position = {s: i for i, s in enumerate(read_strings(handle["samples/sample_id"]))}
-        rows = handle["samples/row"][()][[position[s] for s in ids]]
-        targets = handle["spectra/absorbance"][()][rows]
+    table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/row"])
+    position = {s: i for i, s in enumerate(table["samples/sample_id"])}
+    targets = read_spectra(samples_h5, table["samples/row"][[position[s] for s in ids]])
     offsets = conformal_offsets(sampled, targets, BAND_QUANTILES[1] - BAND_QUANTILES[0])
     calibration = {
         "method": "split-conformal (CQR) offsets per wavenumber, from training samples of the split",
@@ -178,28 +167,26 @@ def calibrate_band(
     return calibration
 
 
-def package_workspace_model(
-    workdir: str | Path, split: str, model: str, out_dir: str | Path | None = None, calibration_draws: int = 32,
+def package_trained_model(
+    model_dir: str | Path, samples_h5: str | Path, splits_json: str | Path, vae_dir: str | Path | None,
+    mixture_h5: str | Path, out_dir: str | Path | None = None, calibration_draws: int = 32,
     calibration_samples: int = 256, device: str = "auto",
 ) -> Path:
-    """Package ``results/models/{split}/{model}`` of a workflow working directory (``opir package`` and the
-    workflow's ``package_model`` rule): the self-contained folder, with its band calibrated unless
-    ``calibration_draws`` is 0."""
-    workdir = Path(workdir)
-    results = workdir / "results"
-    model_dir = results / "models" / split / model
+    """Package a trained model folder (``model.json``, ``model.safetensors``, ``training_curve.csv``) with the files
+    it was trained on, each given by its path (the workflow's ``package_model`` rule passes its inputs, ``opir
+    package`` finds them in a workspace): the self-contained folder of :func:`package_model`, with its band
+    calibrated (:func:`calibrate_band`) unless ``calibration_draws`` is 0. ``mixture_h5`` must be the embedding file
+    the model was trained with (``embedding_file`` of its model.json, compared by name)."""
+    model_dir = Path(model_dir)
     if not (model_dir / "model.json").exists():
         raise ConfigError(f"{model_dir}: no trained model (model.json); train it with the workflow first")
-    meta = json.loads((model_dir / "model.json").read_text())
-    mixture = meta.get("embedding_file")
-    if not mixture:
-        raise ConfigError(f"{model_dir / 'model.json'}: no 'embedding_file'; cannot tell which embeddings it used")
-    samples, splits = results / "dataset" / "samples.h5", results / "dataset" / "splits.json"
-    target = package_model(model_dir, samples, results / "latent" / split / "vae", workdir / mixture, splits, out_dir)
+    if calibration_draws and calibration_draws < 2:
+        raise ConfigError(f"calibration draws {calibration_draws}: 0 (off) or at least 2")
+    trained_with = json.loads((model_dir / "model.json").read_text()).get("embedding_file")
+    if trained_with and Path(trained_with).name != Path(mixture_h5).name:
+        raise DataError(f"{mixture_h5}: not the embeddings {model_dir} was trained with ({trained_with})")
+    target = package_model(model_dir, samples_h5, vae_dir, mixture_h5, splits_json, out_dir)
     if calibration_draws:
-        if calibration_draws < 2:
-            raise ConfigError(f"calibration draws {calibration_draws}: 0 (off) or at least 2")
-        calibrate_band(
-            target, samples, splits, workdir / mixture, calibration_draws, calibration_samples, device=device
-        )
+        calibrate_band(target, samples_h5, splits_json, mixture_h5, calibration_draws, calibration_samples,
+                       device=device)
     return target

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from opir.core.compute import resolve_device
-from opir.core.errors import DataError
+from opir.formats.model_dir import read_model_meta, read_model_weights
 from opir.formats.predictions import write_predictions
-from opir.formats.samples import load_split
+from opir.formats.samples import load_split, read_sample_arrays
 from opir.models.abcc import ABCC, ABCCConfig
 from opir.render.waveform import CurveStyle, read_style
 from opir.train.data import load_abcc_data
@@ -28,13 +25,9 @@ log = logging.getLogger(__name__)
 
 def load_abcc(model_dir: str | Path, device: torch.device | str = "cpu") -> tuple[ABCC, dict[str, Any]]:
     """A trained model from its folder (safetensors only)."""
-    model_dir = Path(model_dir)
-    meta_path = model_dir / "model.json"
-    if not meta_path.exists():
-        raise DataError(f"{model_dir}: no model.json")
-    meta = json.loads(meta_path.read_text())
+    meta = read_model_meta(model_dir)
     model = ABCC(ABCCConfig.from_dict(meta["architecture"]))
-    model.load_state_dict(load_file(model_dir / "model.safetensors", device=str(device)))
+    model.load_state_dict(read_model_weights(model_dir, device))
     return model.to(device).eval(), meta
 
 
@@ -65,8 +58,7 @@ def predict_abcc(
                            vae_dir, waveform_h5, None, meta.get("spectrum_scale"), device_, styles, decode=True)
     if meta.get("fusion"):
         readout.fusion_weight = np.asarray(meta["fusion"]["waveform_weight"], dtype=np.float32)
-    with h5py.File(samples_h5, "r") as handle:
-        wavenumber = handle["wavenumber_cm1"][()]
+    wavenumber = read_sample_arrays(samples_h5, ["wavenumber_cm1"])["wavenumber_cm1"]
     draws, batch = int(predict_cfg["draws"]), int(predict_cfg["batch_size"])
     autocast = autocast_factory(device_, settings["train"]["precision"])
     prediction = np.empty((len(data.sample_id), draws, len(wavenumber)), dtype=np.float32)

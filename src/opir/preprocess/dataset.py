@@ -20,7 +20,9 @@ import h5py
 import numpy as np
 
 from opir.core import h5io
+from opir.core.config import with_defaults
 from opir.core.errors import DataError
+from opir.formats.samples import read_preprocess_params, read_sample_arrays
 from opir.preprocess import spectra as preprocess
 
 log = logging.getLogger(__name__)
@@ -159,17 +161,10 @@ def assemble_truth(
     truth_paths: Sequence[str | Path], samples_path: str | Path, output: str | Path, rule: str = "dataset_truth"
 ) -> None:
     """Row-aligned noise-free spectra, clipped with the bounds samples.h5 was clipped with."""
-    with h5py.File(samples_path, "r") as handle:
-        params = json.loads(handle.attrs["preprocess_params"])
-        runs = list(
-            zip(
-                h5io.read_strings(handle["runs/system_id"]),
-                h5io.read_strings(handle["runs/run_id"]),
-                handle["runs/n_rows"][()],
-                strict=True,
-            )
-        )
-        grid = handle["wavenumber_cm1"][()]
+    params = read_preprocess_params(samples_path)
+    table = read_sample_arrays(samples_path, ["runs/system_id", "runs/run_id", "runs/n_rows", "wavenumber_cm1"])
+    runs = list(zip(table["runs/system_id"], table["runs/run_id"], table["runs/n_rows"], strict=True))
+    grid = table["wavenumber_cm1"]
     blocks = []
     for path, (system_id, run_id, n_rows) in zip(truth_paths, runs, strict=True):
         with h5py.File(path, "r") as handle:
@@ -226,15 +221,15 @@ def system_split(
 def write_splits(
     samples_path: str | Path, output: str | Path, params: Mapping[str, Any], test_systems: Sequence[str]
 ) -> dict[str, dict[str, list[str]]]:
-    with h5py.File(samples_path, "r") as handle:
-        sample_ids = h5io.read_strings(handle["samples/sample_id"]).tolist()
-        system_ids = h5io.read_strings(handle["samples/system_id"]).tolist()
+    params = with_defaults("dataset", params)
+    table = read_sample_arrays(samples_path, ["samples/sample_id", "samples/system_id"])
+    sample_ids, system_ids = table["samples/sample_id"].tolist(), table["samples/system_id"].tolist()
     present = set(system_ids)
     missing = sorted(set(test_systems) - present)
     if missing:
         log.warning("held-out system(s) %s have no samples in %s", ", ".join(missing), samples_path)
     splits = {
-        "random": random_split(sample_ids, float(params.get("test_fraction", 0.1)), int(params.get("seed", 0))),
+        "random": random_split(sample_ids, float(params["test_fraction"]), int(params["seed"])),
         "system": system_split(sample_ids, system_ids, test_systems),
     }
     with h5io.atomic_path(output) as tmp:

@@ -11,7 +11,8 @@ import h5py
 import numpy as np
 
 from opir.core.errors import DataError
-from opir.core.h5io import atomic_h5, provenance, read_strings, write_axis
+from opir.core.h5io import atomic_h5, provenance, write_axis
+from opir.formats.samples import open_spectra, read_sample_arrays
 from opir.render.chemical_flow import chemical_flow_images, variation_image
 from opir.render.waveform import CurveStyle, column_wavenumbers, row_values, spectrum_to_waveform, style_from_config
 
@@ -37,10 +38,9 @@ class _Dataset:
     run_n_rows: np.ndarray
 
 
-def _read_dataset(handle: h5py.File, path: Path) -> _Dataset:
+def _read_dataset(path: Path, spectra_shape: tuple[int, int]) -> _Dataset:
     needed = [
         "wavenumber_cm1",
-        "spectra/absorbance",
         "rows/system_id",
         "rows/run_id",
         "rows/index_in_run",
@@ -51,22 +51,20 @@ def _read_dataset(handle: h5py.File, path: Path) -> _Dataset:
         "runs/first_row",
         "runs/n_rows",
     ]
-    missing = [name for name in needed if name not in handle]
-    if missing:
-        raise DataError(f"{path}: missing dataset(s) {', '.join(missing)} (layout: docs/architecture.md)")
+    table = read_sample_arrays(path, needed)
     data = _Dataset(
-        wavenumber_cm1=handle["wavenumber_cm1"][()],
-        row_system=read_strings(handle["rows/system_id"]),
-        row_run=read_strings(handle["rows/run_id"]),
-        index_in_run=handle["rows/index_in_run"][()].astype(np.int64),
-        sample_id=read_strings(handle["samples/sample_id"]),
-        sample_row=handle["samples/row"][()].astype(np.int64),
-        initial_row=handle["samples/initial_row"][()].astype(np.int64),
-        m=handle["samples/m"][()].astype(np.int64),
-        run_first_row=handle["runs/first_row"][()].astype(np.int64),
-        run_n_rows=handle["runs/n_rows"][()].astype(np.int64),
+        wavenumber_cm1=table["wavenumber_cm1"],
+        row_system=table["rows/system_id"],
+        row_run=table["rows/run_id"],
+        index_in_run=table["rows/index_in_run"].astype(np.int64),
+        sample_id=table["samples/sample_id"],
+        sample_row=table["samples/row"].astype(np.int64),
+        initial_row=table["samples/initial_row"].astype(np.int64),
+        m=table["samples/m"].astype(np.int64),
+        run_first_row=table["runs/first_row"].astype(np.int64),
+        run_n_rows=table["runs/n_rows"].astype(np.int64),
     )
-    n_rows, n_points = handle["spectra/absorbance"].shape
+    n_rows, n_points = spectra_shape
     if data.wavenumber_cm1.shape != (n_points,):
         raise DataError(
             f"{path}: wavenumber_cm1 has shape {data.wavenumber_cm1.shape}, spectra/absorbance has {n_points} points"
@@ -156,9 +154,8 @@ def render_waveforms(
     samples_h5 = Path(samples_h5)
     style = style_from_config(render, "waveform")
     chunk = int(render["chunk_size"])
-    with h5py.File(samples_h5, "r") as source:
-        data = _read_dataset(source, samples_h5)
-        spectra = source["spectra/absorbance"]
+    with open_spectra(samples_h5) as spectra:
+        data = _read_dataset(samples_h5, spectra.shape)
         n_rows, n_points = spectra.shape
         row_ids = np.array(
             [f"{s}/{r}/{i:05d}" for s, r, i in zip(data.row_system, data.row_run, data.index_in_run, strict=True)]
@@ -217,9 +214,8 @@ def _render_per_sample(
     style = style_from_config(render, stream)
     section = render[stream]
     chunk = int(render["chunk_size"])
-    with h5py.File(samples_h5, "r") as source:
-        data = _read_dataset(source, samples_h5)
-        spectra = source["spectra/absorbance"]
+    with open_spectra(samples_h5) as spectra:
+        data = _read_dataset(samples_h5, spectra.shape)
         groups = _runs_of_samples(data, samples_h5)
         attrs = provenance(rule, {"render": render}, [samples_h5])
         extra = (

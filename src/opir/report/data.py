@@ -6,10 +6,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from opir.core import h5io
+from opir.formats.samples import read_sample_arrays, read_spectra
 from opir.report.output import save_figure
 
 log = logging.getLogger(__name__)
@@ -17,30 +16,33 @@ log = logging.getLogger(__name__)
 
 def rms_change(samples_path: str | Path) -> dict[str, np.ndarray]:
     """Per sample: voltage, system and the RMS (over wavenumbers) of target minus initial spectrum."""
-    with h5py.File(samples_path, "r") as handle:
-        spectra = handle["spectra/absorbance"]
-        rows = handle["samples/row"][()]
-        initial = handle["samples/initial_row"][()]
-        change = np.empty(rows.size)
-        # read run by run so memory stays at one run, not the dataset
-        for first in np.unique(initial):
-            members = np.flatnonzero(initial == first)
-            stop = int(rows[members].max()) + 1
-            block = spectra[int(first) : stop].astype(np.float64)
-            change[members] = np.sqrt(np.mean((block[rows[members] - first] - block[0]) ** 2, axis=1))
-        return {
-            "voltage_v": handle["samples/voltage_v"][()],
-            "system_id": h5io.read_strings(handle["samples/system_id"]),
-            "rms_change": change,
-            "snr": handle["rows/snr"][()],
-            "row_voltage_v": handle["rows/voltage_v"][()],
-        }
+    table = read_sample_arrays(
+        samples_path, ["samples/row", "samples/initial_row", "samples/voltage_v", "samples/system_id", "rows/snr",
+                       "rows/voltage_v"]
+    )
+    rows, initial = table["samples/row"], table["samples/initial_row"]
+    change = np.empty(rows.size)
+    # read run by run so memory stays at one run, not the dataset
+    for first in np.unique(initial):
+        members = np.flatnonzero(initial == first)
+        stop = int(rows[members].max()) + 1
+        block = read_spectra(samples_path, slice(int(first), stop)).astype(np.float64)
+        change[members] = np.sqrt(np.mean((block[rows[members] - first] - block[0]) ** 2, axis=1))
+    return {
+        "voltage_v": table["samples/voltage_v"],
+        "system_id": table["samples/system_id"],
+        "rms_change": change,
+        "snr": table["rows/snr"],
+        "row_voltage_v": table["rows/voltage_v"],
+    }
 
 
 def figure2(samples_path: str | Path, png: str | Path, pdf: str | Path, bins: int = 40) -> dict[str, float]:
+    # matplotlib only where a figure is drawn
     import matplotlib
 
     matplotlib.use("Agg")
+    # matplotlib only where a figure is drawn
     import matplotlib.pyplot as plt
 
     data = rms_change(samples_path)

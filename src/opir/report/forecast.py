@@ -22,9 +22,11 @@ def plot_steps(voltage_v: np.ndarray, at_voltages: Sequence[float] | None, n_def
 def plot_forecast(path: Path, result: Any, title: str, at_voltages: Sequence[float] | None = None) -> None:
     """Voltage profile | 2D map of the mean | spectra at chosen voltages with their 5-95 % band, of ``result``
     (an :class:`opir.forecast.output.Forecast`; the report layer sits below the forecast, so it is not imported)."""
+    # matplotlib only where a figure is drawn
     import matplotlib
 
     matplotlib.use("Agg")
+    # matplotlib only where a figure is drawn
     import matplotlib.pyplot as plt
 
     mean, low, high = result.summary

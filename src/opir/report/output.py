@@ -15,6 +15,7 @@ PDF_METADATA = {"CreationDate": None}
 
 def save_figure(fig, paths: Sequence[str | os.PathLike], dpi: int = 150, close: bool = True) -> None:
     """Write ``fig`` to every path (format from the suffix), each atomically; close it unless ``close`` is False."""
+    # matplotlib only where a figure is drawn
     import matplotlib.pyplot as plt
 
     for path in paths:

@@ -301,7 +301,7 @@ def figure4(
 # Training curves
 # --------------------------------------------------------------------------------------------------------------
 def read_curve(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A training_curve.csv (opir.training.write_curve): a 'step' column and numeric loss columns."""
+    """A training_curve.csv (opir.formats.model_dir.write_curve): a 'step' column and numeric loss columns."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: training curve does not exist")

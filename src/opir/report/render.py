@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
@@ -15,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from opir.core.errors import DataError
-from opir.core.h5io import read_strings
+from opir.formats.samples import read_sample_arrays, read_spectra
 from opir.render.chemical_flow import chemical_flow_image, variation_image
 from opir.render.waveform import (
     column_wavenumbers,
@@ -87,21 +86,20 @@ def render_illustration(
 ) -> Path:
     """Draw :func:`plot_rendering` for ``settings['figure_sample']`` (default: the last sample of the first run)
     of samples.h5 into ``output``."""
-    with h5py.File(samples_h5, "r") as handle:
-        sample_ids = read_strings(handle["samples/sample_id"])
-        wanted = settings.get("figure_sample")
-        if wanted is None:
-            first_initial = handle["samples/initial_row"][0]
-            index = int(np.flatnonzero(handle["samples/initial_row"][()] == first_initial)[-1])
-        else:
-            matches = np.flatnonzero(sample_ids == wanted)
-            if not matches.size:
-                raise DataError(f"{samples_h5}: render.figure_sample {wanted!r} is not a sample_id of the dataset")
-            index = int(matches[0])
-        initial_row = int(handle["samples/initial_row"][index])
-        m = int(handle["samples/m"][index])
-        run_spectra = handle["spectra/absorbance"][initial_row : initial_row + m + 1]
-        wavenumber_cm1 = handle["wavenumber_cm1"][()]
+    table = read_sample_arrays(samples_h5, ["wavenumber_cm1", "samples/sample_id", "samples/initial_row", "samples/m"])
+    sample_ids, initial_rows = table["samples/sample_id"], table["samples/initial_row"]
+    wanted = settings.get("figure_sample")
+    if wanted is None:
+        index = int(np.flatnonzero(initial_rows == initial_rows[0])[-1])
+    else:
+        matches = np.flatnonzero(sample_ids == wanted)
+        if not matches.size:
+            raise DataError(f"{samples_h5}: render.figure_sample {wanted!r} is not a sample_id of the dataset")
+        index = int(matches[0])
+    initial_row = int(initial_rows[index])
+    m = int(table["samples/m"][index])
+    run_spectra = read_spectra(samples_h5, slice(initial_row, initial_row + m + 1))
+    wavenumber_cm1 = table["wavenumber_cm1"]
     fig = plot_rendering(wavenumber_cm1, run_spectra, m, settings, title=f"sample {sample_ids[index]}")
     output = Path(output)
     save_figure(fig, [output, output.with_suffix(".pdf")], dpi=dpi)

@@ -1,1 +1,1 @@
-"""Train (``workflow/rules/train.smk``): the generic training loop and ABCC's data, read-out and training."""
+"""Train (``workflow/rules/train.smk``): ABCC's data, read-out and training (the loop itself: :mod:`opir.training`)."""

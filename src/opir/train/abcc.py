@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from opir import __version__
 from opir.core.compute import resolve_device
+from opir.core.config import with_defaults
 from opir.core.errors import DataError
 from opir.core.h5io import read_provenance
+from opir.formats.model_dir import write_model_folder
 from opir.formats.samples import load_split
 from opir.models.abcc import ABCC, PhysicsBatch
 from opir.models.physics import detect_peaks
@@ -28,7 +28,7 @@ from opir.train.data import (
     train_config_for,
 )
 from opir.train.readout import Readout, fit_fusion_weight, readout_for, soft_spectra_fn
-from opir.training import batch_indices, train, write_curve
+from opir.training import batch_indices, train
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,9 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------------------------
 # Train
 # --------------------------------------------------------------------------------------------------------------
-#: Settings without a ``losses`` section train the ABCC core: MeanFlow alone.
-NO_PHYSICS_LOSSES = {"mass_weight": 0.0, "peak_weight": 0.0, "stream_weight": 0.0, "peak_prominence": 0.02,
-                     "peak_max_peaks": 8, "peak_half_window_points": 4, "peak_temperature": 0.01, "peak_samples": 0}
+#: Settings without a ``losses`` section train the ABCC core: MeanFlow alone (the other loss settings are the
+#: schema's defaults).
+NO_PHYSICS_WEIGHTS = {"mass_weight": 0.0, "peak_weight": 0.0, "stream_weight": 0.0}
 
 
 def train_abcc(
@@ -55,11 +55,16 @@ def train_abcc(
     targets of the dual flow, ``vae_dir`` the decoder the peak loss and the fusion fit read spectra through,
     ``variation_h5`` the style of the variation images; each is needed only where the settings use it."""
     device_ = resolve_device(device)
-    space, losses = cfg.get("space", "latent"), {**NO_PHYSICS_LOSSES, **cfg.get("losses", {})}
+    losses = with_defaults("models.abcc.losses", cfg.get("losses", NO_PHYSICS_WEIGHTS))
+    # the schema's defaults for what a partial ``cfg`` leaves out; ``predict`` as given (the rule passes only the keys
+    # training reads, and model.json must not claim draws it never saw)
+    given_predict = {"predict": cfg["predict"]} if "predict" in cfg else {}
+    cfg = {**with_defaults("models.abcc", cfg), "losses": losses, **given_predict}
+    space = cfg["space"]
     train_ids = load_split(splits_json, split)["train"]
     spectrum_scale = fit_spectrum_scale(samples_h5, train_ids) if space == "spectrum" else None
-    use_residual = space == "latent" and bool(cfg.get("chemical_flow"))
-    two_stream = bool(cfg.get("two_stream"))
+    use_residual = space == "latent" and bool(cfg["chemical_flow"])
+    two_stream = bool(cfg["two_stream"])
     for flag, path, what in ((use_residual, residual_h5, "the variation latents (chemical_flow)"),
                              (two_stream, streams_h5, "the MCR streams (two_stream)")):
         if flag and path is None:
@@ -111,10 +116,6 @@ def train_abcc(
     if use_residual:
         model.load_state_dict(ema)
         fusion = _fit_fusion(model, data, readout, cfg, device_)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous().cpu() for k, v in ema.items()}, out_dir / "model.safetensors",
-              metadata={"format": "pt", "weights": "ema"})
     meta = {
         "model": model_name, "split": split, "opir_version": __version__, "architecture": config.to_dict(),
         "settings": cfg, "train_steps": train_config.steps, "n_train": len(data.sample_id),
@@ -131,9 +132,7 @@ def train_abcc(
         else None,
         **(metadata or {}),
     }
-    (out_dir / "model.json").write_text(json.dumps(meta, indent=2, default=str))
-    write_curve(result.curve, out_dir / "training_curve.csv")
-    return out_dir
+    return write_model_folder(out_dir, ema, meta, result.curve)
 
 
 
@@ -144,7 +143,7 @@ def _fit_fusion(model: ABCC, data: ABCCData, readout: Readout, cfg: dict[str, An
     of) the training samples: the model's own errors decide which path to trust at each wavenumber."""
     model.eval()
     n = len(data.sample_id)
-    count = min(n, int(cfg.get("fusion_fit_samples", 256)))
+    count = min(n, int(cfg["fusion_fit_samples"]))
     idx = torch.randperm(n, generator=torch.Generator().manual_seed(int(cfg["train"]["seed"])))[:count].sort().values
     batch = int(cfg["predict"]["batch_size"])
     paths: list[list[np.ndarray]] = [[], []]

@@ -15,6 +15,7 @@ from opir.core.errors import DataError
 from opir.core.h5io import read_strings
 from opir.formats.embeddings import read_mixture_embeddings
 from opir.formats.images import read_latents
+from opir.formats.samples import read_sample_arrays, read_spectra
 from opir.models.abcc import STREAMS, ABCCConfig
 from opir.models.conditioning import Condition
 from opir.models.meanflow import MeanFlowConfig
@@ -98,22 +99,19 @@ def load_abcc_data(
     (s(v_m) - s(v_0)) / ``spectrum_scale`` and the initial state is s(v_0), both padded to the patch size."""
     space = cfg.get("space", "latent")
     mixtures = read_mixture_embeddings(mixture_h5)
-    with h5py.File(samples_h5, "r") as handle:
-        group = handle["samples"]
-        all_ids = read_strings(group["sample_id"])
-        rows, initial = group["row"][()], group["initial_row"][()]
-        systems = read_strings(group["system_id"])
-        elapsed = group["elapsed_s"][()]
-        voltage = handle["rows/voltage_v"][()]
-        row_time = handle["rows/elapsed_s"][()]
-        spectra = handle["spectra/absorbance"]
-        position = {sample: i for i, sample in enumerate(all_ids)}
-        missing = [s for s in sample_ids if s not in position]
-        if missing:
-            raise DataError(f"{samples_h5}: {len(missing)} sample(s) of the split are missing, e.g. {missing[0]}")
-        idx = np.array([position[s] for s in sample_ids], dtype=np.int64)
-        used = np.unique(np.concatenate([rows[idx], initial[idx]]))
-        block = spectra[used] if len(used) else np.zeros((0, spectra.shape[1]), np.float32)
+    table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/row", "samples/initial_row",
+                                            "samples/system_id", "samples/elapsed_s", "rows/voltage_v",
+                                            "rows/elapsed_s"])
+    rows, initial = table["samples/row"], table["samples/initial_row"]
+    systems, elapsed = table["samples/system_id"], table["samples/elapsed_s"]
+    voltage, row_time = table["rows/voltage_v"], table["rows/elapsed_s"]
+    position = {sample: i for i, sample in enumerate(table["samples/sample_id"])}
+    missing = [s for s in sample_ids if s not in position]
+    if missing:
+        raise DataError(f"{samples_h5}: {len(missing)} sample(s) of the split are missing, e.g. {missing[0]}")
+    idx = np.array([position[s] for s in sample_ids], dtype=np.int64)
+    used = np.unique(np.concatenate([rows[idx], initial[idx]]))
+    block = read_spectra(samples_h5, used)
     lookup = {row: i for i, row in enumerate(used)}
     s_m = block[[lookup[r] for r in rows[idx]]].astype(np.float32)
     s_0 = block[[lookup[r] for r in initial[idx]]].astype(np.float32)
@@ -156,12 +154,11 @@ def load_abcc_data(
 
 def fit_spectrum_scale(samples_h5: str | Path, sample_ids: list[str]) -> float:
     """Std of the training difference spectra s(v_m) - s(v_0): unit-variance targets for the 1D variant."""
-    with h5py.File(samples_h5, "r") as handle:
-        all_ids = read_strings(handle["samples/sample_id"])
-        position = {sample: i for i, sample in enumerate(all_ids)}
-        idx = np.array([position[s] for s in sample_ids if s in position], dtype=np.int64)
-        rows, initial = handle["samples/row"][()][idx], handle["samples/initial_row"][()][idx]
-        spectra = handle["spectra/absorbance"][()]
+    table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/row", "samples/initial_row"])
+    position = {sample: i for i, sample in enumerate(table["samples/sample_id"])}
+    idx = np.array([position[s] for s in sample_ids if s in position], dtype=np.int64)
+    rows, initial = table["samples/row"][idx], table["samples/initial_row"][idx]
+    spectra = read_spectra(samples_h5, slice(None))
     scale = float(np.std(spectra[rows] - spectra[initial]))
     if not np.isfinite(scale) or scale <= 0:
         raise DataError(f"{samples_h5}: the training spectra do not change (std of s(v_m) - s(v_0) is {scale})")
