@@ -14,8 +14,8 @@ import torch
 
 from opir.core.compute import resolve_device
 from opir.core.errors import DataError
-from opir.core.h5io import atomic_h5, provenance, read_strings, write_nxdata
-from opir.formats.images import read_images
+from opir.core.h5io import atomic_h5, provenance, write_nxdata
+from opir.formats.images import read_image_sample_ids, read_images, read_sample_images
 from opir.formats.model_dir import write_curve
 from opir.formats.samples import read_sample_arrays
 from opir.models import vae as vae_lib
@@ -43,12 +43,7 @@ def training_rows(samples_h5: str | Path, splits_json: str | Path, split: str) -
 
 def training_sample_images(image_h5: str | Path, splits_json: str | Path, split: str) -> np.ndarray:
     """The images of a per-sample stream (variation, chemical_flow) that belong to the training samples of ``split``."""
-    train_ids = set(json.loads(Path(splits_json).read_text())[split]["train"])
-    with h5py.File(image_h5, "r") as handle:
-        if "sample_id" not in handle:
-            raise DataError(f"{image_h5}: no sample_id; not a per-sample image stream")
-        keep = np.flatnonzero(np.isin(read_strings(handle["sample_id"]), list(train_ids)))
-        return handle["images"][keep] if len(keep) else np.zeros((0, *handle["images"].shape[1:]), np.uint8)
+    return read_sample_images(image_h5, set(json.loads(Path(splits_json).read_text())[split]["train"]))
 
 
 def build_or_train_vae(
@@ -118,8 +113,7 @@ def encode_waveforms(
     to ``latent/sample_id``."""
     vae = load_vae(vae_dir)
     images = read_images(waveform_h5)
-    with h5py.File(waveform_h5, "r") as handle:
-        sample_id = read_strings(handle["sample_id"]) if "initial_row" in handle and "sample_id" in handle else None
+    sample_id = read_image_sample_ids(waveform_h5)
     if vae.config.sample_size and images.shape[-1] != vae.config.sample_size and vae.config.in_channels == 1:
         raise DataError(f"{waveform_h5}: images are {images.shape[-1]} px but the VAE in {vae_dir} was trained "
                         f"on {vae.config.sample_size} px")

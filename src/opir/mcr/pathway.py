@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from opir.core.arrays import cosine_similarity_rows
 from opir.core.errors import DataError
-from opir.core.h5io import atomic_h5, provenance, read_strings, write_axis, write_nxdata
+from opir.core.h5io import atomic_h5, provenance, write_axis, write_nxdata
+from opir.formats.predictions import read_predictions
 from opir.mcr.references import References, read_references
 from opir.mcr.streams import baseline_basis, read_samples, read_streams
 
@@ -97,18 +97,12 @@ def recover_pathway(
 
 def read_prediction_sequence(predictions_h5: str | Path, sample_ids: Sequence[str]) -> np.ndarray:
     """Mean over draws of the predicted spectra of ``sample_ids`` (predictions format, docs/formats.md)."""
-    with h5py.File(predictions_h5, "r") as h5:
-        ids = list(read_strings(h5["sample_id"]))
-        where = {s: i for i, s in enumerate(ids)}
-        missing = [s for s in sample_ids if s not in where]
-        if missing:
-            raise DataError(f"{predictions_h5}: no prediction for {len(missing)} sample(s), e.g. {missing[0]}")
-        index = [where[s] for s in sample_ids]
-        order = np.argsort(index)
-        pred = h5["prediction"][np.asarray(index)[order]]
-    out = np.empty_like(pred)
-    out[order] = pred
-    return out.mean(axis=1)
+    predictions = read_predictions(predictions_h5)
+    where = {s: i for i, s in enumerate(predictions.sample_id)}
+    missing = [s for s in sample_ids if s not in where]
+    if missing:
+        raise DataError(f"{predictions_h5}: no prediction for {len(missing)} sample(s), e.g. {missing[0]}")
+    return predictions.prediction[[where[s] for s in sample_ids]].mean(axis=1)
 
 
 def perturbed_copy(D: np.ndarray, noise_fraction: float, seed: int) -> np.ndarray:
@@ -136,8 +130,7 @@ def build_pathway(
     rows = rows[samples["index_in_run"][rows] > 0]  # targets only: m >= 1, as the models predict them
     sample_of_row = dict(zip(samples["sample_row"], samples["sample_id"], strict=True))
     if predictions_h5:
-        with h5py.File(predictions_h5, "r") as h5:
-            predicted_ids = set(read_strings(h5["sample_id"]))
+        predicted_ids = set(read_predictions(predictions_h5).sample_id)
         rows = np.array([r for r in rows if sample_of_row.get(r) in predicted_ids])
         if rows.size < 3:
             raise DataError(f"{predictions_h5}: fewer than 3 predicted spectra of run {p['run']}")

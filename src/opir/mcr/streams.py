@@ -239,6 +239,21 @@ def read_streams(path: str | Path) -> dict[str, Any]:
         }
 
 
+def read_stream_spectra(path: str | Path, names, n_rows: int) -> dict[str, np.ndarray]:
+    """The reconstructed stream spectra ``names`` (``elec``, ``sei``) of every row; a missing stream or a row count
+    other than the sample table's (``n_rows``) is a DataError naming the file."""
+    out = {}
+    with h5py.File(path, "r") as h5:
+        for name in names:
+            key = f"{name}/{name}"
+            if key not in h5:
+                raise DataError(f"{path}: missing dataset {key!r} (docs/formats.md, MCR streams)")
+            out[name] = h5[key][()]
+            if len(out[name]) != n_rows:
+                raise DataError(f"{path}: {key} has {len(out[name])} rows, samples.h5 has {n_rows}")
+    return out
+
+
 def read_run_scale(preprocessed_h5: str | Path) -> float | None:
     """The per-run normalization scale preprocessing recorded, or None when the file does not hold one."""
     with h5py.File(preprocessed_h5, "r") as h5:

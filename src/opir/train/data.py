@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
 from opir.core.errors import DataError
-from opir.core.h5io import read_strings
 from opir.formats.embeddings import read_mixture_embeddings
-from opir.formats.images import read_latents
+from opir.formats.images import read_latents, read_sample_latents
 from opir.formats.samples import read_sample_arrays, read_spectra
+from opir.mcr.streams import read_stream_spectra
 from opir.models.abcc import STREAMS, ABCCConfig
 from opir.models.conditioning import Condition
 from opir.models.meanflow import MeanFlowConfig
@@ -48,34 +47,13 @@ class ABCCData:
 
 def read_stream_changes(streams_h5: str | Path, rows: np.ndarray, initial: np.ndarray, n_rows: int) -> np.ndarray:
     """MCR stream changes elec(v_m) - elec(v_0) and sei(v_m) - sei(v_0) of samples (rows, initial): (n, 2, N_f)."""
-    out = []
-    with h5py.File(streams_h5, "r") as handle:
-        for name in STREAMS:
-            key = f"{name}/{name}"
-            if key not in handle:
-                raise DataError(f"{streams_h5}: missing dataset {key!r} (docs/formats.md, MCR streams)")
-            stream = handle[key][()]
-            if len(stream) != n_rows:
-                raise DataError(f"{streams_h5}: {key} has {len(stream)} rows, samples.h5 has {n_rows}")
-            out.append(stream[rows] - stream[initial])
-    changes = np.stack(out, axis=1).astype(np.float32)
+    spectra = read_stream_spectra(streams_h5, STREAMS, n_rows)
+    changes = np.stack([spectra[name][rows] - spectra[name][initial] for name in STREAMS], axis=1).astype(np.float32)
     if not np.all(np.isfinite(changes)):
         raise DataError(f"{streams_h5}: NaN or inf in the stream changes of the requested samples")
     return changes
 
 
-def read_sample_latents(latent_h5: str | Path, sample_ids: list[str]) -> np.ndarray:
-    """Latents of a per-sample image stream (variation, chemical_flow) in the order of ``sample_ids``."""
-    latents, _ = read_latents(latent_h5)
-    with h5py.File(latent_h5, "r") as handle:
-        if "latent/sample_id" not in handle:
-            raise DataError(f"{latent_h5}: no latent/sample_id; not the latents of a per-sample image stream")
-        ids = read_strings(handle["latent/sample_id"])
-    position = {sample: i for i, sample in enumerate(ids)}
-    missing = [s for s in sample_ids if s not in position]
-    if missing:
-        raise DataError(f"{latent_h5}: no latent for {len(missing)} sample(s), e.g. {missing[0]}")
-    return latents[[position[s] for s in sample_ids]]
 
 
 def pad_points(spectra: np.ndarray, length: int) -> np.ndarray:
