@@ -1,5 +1,6 @@
-# Rules of the evaluate stage: score every predictions file the same way (opir.evaluate.metrics) and gather the scores
-# into the OpIRBench tables (opir.evaluate.tables; docs/benchmark.md, docs/formats.md "Predictions, metrics and tables").
+# Rules of the evaluate stage: score every predictions file the same way (opir.evaluate.metrics) and gather the
+# scores into the OpIRBench tables (opir.evaluate.tables; docs/benchmark.md, docs/formats.md "Predictions, metrics
+# and tables").
 # The rows of Tables 2 and 3 are PREDICTION_MODELS + REFERENCE_MODELS (common.smk); Table 4 lists
 # `evaluate.ablation_models`.
 from opir.evaluate.tables import TABLES as BENCHMARK_TABLES, table_models

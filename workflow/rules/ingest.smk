@@ -1,5 +1,6 @@
 # Rules of the ingest stage: one job per run turns its OPUS files and potentiostat log into
-# results/ingest/{system}/{run}.h5 (opir.ingest, opir.formats.potentiostat; docs/formats.md "Ingest and preprocessed runs").
+# results/ingest/{system}/{run}.h5 (opir.ingest, opir.formats.potentiostat; docs/formats.md "Ingest and preprocessed
+# runs").
 # Inputs: the simulate rule's manifest for simulated data; the run's own files, listed at DAG time, for real data.
 from opir.ingest.runs import workflow_inputs
 

@@ -1,5 +1,6 @@
 # Rules of the simulate stage: OpIRSpec-7K-sim, one job per run (a system's runs share its samples) and one for
-# the static calibration set (opir.simulate, opir.formats.opus_writer; docs/simulator.md, docs/formats.md "Raw operando runs").
+# the static calibration set (opir.simulate, opir.formats.opus_writer; docs/simulator.md, docs/formats.md "Raw
+# operando runs").
 # With data.source 'opus' the raw data are the user's, and these rules do not exist.
 RAW_DIR = config["data"]["raw_dir"]
 CALIBRATION_DIR = config["data"]["calibration_dir"]
