@@ -23,7 +23,6 @@ from opir.preprocess.profile import profile_features, resample_voltage_profile
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-
 def test_sit_shapes_and_adaln_zero_start():
     model = SiT(SiTConfig(input_size=8, patch_size=2, in_channels=6, out_channels=3, hidden_size=32, depth=2,
                           num_heads=4, cond_dim=5))

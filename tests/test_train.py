@@ -23,7 +23,6 @@ from opir.training import (
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-
 class Killed(Exception):
     """Stands in for SIGKILL from a SLURM time limit."""
 

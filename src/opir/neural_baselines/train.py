@@ -57,8 +57,6 @@ def _build(architecture: dict[str, Any]) -> torch.nn.Module:
     raise DataError(f"unknown network class {kind!r} in model.json")
 
 
-
-
 def load_baseline(model_dir: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
     """A trained neural baseline from its folder (safetensors only)."""
     model_dir = Path(model_dir)

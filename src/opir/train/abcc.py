@@ -135,8 +135,6 @@ def train_abcc(
     return write_model_folder(out_dir, ema, meta, result.curve)
 
 
-
-
 @torch.no_grad()
 def _fit_fusion(model: ABCC, data: ABCCData, readout: Readout, cfg: dict[str, Any], device) -> dict[str, Any]:
     """Fusion weights of the waveform and the residual read-out, fitted on one-step samples of (a seeded subset

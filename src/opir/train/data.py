@@ -41,10 +41,6 @@ class ABCCData:
         return data_fingerprint(*(t for t in tensors if t is not None))
 
 
-
-
-
-
 def read_stream_changes(streams_h5: str | Path, rows: np.ndarray, initial: np.ndarray, n_rows: int) -> np.ndarray:
     """MCR stream changes elec(v_m) - elec(v_0) and sei(v_m) - sei(v_0) of samples (rows, initial): (n, 2, N_f)."""
     spectra = read_stream_spectra(streams_h5, STREAMS, n_rows)
@@ -52,8 +48,6 @@ def read_stream_changes(streams_h5: str | Path, rows: np.ndarray, initial: np.nd
     if not np.all(np.isfinite(changes)):
         raise DataError(f"{streams_h5}: NaN or inf in the stream changes of the requested samples")
     return changes
-
-
 
 
 def pad_points(spectra: np.ndarray, length: int) -> np.ndarray:
