@@ -122,6 +122,45 @@ def test_bad_files_are_named_with_their_reason(tmp_path, good_file):
         read_opus_spectrum(good_file, block="igsm")
 
 
+def test_truncated_files_say_so_with_bytes_present_and_expected(tmp_path, good_file):
+    raw = good_file.read_bytes()
+    # inside the header, the directory, a data block and the last (sample-origin) block: all "truncated"
+    for cut in (20, 300, 1000, len(raw) - 3):
+        path = tmp_path / f"cut_{cut}.0"
+        path.write_bytes(raw[:cut])
+        with pytest.raises(OpusReadError) as info:
+            read_opus_spectrum(path)
+        expected = 24 if cut < 24 else 504 if cut < 100 else len(raw)
+        assert str(info.value) == f"{path}: truncated OPUS file ({cut} bytes present, {expected} expected)"
+
+
+def test_truncated_real_file_is_reported_as_truncated(tmp_path, realdata):
+    raw = (realdata / "opus" / "opusreader2" / "issue81_A1.1.0").read_bytes()
+    path = tmp_path / "issue81_cut.0"
+    half = len(raw) // 2
+    path.write_bytes(raw[:half])
+    with pytest.raises(OpusReadError, match=rf"issue81_cut.0: truncated OPUS file \({half} bytes present, {len(raw)} "):
+        read_opus_spectrum(path)
+
+
+def test_block_names_ignore_case_and_bad_names_name_the_file(good_file):
+    reference = read_opus_spectrum(good_file, block="AB").values
+    for name in ("ab", "Ab", "A", " a "):
+        np.testing.assert_array_equal(read_opus_spectrum(good_file, block=name).values, reference)
+    with pytest.raises(OpusReadError, match="'igsm' is not a spectral block") as info:
+        read_opus_spectrum(good_file, block="igsm")
+    assert str(info.value).startswith(f"{good_file}: ")
+
+
+def test_corrupted_header_is_named(tmp_path, good_file):
+    raw = bytearray(good_file.read_bytes())
+    raw[16:20] = (10**6).to_bytes(4, "little")  # a million directory entries
+    path = tmp_path / "header.0"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(OpusReadError, match=r"header.0: corrupted OPUS header \(directory at byte 24 with 1000000"):
+        read_opus_spectrum(path)
+
+
 def test_other_block_types_can_be_configured(tmp_path):
     path = tmp_path / "sc.0"
     single = np.linspace(0.1, 1.0, 50, dtype=np.float32)

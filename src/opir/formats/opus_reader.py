@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import struct
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,12 +52,17 @@ class OpusSpectrum:
     instrument: dict[str, Any] = field(default_factory=dict)
 
 
+#: Every accepted block name, lower-cased -> brukeropus key: users type 'ab', 'AB' or 'Ab' alike.
+_BLOCK_NAMES = {**{key: key for key in SPECTRAL_BLOCKS}, **{name.lower(): key for name, key in BLOCK_ALIASES.items()}}
+
+
 def block_key(block: str) -> str:
-    """Accept OPUS names (AB, ScSm, ...) and brukeropus keys (a, sm, ...)."""
-    key = BLOCK_ALIASES.get(block, block)
-    if key not in SPECTRAL_BLOCKS:
+    """Accept OPUS names (AB, ScSm, ...) and brukeropus keys (a, sm, ...), in any letter case."""
+    key = _BLOCK_NAMES.get(str(block).strip().lower())
+    if key is None:
         raise OpusReadError(
-            f"block {block!r} is not a spectral block; use one of {', '.join([*BLOCK_ALIASES, *SPECTRAL_BLOCKS])}"
+            f"block {block!r} is not a spectral block; use one of {', '.join([*BLOCK_ALIASES, *SPECTRAL_BLOCKS])} "
+            "(any letter case)"
         )
     return key
 
@@ -152,6 +158,45 @@ def _block_fast(raw: bytes, key: str) -> Any:
     return Data(matches[0][0], matches[0][1], key=key, vel=0)
 
 
+HEADER_BYTES = 24
+#: Directory entries a sane header may announce (OPUS reserves 40; more would be a corrupted header).
+MAX_DIRECTORY_ENTRIES = 4096
+
+
+def expected_size(raw: bytes) -> int:
+    """The byte count an OPUS file must have: the end of its directory and of the furthest block it lists.
+
+    Real files end exactly at their last block (checked on the 12 real files of ../shared/realdata), so a shorter
+    file was cut off in transfer or by a full disk. Raises ValueError for a header no file could have.
+    """
+    if len(raw) < HEADER_BYTES:
+        return HEADER_BYTES
+    start, max_entries = struct.unpack_from("<ii", raw, 12)
+    if start < HEADER_BYTES or not (0 < max_entries <= MAX_DIRECTORY_ENTRIES):
+        raise ValueError(f"directory at byte {start} with {max_entries} entries")
+    end = start + 12 * max_entries
+    # entries are read as far as the file goes; like OPUS readers, the first with offset 0 ends the list
+    for entry in range(max_entries):
+        at = start + 12 * entry
+        if at + 12 > len(raw):
+            break
+        _, words, offset = struct.unpack_from("<iii", raw, at)
+        if offset <= 0:
+            break
+        end = max(end, offset + 4 * max(words, 0))
+    return end
+
+
+def _check_complete(raw: bytes, path: Path) -> None:
+    """Truncation is the commonest damage (a copy interrupted, a disk full): name it, with the bytes missing."""
+    try:
+        expected = expected_size(raw)
+    except ValueError as exc:
+        raise OpusReadError(f"{path}: corrupted OPUS header ({exc})") from exc
+    if len(raw) < expected:
+        raise OpusReadError(f"{path}: truncated OPUS file ({len(raw)} bytes present, {expected} expected)")
+
+
 def read_opus_spectrum(
     path: str | Path, block: str = "AB", default_zone: dt.tzinfo | None = None, instrument: bool = False
 ) -> OpusSpectrum:
@@ -164,7 +209,10 @@ def read_opus_spectrum(
     from brukeropus import read_opus  # imported here: only ingest needs it
 
     path = Path(path)
-    key = block_key(block)
+    try:
+        key = block_key(block)
+    except OpusReadError as exc:
+        raise OpusReadError(f"{path}: {exc}") from exc
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -173,8 +221,7 @@ def read_opus_spectrum(
         raise OpusReadError(f"{path}: empty file (0 bytes)")
     if raw[:4] != OPUS_MAGIC:
         raise OpusReadError(f"{path}: not an OPUS file (first bytes {raw[:4].hex()}, expected 0a0afefe)")
-    if len(raw) < 24:
-        raise OpusReadError(f"{path}: truncated OPUS file ({len(raw)} bytes, shorter than the 24-byte header)")
+    _check_complete(raw, path)
     try:
         data = None if instrument else _block_fast(raw, key)
         opus = None
