@@ -8,6 +8,7 @@ try:
     from opir.baselines.references import REFERENCE_MODELS as LIBRARY_REFERENCE_MODELS
     from opir.baselines.regression import BASELINE_MODELS
     from opir.core.config import load_and_validate
+    from opir.core.electrodes import DESCRIPTOR_COLUMNS
     from opir.core.errors import ConfigError
     from opir.models.settings import (
         abcc_embedding_variant,

@@ -30,6 +30,7 @@ SIMULATED_SYSTEM_COLUMNS = [
     "electrolyte",
     "protocol",
     "sim_samples",
+    *DESCRIPTOR_COLUMNS,
 ]
 
 

@@ -221,6 +221,11 @@ def read_sheet(path: str | Path, schema_name: str, schema_dir: Path = SCHEMA_DIR
     return typed
 
 
+def sheet_schema(name: str) -> dict[str, Any]:
+    """The schema of a sheet (``systems.schema.yaml``, ...), for checks of values that do not come from a sheet."""
+    return _load_schema(name, SCHEMA_DIR)[0]
+
+
 def _coerce(value: str, column_schema: Mapping[str, Any]) -> Any:
     kind = column_schema.get("type")
     try:
@@ -239,6 +244,7 @@ class Sheets:
     molecules: pd.DataFrame
     runs: pd.DataFrame
     recipes: dict[str, Recipe]
+    electrodes: dict[str, Any] = field(default_factory=dict)  # system_id -> opir.core.electrodes descriptors
 
 
 def resolve_path(path: str | Path, root: Path = Path("."), fallback_root: Path | None = None) -> Path:
@@ -252,6 +258,9 @@ def resolve_path(path: str | Path, root: Path = Path("."), fallback_root: Path |
 
 def load_sheets(config: Mapping[str, Any], root: Path = Path("."), fallback_root: Path | None = None) -> Sheets:
     """Read and cross-check the systems, molecules and runs sheets named in ``config['sheets']``."""
+    # electrodes.py reads the systems schema through this module, so it is imported here, not at the top
+    from opir.core.electrodes import descriptors_from_row
+
     paths = {
         name: resolve_path(config["sheets"][name], root, fallback_root) for name in ("systems", "molecules", "runs")
     }
@@ -282,13 +291,17 @@ def load_sheets(config: Mapping[str, Any], root: Path = Path("."), fallback_root
                 f"{where}: {', '.join(wrong_role)} given a molarity but is not a salt in the molecule sheet"
             )
         recipes[row.system_id] = recipe
+    electrodes = {
+        row["system_id"]: descriptors_from_row(row, f"{paths['systems']}: row {row_number} ({row['system_id']})")
+        for row_number, row in enumerate(systems.to_dict("records"), start=2)
+    }
     unknown_systems = sorted(set(runs["system_id"]) - set(systems["system_id"]))
     if unknown_systems:
         raise ConfigError(f"{paths['runs']}: system(s) {', '.join(unknown_systems)} not in {paths['systems']}")
     without_runs = sorted(set(systems["system_id"]) - set(runs["system_id"]))
     if without_runs:
         raise ConfigError(f"{paths['runs']}: system(s) {', '.join(without_runs)} have no run")
-    return Sheets(systems=systems, molecules=molecules, runs=runs, recipes=recipes)
+    return Sheets(systems=systems, molecules=molecules, runs=runs, recipes=recipes, electrodes=electrodes)
 
 
 def _check_unique(sheet: pd.DataFrame, column: str, path: Path) -> None:

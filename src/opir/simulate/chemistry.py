@@ -4,12 +4,14 @@ electrochemistry and the concentrations of every species over a run."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from opir.core.config import Recipe
+from opir.core.electrodes import PATHWAYS as ELECTRODE_PATHWAYS
+from opir.core.electrodes import ElectrodeDescriptors
 from opir.core.errors import ConfigError
 
 # ==============================================================================================================
@@ -81,40 +83,80 @@ BANDS: dict[str, list[Band]] = {
 
 
 @dataclass(frozen=True)
-class SeiProduct:
-    """Reduction product: onset potential (V vs Li/Li+, Cu reference), onset width (V), rate (film units per hour
-    well below onset), precursors (solvent -> solvent mol/L consumed per film unit), salt consumed (mol/L per
-    film unit, LiF/LixPOyFz from PF6-)."""
+class Pathway:
+    """One SEI-forming reaction of the electrolyte: its product, onset potential (V vs Li/Li+ on a reference metal
+    surface, Cu), onset width (V), rate (film units per hour per unit area well below onset), precursors
+    (solvent -> solvent mol/L consumed per film unit), salt consumed (mol/L per film unit, LiF/LixPOyFz from PF6-),
+    whether the film it makes passivates (blocks electron transfer, so it slows down as the film grows), and whether
+    it needs every precursor at once (an exchange between two solvents) or any of them (one solvent reduced)."""
 
+    product: str
     onset_v: float
     width_v: float
     rate_per_h: float
     precursors: Mapping[str, float]
     salt_consumed_m: float = 0.05
+    passivated: bool = True
+    needs_every_precursor: bool = False
 
 
-#: Onsets order VC > EC > DMC (Aurbach 2002, Zhuang 2005/2006, Xu 2004); Li2CO3 forms by deeper reduction.
-SEI_PRODUCTS: dict[str, SeiProduct] = {
-    "polyVC": SeiProduct(1.40, 0.06, 0.60, {"VC": 0.35}),
-    "LEDC": SeiProduct(0.90, 0.06, 0.35, {"EC": 0.60}),
-    "semicarbonate": SeiProduct(0.80, 0.06, 0.12, {"EC": 0.30, "EMC": 0.30}),
-    "DMDOHC": SeiProduct(0.70, 0.06, 0.08, {"EC": 0.25, "DMC": 0.25}),
-    "LMC": SeiProduct(0.60, 0.06, 0.30, {"DMC": 0.60, "EMC": 0.60}),
-    "Li2CO3": SeiProduct(0.40, 0.08, 0.15, {"EC": 0.30, "DMC": 0.30, "EMC": 0.30}),
-}
+#: The pathways of :data:`opir.core.electrodes.PATHWAYS`: the electrolyte decides which can run (its precursors),
+#: the potential when, the electrode's surfaces and descriptors how fast. Onsets order VC > EC > DMC (Aurbach 2002,
+#: Zhuang 2005/2006, Xu 2004); transesterification follows EC reduction (it is initiated by the alkoxides that EC
+#: reduction makes, Gachot 2008); Li2CO3 forms by deeper reduction; the surface carbonate of oxide surfaces is a
+#: chemical reaction (not electron-transfer limited, so not passivated) that is negligible without a catalyst.
+PATHWAYS: dict[str, Pathway] = {
+    "vc_polymerization": Pathway("polyVC", 1.40, 0.06, 0.60, {"VC": 0.35}),
+    "ec_reduction": Pathway("LEDC", 0.90, 0.06, 0.35, {"EC": 0.60}),
+    "semicarbonate": Pathway("semicarbonate", 0.80, 0.06, 0.12, {"EC": 0.30, "EMC": 0.30}),
+    "transesterification": Pathway("DMDOHC", 0.85, 0.06, 0.05, {"EC": 0.25, "DMC": 0.25}, needs_every_precursor=True),
+    "linear_carbonate_reduction": Pathway("LMC", 0.60, 0.06, 0.30, {"DMC": 0.60, "EMC": 0.60}),
+    "deep_reduction": Pathway("Li2CO3", 0.40, 0.08, 0.15, {"EC": 0.30, "DMC": 0.30, "EMC": 0.30}),
+    "surface_carbonate": Pathway("Li2CO3", 1.60, 0.08, 0.002, {"EC": 0.30, "DMC": 0.30, "EMC": 0.30},
+                                 passivated=False),
+}  # fmt: skip
+assert tuple(PATHWAYS) == ELECTRODE_PATHWAYS, "the simulator's pathways are those the descriptors name"
+#: Organic products: what a reversible (polymeric, gel-like) film on the active material is made of.
+ORGANIC_PRODUCTS = ("LEDC", "semicarbonate", "DMDOHC", "LMC", "polyVC")
+
+#: Catalysis: a surface that runs a pathway k times faster also starts it earlier, by one Tafel slope per decade
+#: (2.303 RT / (alpha F) = 0.12 V for a one-electron transfer with alpha 0.5 at 25 C).
+TAFEL_V_PER_DECADE = 0.12
+#: Carbon black: specific area about ten times that of micron-sized active particles (Super P about 60 m2/g), so
+#: a 10 % carbon composite has as much carbon surface as active surface; electrolyte reduction on carbon starts
+#: about 0.1 V lower than on Cu (EC reduction below about 0.8 V on carbons, Aurbach 1999, Xu 2004).
+CARBON_AREA_PER_FRACTION = 10.0
+CARBON_ONSET_SHIFT_V = -0.10
+#: Film units that passivate a unit of surface (the self-limiting thickness of an electron-blocking film).
+FILM_CAPACITY_PER_AREA = 1.5
+#: Cracking of materials that change volume: candidate crack events per unit of state of charge traversed and unit
+#: of fractional volume change; each exposes this share of the active area as fresh surface, which at once forms
+#: this share of a passivating film from what is reducible at that potential (a sparse jump of the film).
+CRACKS_PER_SOC_PER_VOLUME = 1.0
+MAX_VOLUME_CHANGE = 5.0
+CRACK_AREA_SHARE = 0.08
+CRACK_FILM_SHARE = 0.6
+#: Reducibility (film units per hour) at which fresh surface passivates fully at once.
+CRACK_SATURATING_RATE_PER_H = 0.3
+#: The reversible share of the organic film on the active material decomposes as the material delithiates:
+#: e-fold per this much state of charge given back (Grugeon/Laruelle 2002: the polymeric film of conversion oxides
+#: disappears on charge).
+FILM_DECOMPOSITION_PER_SOC = 3.0
+
+#: Composite coatings: the binder's film (film units per mass fraction) and the carbon's broad background
+#: (absorbance per mass fraction); both static.
+BINDER_FILM_PER_FRACTION = 10.0
+CARBON_BACKGROUND_PER_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
 class Electrode:
-    """Working-electrode model.
+    """Electrochemistry of a working-electrode material (the SEI comes from its descriptors, not from here).
 
     ``lithiation`` / ``delithiation``: open-circuit voltage (V) vs state of charge q (0 = pristine, 1 = cut-off),
     as (q, V) knots; ``overpotential_v`` at the protocol current and its time constant ``overpotential_tau_s``;
     ``half_cycle_h``: duration of one discharge (or charge) at the protocol current; ``cycles``; ``capacity_mah``
-    sets the current. SEI: per-product onset shifts (V) and rate factors, the film capacity that passivates the
-    surface (film units), and sparse growth jumps (events per hour below ``jump_below_v``, each adding
-    ``jump_film`` film units split as ``jump_products``; a jump also exposes fresh surface).
-    """
+    sets the current."""
 
     lithiation: Sequence[tuple[float, float]]
     delithiation: Sequence[tuple[float, float]]
@@ -123,58 +165,61 @@ class Electrode:
     half_cycle_h: float
     cycles: int
     capacity_mah: float
-    onset_shift_v: Mapping[str, float]
-    rate_factor: Mapping[str, float]
-    film_capacity: float
-    jumps_per_h: float = 0.0
-    jump_below_v: float = 0.0
-    jump_film: float = 0.0
-    jump_products: Mapping[str, float] | None = None
 
 
+#: Voltage curves by active material: the name before '/' in the sheet's working_electrode ('CoO/SuperP' -> CoO).
 ELECTRODES: dict[str, Electrode] = {
     # Blocking Cu: the charge goes into the double layer, electrolyte reduction and finally Li plating.
     "Cu": Electrode(
         lithiation=[(0, 3.05), (0.04, 2.2), (0.12, 1.5), (0.3, 1.0), (0.55, 0.75), (0.8, 0.45), (0.95, 0.2), (1, 0.05)],
         delithiation=[(1, 0.15), (0.9, 0.6), (0.6, 1.2), (0.3, 1.8), (0.1, 2.4), (0, 3.0)],
         overpotential_v=0.03, overpotential_tau_s=120, half_cycle_h=6.0, cycles=1, capacity_mah=0.3,
-        onset_shift_v={}, rate_factor={}, film_capacity=1.6,
     ),
-    # LTO: flat 1.55 V plateau; the cut-off (1.0 V) stays above EC reduction, but the LTO surface keeps forming
-    # carbonate at high potential (gassing, He 2012; Li2CO3 onset raised above the plateau, weak passivation).
+    # LTO: flat 1.55 V plateau; the cut-off (1.0 V) stays above EC reduction on Cu.
     "LTO": Electrode(
         lithiation=[(0, 2.6), (0.03, 2.0), (0.08, 1.65), (0.15, 1.57), (0.85, 1.54), (0.93, 1.35), (1, 1.0)],
         delithiation=[(1, 1.1), (0.95, 1.5), (0.88, 1.58), (0.15, 1.6), (0.07, 1.75), (0, 2.5)],
         overpotential_v=0.02, overpotential_tau_s=180, half_cycle_h=5.0, cycles=2, capacity_mah=1.0,
-        onset_shift_v={"Li2CO3": 1.65, "LEDC": 0.05}, rate_factor={"Li2CO3": 0.35, "LEDC": 0.5},
-        film_capacity=6.0,
     ),
-    # Sn: alloying plateaus below 0.8 V; 250 % volume change cracks the film -> sparse growth jumps.
+    # Sn: alloying plateaus below 0.8 V.
     "Sn": Electrode(
         lithiation=[(0, 2.8), (0.03, 1.8), (0.1, 1.0), (0.25, 0.75), (0.4, 0.6), (0.6, 0.45), (0.8, 0.38),
                     (0.95, 0.2), (1, 0.02)],
         delithiation=[(1, 0.3), (0.9, 0.5), (0.7, 0.6), (0.5, 0.72), (0.3, 0.8), (0.1, 1.2), (0, 1.8)],
         overpotential_v=0.04, overpotential_tau_s=240, half_cycle_h=5.0, cycles=2, capacity_mah=1.5,
-        onset_shift_v={"LEDC": 0.1, "LMC": 0.1, "Li2CO3": 0.1}, rate_factor={}, film_capacity=1.4,
-        jumps_per_h=0.35, jump_below_v=0.65, jump_film=0.35,
-        jump_products={"LEDC": 0.45, "Li2CO3": 0.35, "LMC": 0.2},
-    ),  # fmt: skip
-    # CoO conversion (CoO + 2 Li -> Co + Li2O at ~0.8 V): large hysteresis; the Co nanoparticles catalyse an early
-    # ester/semi-carbonate film (DMDOHC-like, ~1640 1/cm) and later LMC (Grugeon 2001; Tarascon group).
+    ),
+    # CoO conversion (CoO + 2 Li -> Co + Li2O at ~0.8 V): large hysteresis.
     "CoO": Electrode(
         lithiation=[(0, 2.7), (0.03, 1.6), (0.1, 1.0), (0.2, 0.92), (0.7, 0.85), (0.85, 0.6), (0.95, 0.35), (1, 0.17)],
         delithiation=[(1, 0.3), (0.95, 1.2), (0.85, 1.8), (0.4, 2.05), (0.15, 2.2), (0.05, 2.6), (0, 3.0)],
         overpotential_v=0.15, overpotential_tau_s=600, half_cycle_h=8.0, cycles=1, capacity_mah=1.2,
-        onset_shift_v={"DMDOHC": 0.55, "semicarbonate": 0.35, "LMC": -0.1},
-        rate_factor={"DMDOHC": 2.5, "semicarbonate": 2.0, "LEDC": 0.3, "LMC": 1.5}, film_capacity=1.3,
-        jumps_per_h=0.4, jump_below_v=0.9, jump_film=0.15,
-        jump_products={"DMDOHC": 0.3, "semicarbonate": 0.3, "LMC": 0.4},
     ),
 }  # fmt: skip
 
-#: Composite electrodes ("LTO/SuperP"): the carbon adds a sloping background, the binder its bands.
-COMPOSITE_BINDER_FILM = 1.0
-CARBON_BACKGROUND_ABSORBANCE = 0.05
+
+@dataclass(frozen=True)
+class Surface:
+    """A surface the electrolyte touches: its area per projected area, catalysis factor per pathway, the shift of
+    every onset on it, and the share of its organic film that decomposes on delithiation."""
+
+    name: str
+    area: float
+    catalysis: Mapping[str, float]
+    onset_shift_v: float = 0.0
+    reversibility: float = 0.0
+
+
+def electrode_surfaces(descriptors: ElectrodeDescriptors) -> list[Surface]:
+    """The surfaces of an electrode: its active material (or bare collector), and the carbon additive if any.
+    A surface of zero area is left out, so a carbon fraction of 0 is exactly the bare electrode."""
+    active_share = 1.0 - descriptors.carbon_fraction - descriptors.binder_fraction
+    surfaces = [Surface("active", active_share * descriptors.surface_area, dict(descriptors.catalysis),
+                        reversibility=descriptors.film_reversibility)]  # fmt: skip
+    if descriptors.carbon_fraction > 0:
+        surfaces.append(Surface("carbon", descriptors.carbon_fraction * CARBON_AREA_PER_FRACTION, {},
+                                onset_shift_v=CARBON_ONSET_SHIFT_V))  # fmt: skip
+    return surfaces
+
 
 #: Intermittent (GITT-like) protocol: pulses per half cycle, rest/pulse duration ratio, and the relaxation time
 #: constant of the overpotential during rests (longer than under load: diffusion relaxes slowly).
@@ -291,32 +336,20 @@ class Electrochemistry:
     soc: np.ndarray
 
 
-def electrode_of(name: str, where: str) -> tuple[Electrode, bool]:
-    """Model of a working electrode named like 'Cu', 'Sn' or 'LTO/SuperP' (composite with carbon + PVDF)."""
-    base, _, additive = name.partition("/")
-    if base not in ELECTRODES:
-        raise ConfigError(f"{where}: working electrode {name!r} has no simulator model; known: {', '.join(ELECTRODES)}")
-    return ELECTRODES[base], bool(additive)
+def electrode_of(name: str, where: str) -> Electrode:
+    """Electrochemistry of a working electrode named like 'Cu', 'Sn' or 'CoO/SuperP' (its active material, the name
+    before '/'; the coating's carbon and binder are descriptors of the systems sheet)."""
+    material = name.partition("/")[0].strip()
+    if material not in ELECTRODES:
+        raise ConfigError(
+            f"{where}: working electrode {name!r}: no voltage curve for active material {material!r}; "
+            f"known: {', '.join(ELECTRODES)}"
+        )
+    return ELECTRODES[material]
 
 
-#: ``sei_chemistry_of`` value for a surface on which no film grows at all.
+#: ``sei_descriptors`` value of :func:`opir.simulate.runs.simulate_run` for a surface on which no film grows.
 NO_SEI = "none"
-
-
-def with_sei_chemistry_of(electrode: Electrode, donor: Electrode | None) -> Electrode:
-    """``electrode`` with the SEI chemistry of ``donor`` (onset shifts, rate factors, film capacity, what growth
-    jumps produce), or with no film growth at all for None: its voltage curve and its crack events stay, so the
-    run's electrochemistry and random draws are unchanged. A counterfactual for benchmarks/electrode_bound.py: what
-    the SEI would have been had the surface reacted like another electrode's."""
-    if donor is None:
-        return replace(electrode, rate_factor={p: 0.0 for p in SEI_PRODUCTS}, jump_products=None)
-    return replace(
-        electrode,
-        onset_shift_v=donor.onset_shift_v,
-        rate_factor=donor.rate_factor,
-        film_capacity=donor.film_capacity,
-        jump_products=donor.jump_products,
-    )
 
 
 def protocol_segments(electrode: Electrode, protocol: str) -> list[tuple[float, int]]:
@@ -374,15 +407,54 @@ def protocol_duration_s(electrode: Electrode, protocol: str) -> float:
 # ==============================================================================================================
 # Concentrations: solvent stream + SEI stream
 # ==============================================================================================================
+def _pathway_arrays(surfaces: Sequence[Surface], solvents: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per-surface onsets and rates of every pathway (catalysis applied), and the pathways' stoichiometry."""
+    pathways = list(PATHWAYS.values())
+    factor = np.array([[s.catalysis.get(name, 1.0) for name in PATHWAYS] for s in surfaces]).reshape(-1, len(PATHWAYS))
+    shift = np.array([s.onset_shift_v for s in surfaces]).reshape(-1, 1)
+    return {
+        "onset": np.array([p.onset_v for p in pathways])[None, :] + shift + TAFEL_V_PER_DECADE * np.log10(factor),
+        "rate": np.array([p.rate_per_h for p in pathways])[None, :] * factor / 3600.0,
+        "width": np.array([p.width_v for p in pathways]),
+        "nu": np.array([[p.precursors.get(s, 0.0) for s in solvents] for p in pathways]) * FILM_TO_MOLAR,
+        "nu_salt": np.array([p.salt_consumed_m for p in pathways]) * FILM_TO_MOLAR,
+        "passivated": np.array([p.passivated for p in pathways]),
+        # an exchange whose partner solvent is not in the electrolyte cannot run at all
+        "needs_every": np.array([p.needs_every_precursor for p in pathways]),
+        "complete": np.array([all(s in solvents for s in p.precursors) for p in pathways]),
+        "organic": np.array([p.product in ORGANIC_PRODUCTS for p in pathways]),
+        "product": np.array([[float(p.product == q) for q in SEI_SPECIES] for p in pathways]),
+    }
+
+
+def crack_events(grid_soc: np.ndarray, volume_change: float, rng: np.random.Generator) -> np.ndarray:
+    """Crack sizes on the SEI grid: Poisson events spread over the state of charge the material traverses (it cracks
+    while it swells or shrinks), at a rate proportional to its volume change. The random draws do not depend on
+    ``volume_change`` (candidates are thinned), so two electrodes on the same voltage curve see the same numbers."""
+    traversed = np.cumsum(np.abs(np.diff(grid_soc, prepend=grid_soc[0])))
+    total = float(traversed[-1])
+    n = rng.poisson(CRACKS_PER_SOC_PER_VOLUME * MAX_VOLUME_CHANGE * total)
+    at = np.minimum(np.searchsorted(traversed, rng.uniform(0.0, total, n)), grid_soc.size - 1)
+    sizes = np.exp(rng.normal(0.0, 0.3, n))
+    keep = rng.uniform(0.0, 1.0, n) < volume_change / MAX_VOLUME_CHANGE
+    cracks = np.zeros(grid_soc.size)
+    np.add.at(cracks, at[keep], sizes[keep])
+    return cracks
+
+
 def concentrations(
     echem: Electrochemistry,
-    electrode: Electrode,
-    composite: bool,
+    descriptors: ElectrodeDescriptors | None,
     recipe: Recipe,
     rng: np.random.Generator,
     where: str = "electrolyte",
+    binder_film: float = 0.0,
 ) -> np.ndarray:
-    """True concentration of every species in :data:`SPECIES` on the potentiostat grid (n_time, k)."""
+    """True concentration of every species in :data:`SPECIES` on the potentiostat grid (n_time, k).
+
+    The SEI forms on every surface of the electrode (:func:`electrode_surfaces`) by every pathway of
+    :data:`PATHWAYS` that the electrolyte can feed, below the pathway's onset on that surface; ``descriptors`` None
+    grows no film (the same random draws are made). ``binder_film``: the static PVDF film of a composite coating."""
     n = echem.time_s.size
     dt_s = np.diff(echem.time_s, prepend=echem.time_s[0])
     solvent0 = solvent_molarities(recipe, where)
@@ -391,64 +463,76 @@ def concentrations(
     c_solvent = np.array([solvent0[s] for s in names])
     half_sat = np.array([SOLVENTS[s]["half_saturation_m"] for s in names])
 
-    # per-run variability of the SEI kinetics (same electrode + electrolyte, a different cell)
-    products = list(SEI_SPECIES)
-    onset = np.array(
-        [SEI_PRODUCTS[p].onset_v + electrode.onset_shift_v.get(p, 0.0) for p in products]
-    ) + rng.normal(0, RUN_ONSET_SPREAD_V, len(products))
-    width = np.array([SEI_PRODUCTS[p].width_v for p in products])
-    rate = np.array([SEI_PRODUCTS[p].rate_per_h * electrode.rate_factor.get(p, 1.0) for p in products])
-    rate = rate * np.exp(rng.normal(0, RUN_RATE_SPREAD, len(products))) / 3600.0
-    capacity = electrode.film_capacity * float(np.exp(rng.normal(0, RUN_RATE_SPREAD)))
-    # stoichiometry: product x solvent (mol/L consumed per film unit) and salt
-    nu = np.array([[SEI_PRODUCTS[p].precursors.get(s, 0.0) for s in names] for p in products]) * FILM_TO_MOLAR
-    nu_salt = np.array([SEI_PRODUCTS[p].salt_consumed_m for p in products]) * FILM_TO_MOLAR
+    # per-run variability of the kinetics (same electrode and electrolyte, another cell); drawn first and whatever
+    # the descriptors, so a counterfactual electrode (benchmarks/electrode_bound.py) sees the same numbers
+    n_paths = len(PATHWAYS)
+    onset_noise = rng.normal(0, RUN_ONSET_SPREAD_V, n_paths)
+    rate_noise = np.exp(rng.normal(0, RUN_RATE_SPREAD, n_paths))
+    capacity = FILM_CAPACITY_PER_AREA * float(np.exp(rng.normal(0, RUN_RATE_SPREAD)))
+    surfaces = electrode_surfaces(descriptors) if descriptors is not None else []
+    arrays = _pathway_arrays(surfaces, names)
+    onset = arrays["onset"] + onset_noise[None, :]
+    rate = arrays["rate"] * rate_noise[None, :]
+    nu, nu_salt = arrays["nu"], arrays["nu_salt"]
+    area = np.array([s.area for s in surfaces])
+    reversible = np.array([s.reversibility for s in surfaces])[:, None] * arrays["organic"][None, :]
 
     # the SEI stream evolves on its own fixed grid (hours-long kinetics), the same whatever the sampling
     grid = np.arange(echem.time_s[0], echem.time_s[-1] + SEI_STEP_S, SEI_STEP_S)
     voltage = np.interp(grid, echem.time_s, echem.voltage_v)
+    soc = np.interp(grid, echem.time_s, echem.soc)
+    delithiated = np.maximum(-np.diff(soc, prepend=soc[0]), 0.0)
     m = grid.size
-    # sparse growth jumps (cracking of the film on alloying / conversion electrodes): Poisson events in time,
-    # effective only while the potential is below the electrode's threshold
-    jump = np.zeros(m)
-    if electrode.jumps_per_h > 0:
-        duration_h = (grid[-1] - grid[0]) / 3600.0
-        n_events = rng.poisson(electrode.jumps_per_h * duration_h)
-        at = np.searchsorted(grid, np.sort(rng.uniform(grid[0], grid[-1], n_events)))
-        sizes = electrode.jump_film * np.exp(rng.normal(0, 0.3, at.size))
-        keep = (at < m) & (voltage[np.minimum(at, m - 1)] < electrode.jump_below_v)
-        np.add.at(jump, at[keep], sizes[keep])
-    jump_split = np.array([(electrode.jump_products or {}).get(p, 0.0) for p in products])
+    cracks = crack_events(soc, descriptors.volume_change if descriptors is not None else 0.0, rng)
 
-    drive = _sigmoid((onset[None, :] - voltage[:, None]) / width[None, :])  # (m, products)
-    step_rate = rate * SEI_STEP_S
+    drive = _sigmoid((onset[None, :, :] - voltage[:, None, None]) / arrays["width"][None, None, :])  # (m, S, P)
     nu_sum = nu.sum(1)
     has_precursor = nu_sum > 0
-    theta = np.zeros((m, len(products)))
+    film = np.zeros((len(surfaces), n_paths))  # film units per surface and pathway
+    pool = np.zeros_like(film)  # the part of it that decomposes on delithiation
+    theta = np.zeros((m, len(SEI_SPECIES)))
     solvent = np.zeros((m, len(names)))
     salt = np.zeros(m)
-    film, fresh = np.zeros(len(products)), 0.0
     c_s, c_salt = c_solvent.copy(), salt0
-    for i in range(m):
-        precursor = nu * (c_s / (c_s + half_sat))  # (products, solvents): what each product can draw on
+    for i in range(m if surfaces else 0):
+        precursor = nu * (c_s / (c_s + half_sat))  # (pathways, solvents): what each pathway can draw on
         available = precursor.sum(1)
         supply = np.where(has_precursor, available / np.where(has_precursor, nu_sum, 1.0), 0.0)
-        passivation = max(0.0, 1.0 - max(film.sum() - fresh, 0.0) / capacity) ** 2
-        growth = step_rate * drive[i] * supply * passivation
-        if jump[i] > 0:
-            # fresh surface reacts with what is reducible at this potential
-            growth = growth + jump[i] * jump_split * drive[i] * supply
-            fresh += jump[i]  # cracks expose fresh electrode: the passivation restarts in part
-        # mass balance: a product takes its precursors in proportion to what is there
-        use = (growth * nu_sum / np.where(available > 0, available, 1.0)) @ precursor
+        # an exchange between two solvents runs only as fast as its scarcer one allows
+        scarcest = np.where(nu > 0, c_s / (c_s + half_sat), np.inf).min(1)
+        supply = np.where(arrays["needs_every"], np.where(arrays["complete"], scarcest, 0.0), supply)
+        blocking = (film * arrays["passivated"]).sum(1)
+        passivation = np.maximum(0.0, 1.0 - blocking / (capacity * area)) ** 2
+        per_area = rate * drive[i] * supply  # (surfaces, pathways), film units per second
+        growth = SEI_STEP_S * area[:, None] * per_area * np.where(arrays["passivated"], passivation[:, None], 1.0)
+        if cracks[i] > 0:
+            # a crack exposes fresh active surface, which at once forms part of a passivating film from what is
+            # reducible at this potential; the new area also takes part in the passivation from now on
+            fresh = CRACK_AREA_SHARE * cracks[i] * area[0]
+            reducible = per_area[0] * 3600.0
+            total = float(reducible.sum())
+            if total > 0:
+                formed = fresh * capacity * CRACK_FILM_SHARE * min(1.0, total / CRACK_SATURATING_RATE_PER_H)
+                growth[0] += formed * reducible / total
+            area = area.copy()
+            area[0] += fresh
+        # mass balance: a pathway takes its precursors in proportion to what is there
+        total_growth = growth.sum(0)
+        use = (total_growth * nu_sum / np.where(available > 0, available, 1.0)) @ precursor
         over = use > c_s
         if over.any():
             scale = float(np.min(c_s[over] / use[over]))
-            growth, use = growth * scale, use * scale
+            growth, total_growth, use = growth * scale, total_growth * scale, use * scale
         film = film + growth
+        pool = pool + growth * reversible
+        if delithiated[i] > 0:
+            lost = pool * -np.expm1(-FILM_DECOMPOSITION_PER_SOC * delithiated[i])
+            pool, film = pool - lost, film - lost
         c_s = np.maximum(c_s - use, 0.0)
-        c_salt = max(c_salt - float(nu_salt @ growth), 0.0)
-        theta[i], solvent[i], salt[i] = film, c_s, c_salt
+        c_salt = max(c_salt - float(nu_salt @ total_growth), 0.0)
+        theta[i], solvent[i], salt[i] = film.sum(0) @ arrays["product"], c_s, c_salt
+    if not surfaces:
+        solvent[:], salt[:] = c_solvent, salt0
     theta = np.stack([np.interp(echem.time_s, grid, col) for col in theta.T], axis=1)
     solvent = np.stack([np.interp(echem.time_s, grid, col) for col in solvent.T], axis=1)
     salt = np.interp(echem.time_s, grid, salt)
@@ -467,7 +551,7 @@ def concentrations(
     for name, values in speciation.items():
         out[:, SPECIES.index(name)] = values * probed
     out[:, SPECIES.index("PF6")] = li_local * probed
-    out[:, SPECIES.index("PVDF")] = COMPOSITE_BINDER_FILM if composite else 0.0
-    for j, p in enumerate(products):
+    out[:, SPECIES.index("PVDF")] = binder_film
+    for j, p in enumerate(SEI_SPECIES):
         out[:, SPECIES.index(p)] = theta[:, j]
     return out

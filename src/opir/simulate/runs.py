@@ -17,10 +17,12 @@ import numpy as np
 
 from opir.core import h5io
 from opir.core.config import parse_recipe
+from opir.core.electrodes import ElectrodeDescriptors, descriptors_from_row
 from opir.core.errors import ConfigError
 from opir.formats.opus_writer import opus_bytes
 from opir.simulate.chemistry import (
-    CARBON_BACKGROUND_ABSORBANCE,
+    BINDER_FILM_PER_FRACTION,
+    CARBON_BACKGROUND_PER_FRACTION,
     NO_SEI,
     SPECIES,
     SPECIES_KIND,
@@ -32,7 +34,6 @@ from opir.simulate.chemistry import (
     instrument_axis_cm1,
     protocol_duration_s,
     reference_single_channel,
-    with_sei_chemistry_of,
 )
 
 log = logging.getLogger(__name__)
@@ -108,19 +109,20 @@ def simulate_run(
     run_id: str,
     n_samples: int,
     settings: Mapping[str, Any],
-    sei_chemistry_of: str | None = None,
+    sei_descriptors: ElectrodeDescriptors | str | None = None,
 ) -> SimulatedRun:
-    """Simulate one run of ``system`` (a row of the systems sheet) with ``n_samples`` + 1 spectra.
+    """Simulate one run of ``system`` (a row of the systems sheet, descriptor columns included) with ``n_samples``
+    + 1 spectra.
 
-    ``sei_chemistry_of`` (an electrode model name, or :data:`NO_SEI`) simulates the same run with that electrode's
-    SEI chemistry (:func:`with_sei_chemistry_of`); the workflow never sets it."""
+    ``sei_descriptors`` (other electrode descriptors, or :data:`NO_SEI`) simulates the same run (voltage curve,
+    random draws, electrolyte, binder and carbon background) with the SEI those descriptors form, or none: a
+    counterfactual for benchmarks/electrode_bound.py; the workflow never sets it."""
     system_id = system["system_id"]
     where = f"system {system_id}"
     recipe = parse_recipe(system["electrolyte"], f"{where}, electrolyte")
-    electrode, composite = electrode_of(system["working_electrode"], where)
-    if sei_chemistry_of is not None:
-        donor = None if sei_chemistry_of == NO_SEI else electrode_of(sei_chemistry_of, f"{where}, counterfactual")[0]
-        electrode = with_sei_chemistry_of(electrode, donor)
+    electrode = electrode_of(system["working_electrode"], where)
+    descriptors = descriptors_from_row(system, where)
+    sei = descriptors if sei_descriptors is None else None if sei_descriptors == NO_SEI else sei_descriptors
     protocol = system["protocol"]
     rng = np.random.default_rng(run_seed(settings["seed"], system_id, run_id))
 
@@ -135,15 +137,17 @@ def simulate_run(
     grid_s = np.union1d(log_ms, spectrum_ms) / 1000.0
 
     echem = electrochemistry(electrode, protocol, grid_s, rng)
-    conc = concentrations(echem, electrode, composite, recipe, rng, where)
+    binder_film = BINDER_FILM_PER_FRACTION * descriptors.binder_fraction
+    conc = concentrations(echem, sei, recipe, rng, where, binder_film)
     at = np.searchsorted(grid_s, spectrum_ms / 1000.0)
     on_log = np.searchsorted(grid_s, log_ms / 1000.0)
 
     wn = instrument_axis_cm1(settings)
     references = component_spectra(wn)
     truth = conc[at] @ references
-    if composite:  # carbon black: a broad, rising background that does not change with time
-        truth += CARBON_BACKGROUND_ABSORBANCE * (0.5 + 0.5 * (wn - wn.min()) / np.ptp(wn))[None, :]
+    # carbon black: a broad, rising background that does not change with time
+    carbon = CARBON_BACKGROUND_PER_FRACTION * descriptors.carbon_fraction
+    truth += carbon * (0.5 + 0.5 * (wn - wn.min()) / np.ptp(wn))[None, :]
     truth += baseline_drift(wn, n_spectra, settings["baseline_drift"], rng)
 
     # random per-spectrum measurement errors (left out of the truth, so the noise floor measures them): a tiny
