@@ -59,7 +59,8 @@ def test_csv_with_and_without_start(tmp_path):
         ("potentiostat.mpt", MPT.replace("03/02/2026 10:00:00.500", "yesterday"), "cannot parse 'Acquisition"),
         ("potentiostat.csv", "t,v\n0,1\n", "missing column"),
         ("potentiostat.csv", "time_s,voltage_v,current_ma\n0,3.0,-0.1\n", "at least 2"),
-        ("potentiostat.txt", "x", "unknown potentiostat log type"),
+        ("potentiostat.bin", "\x00\x01 not a log", "unknown binary potentiostat log"),
+        ("potentiostat.res", "\x00\x01\x00\x00Standard Jet DB", "Arbin .res file"),
     ],
 )
 def test_bad_logs_are_named_with_line_and_reason(tmp_path, name, text, reason):

@@ -46,7 +46,8 @@ def list_run_files(run_dir: str | Path) -> dict[str, Any]:
         if (spectra_dir.is_dir())
         else []
     )
-    logs = [run_dir / name for name in ("potentiostat.mpt", "potentiostat.csv") if (run_dir / name).exists()]
+    # the log is whatever file is named potentiostat.*: its format is read from its content, not its extension
+    logs = sorted(p for p in run_dir.glob("potentiostat.*") if p.is_file()) if run_dir.is_dir() else []
     manifest = run_dir / "manifest.tsv"
     return {
         "spectra": [str(p) for p in spectra],
@@ -102,6 +103,9 @@ class RunIngest:
     voltage_v: np.ndarray
     current_ma: np.ndarray
     rejected: list[tuple[str, str]]
+    open_circuit: np.ndarray | None = None
+    technique: str = ""
+    log_format: str = ""
 
 
 def _axis_signature(spectrum: OpusSpectrum) -> tuple[int, float, float]:
@@ -168,10 +172,14 @@ def collect_run(
     read, times = _check_monotonic(read, times, rejected)
 
     voltage = current = np.zeros(0)
+    open_circuit, log_table = np.zeros(0, bool), None
     if read:
         if not log_path:
-            raise DataError("no potentiostat log (potentiostat.mpt or potentiostat.csv) in the run folder")
-        log_table = potentiostat.read_log(log_path, parse_time_zone(params["potentiostat_time_zone"]))
+            raise DataError(
+                f"no potentiostat log (a file named potentiostat.<ext>) in the run folder; readable: "
+                f"{potentiostat.SUPPORTED_FORMATS}"
+            )
+        log_table = read_run_log(log_path, params)
         origin = times[0] if log_table.started_utc is None else log_table.started_utc
         if log_table.started_utc is None:
             log.info("%s has no start time; its time 0 is taken as the first spectrum's acquisition", log_path)
@@ -190,6 +198,7 @@ def collect_run(
         read = [read[i] for i in keep]
         times = [times[i] for i in keep]
         voltage, current = potentiostat.at_times(log_table, offsets[keep])
+        open_circuit = potentiostat.open_circuit_at(log_table, offsets[keep])
     return RunIngest(
         spectra=[s for _, s in read],
         positions=[p for p, _ in read],
@@ -197,7 +206,26 @@ def collect_run(
         voltage_v=voltage,
         current_ma=current,
         rejected=rejected,
+        open_circuit=open_circuit,
+        technique=log_table.technique if log_table is not None else "",
+        log_format=log_table.source_format if log_table is not None else "",
     )
+
+
+def read_run_log(log_path: str, params: Mapping[str, Any]) -> potentiostat.PotentiostatLog:
+    """The run's potentiostat log; a file that is there but unreadable is named with the formats that are."""
+    try:
+        return potentiostat.read_log(
+            log_path, parse_time_zone(params["potentiostat_time_zone"]), params["potentiostat_csv"]
+        )
+    except DataError as exc:
+        reason = str(exc).removeprefix(f"{log_path}: ")
+        if "readable:" in reason:
+            raise DataError(f"{log_path}: the run's potentiostat log cannot be read: {reason}") from exc
+        raise DataError(
+            f"{log_path}: the run's potentiostat log cannot be read: {reason} (readable: "
+            f"{potentiostat.SUPPORTED_FORMATS})"
+        ) from exc
 
 
 def _acquisition_times(
@@ -225,7 +253,7 @@ def _acquisition_times(
         if start_from == "log_start":
             if not log_path:
                 raise DataError("ingest.interval_start is 'log_start' but the run has no potentiostat log")
-            started = potentiostat.read_log(log_path, parse_time_zone(params["potentiostat_time_zone"]))
+            started = read_run_log(log_path, params)
             if started.started_utc is None:
                 raise DataError(f"{log_path}: no start time in the log, needed by ingest.interval_start: log_start")
             start = started.started_utc
@@ -308,6 +336,7 @@ def ingest_run(
             inputs[str(extra)] = h5io.sha256_file(extra)
     attrs = h5io.provenance(rule, dict(params), input_hashes=inputs)
     attrs.update(system_id=system_id, run_id=run_id, block=result.spectra[0].block, n_rejected=len(result.rejected))
+    attrs.update(potentiostat_technique=result.technique, potentiostat_format=result.log_format)
     with h5io.atomic_h5(output, attrs) as handle:
         h5io.write_nxdata(
             handle,
@@ -319,6 +348,7 @@ def ingest_run(
         )
         h5io.write_axis(handle, "voltage_v", result.voltage_v)
         h5io.write_axis(handle, "current_ma", result.current_ma)
+        h5io.write_axis(handle, "open_circuit", np.asarray(result.open_circuit, dtype=bool))
         h5io.write_axis(handle, "acquired_utc", [t.isoformat() for t in result.acquired_utc])
         h5io.write_axis(handle, "position_in_run", np.asarray(result.positions, dtype=np.int64))
         h5io.write_axis(handle, "source_file", [Path(s.path).name for s in result.spectra])
@@ -344,8 +374,16 @@ def ingest_run_dir(
     if not files["spectra"] and not files["manifest"]:
         raise DataError(f"{run_dir}: no spectra/ folder with OPUS files and no manifest.tsv")
     if len(files["potentiostat"]) > 1:
-        raise DataError(f"{run_dir}: both potentiostat.mpt and potentiostat.csv; keep one so the source is clear")
+        names = ", ".join(Path(p).name for p in files["potentiostat"])
+        raise DataError(f"{run_dir}: several potentiostat logs ({names}); keep one so the source is clear")
     log_path = files["potentiostat"][0] if files["potentiostat"] else None
+    if log_path is None:
+        others = sorted(p.name for p in Path(run_dir).iterdir() if p.is_file() and p.name != "manifest.tsv")
+        if others:
+            raise DataError(
+                f"{run_dir}: no potentiostat log named potentiostat.<ext>; found {', '.join(others)}: rename the "
+                f"log to potentiostat.<ext> (readable: {potentiostat.SUPPORTED_FORMATS})"
+            )
     return ingest_run(
         files["spectra"], log_path, files["manifest"], output, rejected_output, params, system_id, run_id, rule
     )
