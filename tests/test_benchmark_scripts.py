@@ -9,8 +9,11 @@ import sys
 
 import h5py
 import numpy as np
+import yaml
 from conftest import REPO
 
+from opir.core.config import load_sheets
+from opir.core.electrodes import descriptors_from_row
 from opir.formats.samples import load_samples
 
 
@@ -44,19 +47,26 @@ def test_counterfactual_with_the_runs_own_chemistry_is_its_truth(finished_worksp
     with h5py.File(results / "dataset/truth.h5", "r") as handle:
         truth = handle["absorbance"][first : first + n_rows]
     bound = _script("electrode_bound")
-    own = bound.counterfactual_block(results, system_id, run_id, "CoO", clip, tmp_path)
+    system = bound.provenance_config(results / "truth" / system_id / f"{run_id}.h5")["system"]
+    own = bound.counterfactual_block(results, system_id, run_id, descriptors_from_row(system, "own"), "own", clip,
+                                     tmp_path)  # fmt: skip
     np.testing.assert_allclose(own, truth, rtol=0, atol=1e-5)
-    as_cu = bound.counterfactual_block(results, system_id, run_id, "Cu", clip, tmp_path)
+    sheet = load_sheets(yaml.safe_load((REPO / "config/config.yaml").read_text()), root=REPO)
+    as_cu = bound.counterfactual_block(results, system_id, run_id, sheet.electrodes["cu_lp30"], "Cu", clip, tmp_path)
     assert np.abs(as_cu - truth).max() > 0.01
 
 
 def test_electrode_bound_report(finished_workspace):
     report = _run("electrode_bound", finished_workspace)
-    assert report["unseen_test_runs"] == {"coosp_lp30_int/run01": "CoO"}
-    assert report["seen_electrodes"] == ["Cu", "LTO", "Sn"]
+    assert report["unseen_test_runs"] == {"coosp_lp30_int/run01": "CoO/SuperP"}
+    assert report["seen_electrodes"] == ["Cu", "LTO", "LTO/SuperP", "Sn"]
     scores = report["scores"]
     floor = _mae(finished_workspace, "system", "noise_floor")
     assert abs(scores["own truth (noise floor)"]["mae"] - floor) < 1e-4
+    # the headline numbers (MAE x1e-2) are the rows', and Persistence is the workflow's own reference row
+    assert report["noise_floor"] == round(100 * scores["own truth (noise floor)"]["mae"], 3)
+    assert abs(report["persistence"] - 100 * _mae(finished_workspace, "system", "persistence")) < 2e-3
+    assert report["hedged_oracle"] <= report["best_donor"] and report["hedged_oracle_dilate"] > 0
     for name, row in scores.items():
         if name != "own truth (noise floor)":
             assert row["mae"] > floor, name

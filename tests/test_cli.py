@@ -203,6 +203,8 @@ def test_predict_end_to_end_without_the_results_folder(workspace, packaged, run_
         np.testing.assert_allclose(group["band_q95"][()], high, atol=1e-5)
         assert np.all(draws.std(axis=1).mean(axis=1) > 0), "the draws of a spectrum must differ"
         assert handle.attrs["producer_rule"] == "opir predict" and handle.attrs["electrode"] == "Cu"
+        # the sheet's name resolved to its descriptors, through the electrodes.h5 the model directory carries
+        assert json.loads(handle.attrs["electrode_descriptors"])["electrode_class"] == "collector"
     table = pd.read_csv(tmp_path / "out/forecast.csv")
     assert list(table.columns) == ["step", "elapsed_s", "voltage_v", "wavenumber_cm1", "mean", "band_q05", "band_q95"]
     assert len(table) == n_targets * n_points and (table["band_q05"] <= table["band_q95"]).all()

@@ -201,7 +201,8 @@ def test_open_circuit_text_log_and_mapping_errors(tmp_path):
         "'current_ma' [mA], 0 preamble line(s) skipped"
     )
     path.write_text("Instrument: X\nSample: Y\ntime_s,voltage_v,current_ma\n0,3,0\n1,3,0\n")
-    with pytest.raises(DataError, match="potentiostat.csv: cannot read as a table .* ingest.potentiostat_csv.skip_lines"):
+    preamble = "potentiostat.csv: cannot read as a table .* ingest.potentiostat_csv.skip_lines"
+    with pytest.raises(DataError, match=preamble):
         read_log(path)
     assert read_log(path, csv_format=_mapping(skip_lines=2)).time_s.size == 2
 

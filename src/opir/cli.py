@@ -53,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSV with columns time_s, voltage_v: one row per wanted spectrum, row 1 = the static one")
     p.add_argument("--electrolyte", required=True,
                    help="recipe such as 'LiPF6:1.0M; EC:0.5; DMC:0.5'; molecules by name (the model's sheet) or SMILES")
-    p.add_argument("--electrode", default=None, help="working electrode (recorded with the forecast, e.g. Cu)")
+    p.add_argument("--electrode", default=None,
+                   help="working electrode: a system_id or working_electrode of the model's systems sheet (e.g. "
+                   "'CoO/SuperP'), or descriptor values 'electrode_class=conversion, carbon_fraction=0.1, "
+                   "binder_fraction=0.1, surface_area=1.5, volume_change=1, film_reversibility=0.5, "
+                   "catalysis=transesterification:8' (docs/simulator.md); recorded with the forecast")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--draws", type=int, default=32, help="samples per spectrum for the 5-95%% band (default 32)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
@@ -99,6 +103,7 @@ def _package(args: argparse.Namespace) -> Path:
         model_dir, results / "dataset" / "samples.h5", results / "dataset" / "splits.json",
         results / "latent" / args.split / "vae", args.workdir / mixture, args.out, args.calibration_draws,
         args.calibration_samples, device=args.device,
+        electrodes_h5=electrodes if (electrodes := results / "dataset" / "electrodes.h5").exists() else None,
     )
 
 

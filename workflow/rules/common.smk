@@ -56,6 +56,7 @@ PREPROCESSED_H5 = "results/preprocessed/{system}/{run}.h5"
 SAMPLES_H5 = "results/dataset/samples.h5"
 SPLITS_JSON = "results/dataset/splits.json"
 TRUTH_H5 = "results/dataset/truth.h5"
+ELECTRODES_H5 = "results/dataset/electrodes.h5"
 IMAGES_H5 = "results/render/{stream}.h5"
 VAE_DIR = "results/latent/{split}/vae"
 LATENTS_H5 = "results/latent/{split}/{stream}.h5"
@@ -126,6 +127,7 @@ def model_inputs(names, split, model, variant):
         "variation": IMAGES_H5.format(stream="variation"),
         "residual": LATENTS_H5.format(split=split, stream="variation"),
         "streams": MCR_STREAMS_H5,
+        "electrodes": ELECTRODES_H5,
         **{
             name: pattern.format(split=split, model=model)
             for name, pattern in MODEL_FILES.items()
@@ -156,7 +158,7 @@ def package_inputs(wildcards):
             config["models"], wildcards.model, wildcards.split, prediction=True
         )
         if name in ("samples", "splits", "mixture", "vae", "model", "meta")
-    ] + ["curve"]
+    ] + ["curve", "electrodes"]
     variant = abcc_embedding_variant(config, wildcards.model)
     return model_inputs(names, wildcards.split, wildcards.model, variant)
 

@@ -107,6 +107,27 @@ rule splits:
         "../scripts/dataset_splits.py"
 
 
+rule electrodes:
+    output:
+        ELECTRODES_H5,
+    log:
+        f"{LOGS}/dataset/electrodes.log",
+    benchmark:
+        f"{BENCH}/dataset/electrodes.tsv"
+    conda:
+        "../../envs/opir.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        # the sheet's descriptor columns: a change there rewrites only this file (and what reads it)
+        systems=SYSTEMS[
+            ["system_id", "working_electrode", *DESCRIPTOR_COLUMNS]
+        ].to_dict("records"),
+    script:
+        "../scripts/dataset_electrodes.py"
+
+
 rule fig2_data:
     input:
         SAMPLES_H5,
@@ -134,6 +155,7 @@ FINAL_TARGETS.extend(
     [
         SAMPLES_H5,
         SPLITS_JSON,
+        ELECTRODES_H5,
         "results/figures/fig2_data.png",
         "results/figures/fig2_data.pdf",
     ]

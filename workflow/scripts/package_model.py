@@ -17,4 +17,5 @@ package_trained_model(
     calibration_draws=settings["calibration_draws"],
     calibration_samples=settings["calibration_samples"],
     device=snakemake.params.device,
+    electrodes_h5=snakemake.input.electrodes,
 )

@@ -145,7 +145,7 @@ def descriptors_from_row(row: Mapping[str, Any], where: str) -> ElectrodeDescrip
     if values["electrode_class"] == "collector" and (values["carbon_fraction"] or values["binder_fraction"]):
         raise ConfigError(f"{where}: a bare current collector ('collector') has no carbon or binder coating")
     return ElectrodeDescriptors(
-        electrode_class=values["electrode_class"],
+        electrode_class=str(values["electrode_class"]),
         carbon_fraction=float(values["carbon_fraction"]),
         binder_fraction=float(values["binder_fraction"]),
         surface_area=float(values["surface_area"]),

@@ -1,5 +1,5 @@
-"""The inputs of ``opir predict``: the static spectrum (OPUS or CSV), the voltage profile (CSV or EC-Lab text) and the
-electrolyte recipe."""
+"""The inputs of ``opir predict``: the static spectrum (OPUS or CSV), the voltage profile (CSV or EC-Lab text), the
+electrolyte recipe and the electrode."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ import numpy as np
 import pandas as pd
 
 from opir.core.config import Recipe, parse_recipe
+from opir.core.electrodes import DESCRIPTOR_COLUMNS, ElectrodeDescriptors, parse_descriptors
 from opir.core.errors import ConfigError, DataError, OpusReadError
 from opir.core.h5io import sha256_file
 from opir.embed.encoders import embed_species, molecule_embeddings
 from opir.embed.mixture import mixture_embedding, molecule_table
 from opir.embed.molecules import EmbedSettings, check_molecules, check_recipe
 from opir.forecast.model import ForecastModel
+from opir.formats.electrodes import read_electrodes
+from opir.formats.model_dir import ELECTRODES_H5
 from opir.formats.opus_reader import read_opus_spectrum
 
 log = logging.getLogger(__name__)
@@ -181,3 +184,29 @@ def embed_electrolyte(recipe_text: str, fm: ForecastModel) -> np.ndarray:
             raise ConfigError(f"--electrolyte: cannot embed {', '.join(new['name'])} the way the model was "
                               f"trained ({fm.forecast['embedding']['method']}): {exc}") from exc
     return mixture_embedding(recipe, embeddings)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The electrode: a systems-sheet row by name, or the descriptor values
+# --------------------------------------------------------------------------------------------------------------
+def resolve_electrode(text: str, model_dir: str | Path) -> tuple[str, ElectrodeDescriptors]:
+    """``--electrode``: explicit descriptor values (``'electrode_class=conversion, carbon_fraction=0.1, ...'``), or
+    the name of a systems-sheet row of the model's training data, as its system_id or working_electrode (the
+    descriptors come with the model directory, ``electrodes.h5``). Returns a label and the descriptors."""
+    if "=" in text:
+        return text, parse_descriptors(text, f"--electrode {text!r}")
+    path = Path(model_dir) / ELECTRODES_H5
+    explicit = f"or give the values: --electrode '{', '.join(f'{c}=...' for c in DESCRIPTOR_COLUMNS)}'"
+    if not path.exists():
+        raise ConfigError(f"--electrode {text!r}: {model_dir} holds no electrode descriptors ({ELECTRODES_H5}; "
+                          f"package the model again) {explicit}")  # fmt: skip
+    known = read_electrodes(path)
+    matches = [descriptors for system, (name, descriptors) in known.items() if text in (system, name)]
+    if not matches:
+        names = sorted({n for pair in ((s, name) for s, (name, _) in known.items()) for n in pair})
+        raise ConfigError(f"--electrode {text!r}: not a system or working electrode of the model's systems sheet "
+                          f"(known: {', '.join(names)}); {explicit}")  # fmt: skip
+    if any(other != matches[0] for other in matches):
+        raise ConfigError(f"--electrode {text!r}: names electrodes with different descriptors in the model's sheet; "
+                          f"name the system_id instead")  # fmt: skip
+    return text, matches[0]

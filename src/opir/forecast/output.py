@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from opir.forecast.inputs import (
     embed_electrolyte,
     read_static_spectrum,
     read_voltage_profile,
+    resolve_electrode,
 )
 from opir.forecast.model import ForecastModel, load_forecast_model
 from opir.forecast.sampling import build_conditions, initial_state, preprocess_static, sample_sequence
@@ -119,7 +121,10 @@ def predict(
     electrode: str | None = None, draws: int = 32, seed: int = 0, device: str = "auto", batch_size: int = 64,
     voltage_tolerance_v: float = 0.05, plot_voltages: Sequence[float] | None = None, block: str = "AB",
 ) -> dict[str, Path]:
-    """``opir predict``: read and check every input before any model work, forecast, write forecast.{h5,csv,png}."""
+    """``opir predict``: read and check every input before any model work, forecast, write forecast.{h5,csv,png}.
+    ``electrode`` (a systems-sheet row's name or the descriptor values, :func:`resolve_electrode`) is resolved to
+    its descriptors, which forecast.h5 records."""
+    described = resolve_electrode(electrode, model_dir) if electrode else None
     profile = read_voltage_profile(profile_path)
     spectrum = read_static_spectrum(spectrum_path, block)
     fm = load_forecast_model(model_dir, device)
@@ -132,6 +137,7 @@ def predict(
                                                   Path(model_dir) / FORECAST_JSON])
     attrs |= {"model": str(fm.meta.get("model")), "split": str(fm.meta.get("split")), "electrolyte": electrolyte,
               "electrode": electrode or "", "draws": draws,
+              "electrode_descriptors": json.dumps(described[1].as_row()) if described else "",
               "sampler": "euler" if fm.meta["settings"].get("predict", {}).get("euler_steps") else "meanflow_one_step",
               "band_quantiles": list(BAND_QUANTILES),
               "band_calibration": "none (raw quantiles of the draws)" if result.band_offsets is None else

@@ -21,6 +21,9 @@ MODEL_DIR_FORMAT = "opir-model-dir"
 MODEL_DIR_FORMAT_VERSION = 1
 FORECAST_JSON = "forecast.json"
 MOLECULES_H5 = "molecules.h5"
+#: The training data's electrode descriptors (results/dataset/electrodes.h5), so `opir predict --electrode` can name
+#: a systems-sheet row; optional (older model directories lack it, and explicit values work without it).
+ELECTRODES_H5 = "electrodes.h5"
 VAE_DIR = "vae"
 #: Files a self-contained model directory must hold (besides ``vae/``).
 MODEL_DIR_FILES = ("model.safetensors", "model.json", FORECAST_JSON, MOLECULES_H5)

@@ -16,8 +16,10 @@ from opir.core.h5io import atomic_h5, atomic_path, inputs_digest, provenance, wr
 from opir.forecast.band import BAND_QUANTILES, band_coverage, conformal_offsets
 from opir.forecast.model import load_forecast_model
 from opir.forecast.sampling import forecast_samples
+from opir.formats.electrodes import read_electrodes
 from opir.formats.embeddings import read_mixture_embeddings, read_molecule_embeddings
 from opir.formats.model_dir import (
+    ELECTRODES_H5,
     FORECAST_JSON,
     MODEL_DIR_FORMAT,
     MODEL_DIR_FORMAT_VERSION,
@@ -59,6 +61,7 @@ def package_model(
     mixture_h5: str | Path,
     splits_json: str | Path | None = None,
     out_dir: str | Path | None = None,
+    electrodes_h5: str | Path | None = None,
 ) -> Path:
     """Make a trained model directory self-contained: add the VAE, the preprocessing parameters (clip bounds
     included), the embedding variant/method/settings with the stored per-molecule embeddings, and the voltage
@@ -67,7 +70,9 @@ def package_model(
     Everything is read through the producing stages' own files: ``samples.h5``'s ``preprocess_params`` attribute
     (opir.preprocess.dataset), the VAE folder (opir.latent), the mixture file's attributes and ``molecules`` group
     (opir.embed) and ``model.json`` (opir.train), whose render geometry is taken as is. ``vae_dir`` may be None
-    for a model of the spectral variant, which decodes nothing.
+    for a model of the spectral variant, which decodes nothing. ``electrodes_h5`` (the dataset's electrode
+    descriptors, opir.formats.electrodes) is copied in when given, so ``opir predict --electrode`` can name a sheet
+    row.
     """
     model_dir, samples_h5, mixture_h5 = (Path(p) for p in (model_dir, samples_h5, mixture_h5))
     vae_dir = Path(vae_dir) if vae_dir is not None else None
@@ -103,6 +108,9 @@ def package_model(
         for path in [vae_dir / "config.json", *sorted(vae_dir.glob("*.safetensors"))]:
             shutil.copy2(path, vae_target / path.name)
 
+    if electrodes_h5 is not None:
+        read_electrodes(electrodes_h5)  # a file that does not read stops packaging here, not a forecast later
+        shutil.copy2(electrodes_h5, target / ELECTRODES_H5)
     with atomic_h5(target / MOLECULES_H5, provenance("opir package", None, [mixture_h5])) as handle:
         group = write_nxdata(handle, "molecules", "embedding", molecules["embedding"],
                              [("name", molecules["name"]), "."],
@@ -170,7 +178,7 @@ def calibrate_band(
 def package_trained_model(
     model_dir: str | Path, samples_h5: str | Path, splits_json: str | Path, vae_dir: str | Path | None,
     mixture_h5: str | Path, out_dir: str | Path | None = None, calibration_draws: int = 32,
-    calibration_samples: int = 256, device: str = "auto",
+    calibration_samples: int = 256, device: str = "auto", electrodes_h5: str | Path | None = None,
 ) -> Path:
     """Package a trained model folder (``model.json``, ``model.safetensors``, ``training_curve.csv``) with the files
     it was trained on, each given by its path (the workflow's ``package_model`` rule passes its inputs, ``opir
@@ -185,7 +193,7 @@ def package_trained_model(
     trained_with = json.loads((model_dir / "model.json").read_text()).get("embedding_file")
     if trained_with and Path(trained_with).name != Path(mixture_h5).name:
         raise DataError(f"{mixture_h5}: not the embeddings {model_dir} was trained with ({trained_with})")
-    target = package_model(model_dir, samples_h5, vae_dir, mixture_h5, splits_json, out_dir)
+    target = package_model(model_dir, samples_h5, vae_dir, mixture_h5, splits_json, out_dir, electrodes_h5)
     if calibration_draws:
         calibrate_band(target, samples_h5, splits_json, mixture_h5, calibration_draws, calibration_samples,
                        device=device)

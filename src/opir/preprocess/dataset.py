@@ -21,7 +21,9 @@ import numpy as np
 
 from opir.core import h5io
 from opir.core.config import with_defaults
+from opir.core.electrodes import DESCRIPTOR_COLUMNS, descriptors_from_row
 from opir.core.errors import DataError
+from opir.formats.electrodes import write_electrodes
 from opir.formats.samples import read_preprocess_params, read_sample_arrays
 from opir.preprocess import spectra as preprocess
 
@@ -237,3 +239,16 @@ def write_splits(
     for name, split in splits.items():
         log.info("%s split: %d train / %d test", name, len(split["train"]), len(split["test"]))
     return splits
+
+
+def write_electrode_descriptors(
+    systems: Sequence[Mapping[str, Any]], output: str | Path, rule: str = "electrodes"
+) -> None:
+    """The systems sheet's electrode descriptors (rows with system_id, working_electrode and the descriptor
+    columns) -> ``results/dataset/electrodes.h5``, checked as the sheet is, for the models to read."""
+    rows = [dict(row) for row in systems]
+    electrodes = {row["system_id"]: descriptors_from_row(row, f"system {row['system_id']}") for row in rows}
+    names = {row["system_id"]: row["working_electrode"] for row in rows}
+    slice_ = {"systems": [{k: row[k] for k in ("system_id", "working_electrode", *DESCRIPTOR_COLUMNS)} for row in rows]}
+    write_electrodes(output, electrodes, names, h5io.provenance(rule, slice_))
+    log.info("%d electrodes described: %s", len(rows), ", ".join(sorted(set(names.values()))))
