@@ -77,12 +77,25 @@ def counterfactual_block(results: Path, system_id: str, run_id: str, donor, labe
     return np.clip(block, *clip) if clip is not None else block
 
 
+def markdown_table(scores: dict) -> str:
+    """Every row's means in the benchmark tables' columns and units (opir.evaluate.tables.COLUMNS)."""
+    from opir.evaluate.tables import COLUMNS
+
+    lines = ["| row | " + " | ".join(c.header for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, row in scores.items():
+        cells = [f"{row[c.metric] * c.scale:.{c.decimals}f}" for c in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--split", default="system", choices=["random", "system"])
     parser.add_argument("--alpha", type=float, default=0.5, help="DILATE alpha (evaluate.dilate)")
     parser.add_argument("--gamma", type=float, default=0.01, help="DILATE gamma (evaluate.dilate)")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="also write every row as a Markdown table (the tables' columns and units) to this file")
     args = parser.parse_args()
 
     import h5py
@@ -171,8 +184,11 @@ def main() -> None:
             Predictions(np.asarray(split["test"]), table.wavenumber_cm1, prediction[:, None, :].astype(np.float32)),
             table, split["test"], args.alpha, args.gamma, where=name,
         )  # fmt: skip
-        scores[name] = {key: round(value["mean"], 5) for key, value in record["summary"].items()}
+        scores[name] = {key: round(value["mean"], 7) for key, value in record["summary"].items()}
         scores[name]["dilate_per_run"] = {run: round(v["dilate"], 4) for run, v in record["per_run"].items()}
+    if args.markdown is not None:
+        args.markdown.write_text(markdown_table(scores))
+
     def mae(name):  # x1e-2, the tables' unit
         return round(100.0 * scores[name]["mae"], 3)
 
