@@ -17,6 +17,7 @@ from opir.formats.samples import load_split
 from opir.models.conditioning import Condition, ConditionEncoder
 from opir.models.settings import resolve_model_config
 from opir.models.sit import SIT_SIZES, SiT, SiTConfig, sincos_pos_embed_2d
+from opir.preprocess.dataset import write_electrode_descriptors
 from opir.preprocess.profile import profile_features, resample_voltage_profile
 
 # tiny networks: one torch thread is as fast, and much faster when other jobs share the cores (conftest.py)
@@ -218,6 +219,11 @@ def dataset(tmp_path):
     with h5py.File(tmp_path / "mixture.h5", "w") as h5:
         write_axis(h5, "system_id", np.array(["sys_a", "sys_b"]))
         h5["mixture_embedding"] = rng.standard_normal((2, 6)).astype(np.float32)
+    foil = {"electrode_class": "collector", "carbon_fraction": 0.0, "binder_fraction": 0.0, "surface_area": 1.0,
+            "volume_change": 0.0, "film_reversibility": 0.0, "catalysis": "none"}
+    tin = {**foil, "electrode_class": "alloying", "volume_change": 2.6}
+    write_electrode_descriptors([{"system_id": "sys_a", "working_electrode": "Cu", **foil},
+                                 {"system_id": "sys_b", "working_electrode": "Sn", **tin}], tmp_path / "electrodes.h5")
     return tmp_path
 
 
@@ -234,7 +240,7 @@ MODEL_SETTINGS = {
     "predict": {"draws": 3, "batch_size": 8, "seed": 0, "euler_steps": 0, "background_grey": 8},
     # the ABCC core: no residual stream, one backbone, MeanFlow alone
     "space": "latent", "chemical_flow": False, "two_stream": False, "branch_depth": 1, "spectral_patch_size": 8,
-    "fusion_fit_samples": 6, "splits": ["random", "system"],
+    "fusion_fit_samples": 6, "splits": ["random", "system"], "electrode_descriptors": False, "scale_condition": False,
     "losses": {"mass_weight": 0.0, "peak_weight": 0.0, "stream_weight": 0.0, "peak_prominence": 0.05,
                "peak_max_peaks": 4, "peak_half_window_points": 3, "peak_temperature": 0.02},
 }
@@ -263,16 +269,31 @@ def test_stages_end_to_end(dataset):
     latents, scaling = read_latents(d / "latent.h5")
     assert latents.shape == (18, 4, 16, 16) and scaling > 0
 
+    # the condition as the CPU presets have it: electrode descriptors and a standardized mixture embedding
+    settings = {**MODEL_SETTINGS, "electrode_descriptors": True, "scale_condition": True}
+    with pytest.raises(DataError, match="settings need the electrode descriptors"):
+        train_abcc(d / "samples.h5", d / "latent.h5", d / "mixture.h5", d / "splits.json", "system", "abcc",
+                   settings, d / "model", d / "ckpt", "cpu", waveform_h5=d / "waveform.h5", progress=False)
     train_abcc(d / "samples.h5", d / "latent.h5", d / "mixture.h5", d / "splits.json", "system", "abcc",
-               MODEL_SETTINGS, d / "model", d / "ckpt", "cpu", waveform_h5=d / "waveform.h5", progress=False)
+               settings, d / "model", d / "ckpt", "cpu", waveform_h5=d / "waveform.h5", progress=False,
+               electrodes_h5=d / "electrodes.h5")
     meta = json.loads((d / "model" / "model.json").read_text())
     assert meta["train_steps"] == 2 and meta["render"]["height"] == 32  # 8 samples / batch 4, 1 epoch
     assert (d / "model" / "training_curve.csv").read_text().startswith("step,")
     model, _ = load_abcc(d / "model")
-    assert model.config.latent_size == 16
+    assert model.config.latent_size == 16 and model.config.electrode_dim == 16
+    with h5py.File(d / "mixture.h5") as h5:
+        sys_a = torch.from_numpy(h5["mixture_embedding"][0])
+    # fitted on the training conditions (all sys_a): its embedding is the mean, and its std is 0 -> kept at 1
+    torch.testing.assert_close(model.condition_encoder.mixture_mean, sys_a)
+    assert torch.equal(model.condition_encoder.mixture_std, torch.ones(6))
 
+    with pytest.raises(DataError, match="reads the electrode descriptors"):
+        predict_abcc(d / "samples.h5", d / "latent.h5", d / "mixture.h5", d / "splits.json", d / "waveform.h5",
+                     "system", d / "model", d / "vae", d / "pred.h5", MODEL_SETTINGS["predict"], "cpu")
     timing = predict_abcc(d / "samples.h5", d / "latent.h5", d / "mixture.h5", d / "splits.json", d / "waveform.h5",
-                          "system", d / "model", d / "vae", d / "pred.h5", MODEL_SETTINGS["predict"], "cpu")
+                          "system", d / "model", d / "vae", d / "pred.h5", MODEL_SETTINGS["predict"], "cpu",
+                          electrodes_h5=d / "electrodes.h5")
     predictions = read_predictions(d / "pred.h5")
     assert predictions.prediction.shape == (8, 3, N_POINTS)
     assert list(predictions.sample_id) == [f"sys_b/r1/{m:05d}" for m in range(1, 9)]
@@ -387,10 +408,15 @@ def test_each_ablation_switch_changes_the_model_and_loss_as_named():
 
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
     ablations = config["evaluate"]["ablation_models"]
-    assert ablations[0] == "abcc" and len(ablations) == 6  # the full model, then the five cumulative rows
+    # the full model, the electrode row (ours: the paper's condition has no electrode), the five cumulative rows
+    assert ablations[:2] == ["abcc", "abcc_no_electrode"] and len(ablations) == 7
     inputs = {name: abcc_input_names(config["models"], name, "system") for name in ablations}
     settings = {name: resolve_model_config(config["models"], name) for name in ablations}
     assert "residual" in inputs["abcc"] and "streams" in inputs["abcc"]
+    # without the electrode descriptor: nothing else changes
+    assert "electrodes" in inputs["abcc"] and "electrodes" not in inputs["abcc_no_electrode"]
+    assert {k: v for k, v in settings["abcc_no_electrode"].items() if k not in ("electrode_descriptors", "splits")} == {
+        k: v for k, v in settings["abcc"].items() if k not in ("electrode_descriptors", "splits")}
     # without Chemical Flow: no variation latents
     assert settings["abcc_no_cf"]["chemical_flow"] is False and "residual" not in inputs["abcc_no_cf"]
     # + without two streams: no MCR streams
@@ -416,7 +442,7 @@ def test_each_ablation_switch_changes_the_model_and_loss_as_named():
 
     # and in the loss: each weight adds exactly its term
     x, cond = torch.randn(4, 4, 4, 4), Condition(torch.randn(4, 2, 4, 4), torch.randn(4, 3), torch.randn(4, 2))
-    spectra_fn = lambda state: [state.flatten(1)[:, :16]]  # noqa: E731 - any differentiable read-out
+    spectra_fn = lambda state, rows: [state.flatten(1)[:, :16]]  # noqa: E731 - any differentiable read-out
     peaks = PeakTargets(torch.full((4, 2), 5), torch.ones(4, 2, dtype=torch.bool))
     streams = torch.randn(4, 2, 6)
 
@@ -460,7 +486,7 @@ def test_peak_loss_on_a_sub_batch_reads_only_its_first_samples():
     cond = Condition(torch.randn(4, 2, 4, 4), torch.randn(4, 3), torch.randn(4, 2))
     decoded = []
 
-    def spectra_fn(state):
+    def spectra_fn(state, rows):
         decoded.append(len(state))
         return [state.flatten(1)[:, :16]]
 
@@ -478,3 +504,59 @@ def test_peak_loss_on_a_sub_batch_reads_only_its_first_samples():
     assert decoded == [2, 2, 2, 2]  # prediction and target, twice
     assert peak(x, 0) != peak(changed, 0)  # 0: the whole batch
     assert decoded[-2:] == [4, 4]
+
+
+def test_random_interval_and_peak_rows_are_drawn_each_step():
+    """interval_rows / peak_rows "random" (the reference code's choice): the r != t rows and the rows L_peak reads
+    change from step to step, and the peak rows are not tied to the interval rows."""
+    from opir.models.abcc import PhysicsBatch
+    from opir.models.meanflow import MeanFlowConfig, sample_time_pairs
+    from opir.models.physics import PeakTargets
+
+    first = MeanFlowConfig(fraction_r_neq_t=0.25)
+    random = MeanFlowConfig(fraction_r_neq_t=0.25, interval_rows="random")
+    interval_sets = set()
+    for seed in range(6):
+        r, t = sample_time_pairs(16, first, torch.Generator().manual_seed(seed))
+        assert torch.equal(r < t, torch.arange(16) < 4)
+        r, t = sample_time_pairs(16, random, torch.Generator().manual_seed(seed))
+        assert int((r < t).sum()) == 4
+        interval_sets.add(tuple(torch.nonzero(r < t).flatten().tolist()))
+    assert len(interval_sets) > 3
+    with pytest.raises(ValueError, match="interval_rows"):
+        MeanFlowConfig(interval_rows="last")
+
+    model = tiny_abcc()
+    cond = Condition(torch.randn(8, 2, 4, 4), torch.randn(8, 3), torch.randn(8, 2))
+    peaks = PeakTargets(torch.full((8, 2), 5), torch.ones(8, 2, dtype=torch.bool))
+    seen = set()
+
+    def spectra_fn(state, rows):
+        seen.add(tuple(rows.tolist()))
+        return [state.flatten(1)[:, :16]]
+
+    for seed in range(4):
+        physics = PhysicsBatch(peak_weight=1.0, spectra_fn=spectra_fn, peaks=peaks, peak_samples=2, peak_rows="random")
+        model.loss(torch.randn(8, 2, 4, 4), cond, torch.Generator().manual_seed(seed), physics=physics)
+    assert len(seen) > 1 and all(len(rows) == 2 for rows in seen)
+
+
+def test_time_scale_reaches_the_embedding_and_old_models_keep_theirs():
+    """meanflow.time_scale: 1 feeds t in [0, 1] to the sinusoidal embedding as MeanFlow's reference code does; a
+    model.json written before the switch existed has no time_scale and loads with DiT's 1000, as it was trained."""
+    from opir.models.abcc import ABCCConfig
+    from opir.models.meanflow import MeanFlowConfig
+    from opir.models.sit import timestep_frequencies
+
+    t = torch.tensor([0.0, 0.5, 1.0])
+    unscaled, scaled = timestep_frequencies(t, 8, scale=1.0), timestep_frequencies(t, 8)
+    torch.testing.assert_close(timestep_frequencies(1000.0 * t, 8, scale=1.0), scaled)
+    assert unscaled[:, :4].min() > 0.5  # cos of small angles: the unscaled embedding varies slowly over [0, 1]
+
+    model = tiny_abcc(meanflow=MeanFlowConfig(time_scale=1.0))
+    assert model.backbone.t_embedder.time_scale == 1.0 and model.backbone.h_embedder.time_scale == 1.0
+    stored = model.config.to_dict()
+    assert ABCCConfig.from_dict(stored).meanflow.time_scale == 1.0
+    del stored["meanflow"]["time_scale"], stored["meanflow"]["interval_rows"]
+    legacy = ABCCConfig.from_dict(stored).meanflow
+    assert legacy.time_scale == 1000.0 and legacy.interval_rows == "first"

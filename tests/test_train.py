@@ -39,12 +39,12 @@ def tiny_problem():
     return config, target, cond
 
 
-def run(tmp_path, steps=12, kill_at=None, lr=1e-3, data="tiny-data"):
+def run(tmp_path, steps=12, kill_at=None, lr=1e-3, data="tiny-data", **schedule):
     config, target, cond = tiny_problem()
     torch.manual_seed(1)
     model = ABCC(config)
     train_config = TrainConfig(steps=steps, batch_size=8, lr=lr, checkpoint_every=4, log_every=2, seed=3,
-                               ema_decay=0.99, warmup_steps=3)
+                               ema_decay=0.99, warmup_steps=3, **schedule)
 
     def loss_fn(step, generator, autocast):
         idx = batch_indices(len(target), train_config.batch_size, step, train_config.seed)
@@ -75,7 +75,7 @@ def test_killed_training_resumes_to_identical_weights(tmp_path):
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     run(tmp_path, steps=8)
-    assert latest_checkpoint(tmp_path / "ckpt", "another-hash") is None
+    assert latest_checkpoint(tmp_path / "ckpt", "another-hash", TrainConfig(steps=8, batch_size=8)) is None
     _, _, result = run(tmp_path, steps=8, lr=2e-3)  # other settings: starts from scratch
     assert result.resumed_from == 0
 
@@ -107,6 +107,31 @@ def test_longer_run_continues_a_shorter_one_exactly(tmp_path):
     assert result.resumed_from == 0
     for key in fresh:
         assert torch.equal(fresh[key], short[key]), key
+
+
+def test_wsd_schedule_rates_and_resume_from_a_constant_run(tmp_path):
+    """Warm-up / stable / decay: the rate decays linearly over the last decay_fraction of the run to final_lr_ratio.
+    Such a run continues a constant-rate run's checkpoint taken before its decay starts (the rates agree up to
+    there) and ends exactly as an uninterrupted wsd run; it never continues a checkpoint taken after."""
+    config = TrainConfig(steps=10, batch_size=8, lr=1.0, warmup_steps=2, schedule="wsd", decay_fraction=0.4,
+                         final_lr_ratio=0.1)  # fmt: skip
+    assert config.decay_start == 6
+    assert [round(config.learning_rate(s), 3) for s in range(10)] == [0.5, 1, 1, 1, 1, 1, 0.775, 0.55, 0.325, 0.1]
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(steps=4, batch_size=2, schedule="cosine")
+
+    wsd = {"schedule": "wsd", "decay_fraction": 0.25}  # 16 steps: decay from step 12
+    _, reference, ref_result = run(tmp_path / "a", steps=16, **wsd)
+    run(tmp_path / "b", steps=12)  # constant rate, checkpoints at 4, 8, 12
+    _, continued, result = run(tmp_path / "b", steps=16, **wsd)
+    assert result.resumed_from == 12
+    for key in reference:
+        assert torch.equal(reference[key], continued[key]), key
+    assert [row["lr"] for row in result.curve] == [row["lr"] for row in ref_result.curve]
+    # a constant run past the decay start cannot be continued by the wsd run: its rates differ from step 12 on
+    run(tmp_path / "c", steps=16)
+    _, _, result = run(tmp_path / "c", steps=16, **wsd)
+    assert result.resumed_from == 12
 
 
 def test_data_fingerprint_sees_values_dtype_and_shape():

@@ -10,7 +10,10 @@ CPU, where kernels are deterministic). Checkpoints are safetensors plus an optim
 A checkpoint is resumed only by a run that would have taken the same path: same settings, same training data
 (a fingerprint of the tensors the caller trains on) and same opir source code. Its length is not part of that:
 the learning rate, the EMA warm-up and the batch order depend on the step alone, so a run asked for more steps
-continues from a shorter run's last checkpoint and ends exactly where an uninterrupted long run would.
+continues from a shorter run's last checkpoint and ends exactly where an uninterrupted long run would. The
+learning-rate schedule is checked step by step instead: a warm-up / stable / decay run (``schedule: wsd``) depends
+on its length once it decays, so it continues a checkpoint only from where both runs had the same learning rate at
+every step so far, e.g. a constant-rate run's checkpoint taken before its own decay starts.
 """
 
 from __future__ import annotations
@@ -77,6 +80,33 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or bf16, fp32
+    schedule: str = "constant"  # after the warm-up: "constant", or "wsd" (warm-up / stable / linear decay)
+    decay_fraction: float = 0.2  # wsd: share of the run over which the rate decays
+    final_lr_ratio: float = 0.0  # wsd: the rate at the last step, as a share of lr
+
+    def __post_init__(self):
+        if self.schedule not in ("constant", "wsd"):
+            raise ValueError(f"train.schedule {self.schedule!r}: 'constant' or 'wsd'")
+
+    @property
+    def decay_start(self) -> int | None:
+        """First step whose learning rate depends on the run's length (None: never)."""
+        if self.schedule == "constant":
+            return None
+        return self.steps - max(1, round(self.decay_fraction * self.steps))
+
+    def learning_rate(self, step: int) -> float:
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        start = self.decay_start
+        if start is not None and step >= start:
+            progress = (step - start + 1) / (self.steps - start)
+            warm = min(warm, 1.0 - (1.0 - self.final_lr_ratio) * progress)
+        return self.lr * warm
+
+    def schedule_record(self) -> dict:
+        """What a checkpoint notes of the schedule: enough to tell whether another run's rates match up to a step."""
+        return {"schedule": self.schedule, "decay_start": self.decay_start, "steps": self.steps,
+                "decay_fraction": self.decay_fraction, "final_lr_ratio": self.final_lr_ratio}  # fmt: skip
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -119,8 +149,20 @@ def batch_indices(n_items: int, batch_size: int, step: int, seed: int) -> torch.
     return perm[position * batch_size : (position + 1) * batch_size]
 
 
-#: Settings that set how long a run is and how it is recorded, not the path it takes (left out of the run hash).
-LENGTH_KEYS = frozenset({"steps", "max_steps", "epochs", "checkpoint_every", "keep_checkpoints", "log_every"})
+#: Settings that set how long a run is and how it is recorded, not the path it takes (left out of the run hash), and
+#: the learning-rate schedule, which checkpoints check step by step (:func:`same_rates_until`).
+LENGTH_KEYS = frozenset({"steps", "max_steps", "epochs", "checkpoint_every", "keep_checkpoints", "log_every",
+                         "schedule", "decay_fraction", "final_lr_ratio"})  # fmt: skip
+
+
+def same_rates_until(step: int, record: dict | None, config: TrainConfig) -> bool:
+    """Whether a checkpoint at ``step``, made under the schedule ``record`` (None: before schedules existed, i.e.
+    constant), had the learning rates ``config`` gives at every step before ``step``."""
+    record = record or {"schedule": "constant", "decay_start": None}
+    if record.get("schedule") != "constant" and record == config.schedule_record():
+        return True
+    ends = [s for s in (record.get("decay_start"), config.decay_start) if s is not None]
+    return step <= min(ends, default=step)
 
 
 def _without_length(value):
@@ -159,15 +201,22 @@ def run_hash_of(config: TrainConfig, run_settings: dict | None, data: str | None
                         "data": data, "source": source_fingerprint()})  # fmt: skip
 
 
-def _remove_foreign_checkpoints(directory: Path, run_hash: str, steps: int) -> None:
-    """Checkpoints this run cannot continue from (other settings, data or code, or past its last step) would only
-    crowd out its own under ``keep_checkpoints``: they go, and the log says so."""
+def _remove_foreign_checkpoints(directory: Path, run_hash: str, config: TrainConfig) -> None:
+    """Checkpoints this run cannot continue from (other settings, data or code, past its last step, or other
+    learning rates) would only crowd out its own under ``keep_checkpoints``: they go, and the log says so."""
+    steps = config.steps
     for path in _checkpoints(directory):
         state = json.loads((path / "state.json").read_text())
-        if state.get("run_hash") != run_hash or state["step"] > steps:
-            why = "other settings, data or code" if state.get("run_hash") != run_hash else f"past step {steps}"
+        if not _resumable(state, run_hash, config):
+            why = ("other settings, data or code" if state.get("run_hash") != run_hash else
+                   f"past step {steps}" if state["step"] > steps else "another learning-rate schedule")  # fmt: skip
             log.info("removing checkpoint %s (%s): this run cannot continue from it", path, why)
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _resumable(state: dict, run_hash: str, config: TrainConfig) -> bool:
+    return (state.get("run_hash") == run_hash and state["step"] <= config.steps
+            and same_rates_until(state["step"], state.get("schedule"), config))  # fmt: skip
 
 
 def _checkpoints(directory: Path) -> list[Path]:
@@ -176,7 +225,7 @@ def _checkpoints(directory: Path) -> list[Path]:
 
 def _save_checkpoint(
     directory: Path, step: int, model: torch.nn.Module, ema: dict[str, torch.Tensor], optimizer, curve, run_hash: str,
-    keep: int,
+    keep: int, schedule: dict | None = None,
 ) -> Path:
     final = directory / f"step_{step:09d}"
     tmp = directory / f".tmp_step_{step:09d}_{os.getpid()}"
@@ -187,7 +236,7 @@ def _save_checkpoint(
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / "curve.json").write_text(json.dumps(curve))
     # state.json is written last: a checkpoint folder without it is incomplete and ignored
-    (tmp / "state.json").write_text(json.dumps({"step": step, "run_hash": run_hash}))
+    (tmp / "state.json").write_text(json.dumps({"step": step, "run_hash": run_hash, "schedule": schedule}))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in _checkpoints(directory)[:-keep]:
@@ -203,12 +252,11 @@ def _load_checkpoint(path: Path, model: torch.nn.Module, ema: dict, optimizer, d
     return json.loads((path / "curve.json").read_text())
 
 
-def latest_checkpoint(directory: str | Path, run_hash: str, max_step: int | None = None) -> Path | None:
-    """The newest complete checkpoint made by a run with the same run hash (:func:`run_hash_of`) and at most
-    ``max_step`` steps, or None."""
+def latest_checkpoint(directory: str | Path, run_hash: str, config: TrainConfig) -> Path | None:
+    """The newest complete checkpoint this run can continue from: same run hash (:func:`run_hash_of`), at most
+    ``config.steps`` steps in, the same learning rates so far (:func:`same_rates_until`); or None."""
     for path in reversed(_checkpoints(Path(directory))):
-        state = json.loads((path / "state.json").read_text())
-        if state.get("run_hash") == run_hash and (max_step is None or state["step"] <= max_step):
+        if _resumable(json.loads((path / "state.json").read_text()), run_hash, config):
             return path
     return None
 
@@ -243,8 +291,8 @@ def train(
     autocast = autocast_factory(device, config.precision)
 
     result, curve, start = TrainResult(), [], 0
-    checkpoint = latest_checkpoint(checkpoint_dir, run_hash, config.steps)
-    _remove_foreign_checkpoints(checkpoint_dir, run_hash, config.steps)
+    checkpoint = latest_checkpoint(checkpoint_dir, run_hash, config)
+    _remove_foreign_checkpoints(checkpoint_dir, run_hash, config)
     if checkpoint is not None:
         curve = _load_checkpoint(checkpoint, model, ema, optimizer, device)
         start = json.loads((checkpoint / "state.json").read_text())["step"]
@@ -265,7 +313,7 @@ def train(
 def _loop(model, loss_fn, config, checkpoint_dir, optimizer, params, ema, autocast, curve, start, last_good,
           run_hash, bar, desc, on_step, terminated) -> None:
     for step in range(start, config.steps):
-        lr = config.lr * min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else config.lr
+        lr = config.learning_rate(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         terms = loss_fn(step, step_generator(config.seed, step), autocast)
@@ -302,11 +350,12 @@ def _loop(model, loss_fn, config, checkpoint_dir, optimizer, params, ema, autoca
         bar.update(1)
         if done % config.checkpoint_every == 0 or done == config.steps:
             last_good = _save_checkpoint(
-                checkpoint_dir, done, model, ema, optimizer, curve, run_hash, config.keep_checkpoints
+                checkpoint_dir, done, model, ema, optimizer, curve, run_hash, config.keep_checkpoints,
+                config.schedule_record(),
             )
         if on_step is not None:
             on_step(done)
         if terminated.is_set():
             path = _save_checkpoint(checkpoint_dir, done, model, ema, optimizer, curve, run_hash,
-                                    config.keep_checkpoints)
+                                    config.keep_checkpoints, config.schedule_record())
             raise TrainingInterrupted(f"{desc}: SIGTERM at step {done}; saved {path}. Run again to resume.")

@@ -25,4 +25,5 @@ predict_abcc(
     snakemake.params.predict,
     snakemake.params.device,
     attrs=provenance("predict_abcc", snakemake.params.predict, list(snakemake.input)),
+    electrodes_h5=given.get("electrodes"),
 )

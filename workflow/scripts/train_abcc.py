@@ -28,4 +28,5 @@ train_abcc(
     streams_h5=given.get("streams"),
     vae_dir=given.get("vae"),
     variation_h5=given.get("variation"),
+    electrodes_h5=given.get("electrodes"),
 )

@@ -52,11 +52,15 @@ class Forecast:
 
 def forecast(
     fm: ForecastModel, spectrum: StaticSpectrum, profile: VoltageProfile, electrolyte: str, draws: int, seed: int = 0,
-    batch_size: int = 64, voltage_tolerance_v: float = 0.05,
+    batch_size: int = 64, voltage_tolerance_v: float = 0.05, electrode: np.ndarray | None = None,
 ) -> Forecast:
-    """The whole forecast of one static spectrum (see the module docstring)."""
+    """The whole forecast of one static spectrum (see the module docstring); ``electrode``: the descriptor features
+    of the cell's electrode, for a model that reads them."""
     if draws < 2:
         raise ConfigError(f"--draws {draws}: at least 2 draws are needed for an uncertainty band")
+    if fm.model.config.electrode_dim and electrode is None:
+        raise ConfigError(f"{fm.path}: this model reads the working electrode; give --electrode (a system or "
+                          f"working_electrode of its systems sheet, or the descriptor values)")  # fmt: skip
     check_voltage_range(profile, fm.forecast["voltage_range_v"], voltage_tolerance_v)
     elapsed = profile.time_s[-1] - profile.time_s[0]
     if elapsed > fm.forecast.get("elapsed_max_s", np.inf):
@@ -66,7 +70,8 @@ def forecast(
     processed, scale = preprocess_static(spectrum, fm)
     with torch.no_grad():
         latent = initial_state(processed, fm)
-        condition = build_conditions(latent, profile, mixture, fm.meta["settings"])
+        reads = bool(fm.model.config.electrode_dim)
+        condition = build_conditions(latent, profile, mixture, fm.meta["settings"], electrode if reads else None)
         s0 = np.repeat(processed[None], len(condition), axis=0)
         sampled = sample_sequence(fm, condition, s0, draws, seed, batch_size)
     return Forecast(fm.wavenumber_cm1, processed, scale, float(profile.voltage_v[0]),
@@ -128,7 +133,8 @@ def predict(
     profile = read_voltage_profile(profile_path)
     spectrum = read_static_spectrum(spectrum_path, block)
     fm = load_forecast_model(model_dir, device)
-    result = forecast(fm, spectrum, profile, electrolyte, draws, seed, batch_size, voltage_tolerance_v)
+    features = described[1].features() if described else None
+    result = forecast(fm, spectrum, profile, electrolyte, draws, seed, batch_size, voltage_tolerance_v, features)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {"model_dir": str(Path(model_dir).resolve()), "electrolyte": electrolyte, "electrode": electrode,

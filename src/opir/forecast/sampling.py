@@ -51,8 +51,11 @@ def initial_state(spectrum: np.ndarray, fm: ForecastModel):
     return torch.from_numpy(latent).float()
 
 
-def build_conditions(latent, profile: VoltageProfile, mixture: np.ndarray, settings: dict[str, Any]):
-    """One condition per target row m >= 1: profile v_0..v_m and elapsed t_m - t_0, as in training."""
+def build_conditions(
+    latent, profile: VoltageProfile, mixture: np.ndarray, settings: dict[str, Any], electrode: np.ndarray | None = None
+):
+    """One condition per target row m >= 1: profile v_0..v_m and elapsed t_m - t_0, as in training; ``electrode``
+    (descriptor features) for a model that reads them."""
     features = np.stack([
         profile_features(profile.voltage_v[: m + 1], float(profile.time_s[m] - profile.time_s[0]),
                          int(settings["profile_length"]), float(settings["voltage_center_v"]),
@@ -65,6 +68,8 @@ def build_conditions(latent, profile: VoltageProfile, mixture: np.ndarray, setti
         initial_latent=latent.expand(n, *latent.shape[1:]).contiguous(),
         profile=torch.from_numpy(features).float(),
         mixture=torch.from_numpy(np.asarray(mixture, dtype=np.float32)).expand(n, -1).contiguous(),
+        electrode=None if electrode is None else
+        torch.from_numpy(np.asarray(electrode, dtype=np.float32)).expand(n, -1).contiguous(),
     )
 
 
@@ -99,11 +104,11 @@ def sample_sequence(
 
 def forecast_samples(
     fm: ForecastModel, samples_h5: str | Path, sample_ids: Sequence[str], mixtures: dict[str, np.ndarray],
-    draws: int, seed: int = 0, batch_size: int = 64,
+    draws: int, seed: int = 0, batch_size: int = 64, electrodes: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """``opir predict``'s path on dataset samples (for measuring the band's coverage): each sample's initial
     spectrum (already preprocessed in samples.h5) is drawn, encoded and forecast at the sample's voltage profile.
-    Returns (n, draws, N_f)."""
+    ``electrodes`` (system_id -> descriptor features) is needed by a model that reads them. Returns (n, draws, N_f)."""
     table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/row", "samples/initial_row",
                                             "samples/system_id", "rows/voltage_v", "rows/elapsed_s"])
     position = {s: i for i, s in enumerate(table["samples/sample_id"])}
@@ -119,6 +124,11 @@ def forecast_samples(
     unknown = sorted(set(systems) - set(mixtures))
     if unknown:
         raise DataError(f"no mixture embedding for system(s) {', '.join(unknown)}")
+    reads_electrode = bool(fm.model.config.electrode_dim)
+    missing_electrodes = sorted(set(systems) - set(electrodes or {})) if reads_electrode else []
+    if missing_electrodes:
+        raise DataError(f"the model reads the electrode descriptors; none for system(s) "
+                        f"{', '.join(missing_electrodes)}")
     parts = []
     with torch.no_grad():
         latents = {r: initial_state(s, fm) for r, s in initial_spectra.items()}
@@ -126,12 +136,14 @@ def forecast_samples(
             chosen = np.flatnonzero(initial == r)
             profile = VoltageProfile(str(samples_h5), elapsed[r : rows[chosen].max() + 1],
                                      voltage[r : rows[chosen].max() + 1])
-            run_conditions = build_conditions(latents[int(r)], profile, mixtures[systems[chosen[0]]],
-                                              fm.meta["settings"])
+            system = systems[chosen[0]]
+            run_conditions = build_conditions(latents[int(r)], profile, mixtures[system], fm.meta["settings"],
+                                              electrodes[system] if reads_electrode else None)
             parts.append((chosen, run_conditions.index(torch.as_tensor(rows[chosen] - r - 1))))
         order = np.concatenate([c for c, _ in parts])
         condition = Condition(*(torch.cat([getattr(p, f) for _, p in parts]) for f in
-                                ("initial_latent", "profile", "mixture")))
+                                ("initial_latent", "profile", "mixture")),
+                              electrode=torch.cat([p.electrode for _, p in parts]) if reads_electrode else None)
         s0 = np.stack([initial_spectra[int(r)] for r in initial[order]])
         sampled = sample_sequence(fm, condition, s0, draws, seed, batch_size)
     out = np.empty_like(sampled)

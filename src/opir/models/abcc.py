@@ -52,6 +52,8 @@ class ABCCConfig:
     two_stream: bool = False  # dual flow: branches F_elec and F_SEI
     branch_depth: int = 0  # blocks per branch (two_stream)
     stream_points: int = 0  # length of the MCR stream targets of the branch heads
+    electrode_dim: int = 0  # electrode descriptor features in the condition (0: the paper's condition, none)
+    scale_mixture: bool = False  # standardize the mixture embedding (ConditionEncoder.fit_mixture_scale)
 
     def __post_init__(self):
         if self.latent_channels + self.residual_channels < 1:
@@ -77,8 +79,9 @@ class ABCCConfig:
 
 @dataclass
 class PhysicsBatch:
-    """What the physics and stream terms need for one batch. ``spectra_fn(state)`` maps a (predicted or true)
-    clean state to a list of spectra (B, N) (one per read-out path: waveform, s(v_0) + residual), differentiably;
+    """What the physics and stream terms need for one batch. ``spectra_fn(state, rows)`` maps a (predicted or true)
+    clean state of the batch's ``rows`` to a list of spectra (B, N) (one per read-out path: waveform, s(v_0) +
+    residual), differentiably;
     ``stream_target`` (B, 2, stream_points) are the MCR stream changes (scaled), in :data:`STREAMS` order."""
 
     mass_weight: float = 0.0
@@ -88,7 +91,8 @@ class PhysicsBatch:
     peaks: PeakTargets | None = None
     peak_half_window: int = 4
     peak_temperature: float = 0.01
-    peak_samples: int = 0  # L_peak on the first this many samples of the batch (0: all)
+    peak_samples: int = 0  # L_peak on this many samples of the batch (0: all)
+    peak_rows: str = "first"  # which: the first rows, or "random" rows drawn each step (then independent of r != t)
     stream_target: torch.Tensor | None = None
 
     @property
@@ -105,7 +109,8 @@ class ABCC(nn.Module):
         super().__init__()
         self.config = config
         self.condition_encoder = ConditionEncoder(
-            config.initial_channels, config.profile_dim, config.mixture_dim, config.hidden_size, config.spatial_dims
+            config.initial_channels, config.profile_dim, config.mixture_dim, config.hidden_size, config.spatial_dims,
+            config.electrode_dim, config.scale_mixture,
         )
         self.backbone = SiT(
             SiTConfig(
@@ -122,6 +127,7 @@ class ABCC(nn.Module):
                 spatial_dims=config.spatial_dims,
                 branches=2 if config.two_stream else 1,
                 branch_depth=config.branch_depth if config.two_stream else 0,
+                time_scale=config.meanflow.time_scale,
             )
         )
         if config.two_stream:
@@ -174,13 +180,18 @@ class ABCC(nn.Module):
         if physics.peak_weight > 0:
             if physics.spectra_fn is None or physics.peaks is None:
                 raise ValueError("peak_weight > 0 needs spectra_fn and peaks")
-            # Decoding is the costly part of a step (four decoder passes per sample in the latent space): batches are
-            # shuffled, so the first peak_samples rows are an unbiased estimate of the batch's term.
+            # Decoding is the costly part of a step (four decoder passes per sample in the latent space), so the term is
+            # estimated on peak_samples rows. The first rows of a shuffled batch would be unbiased over samples, but
+            # with interval_rows "first" they are always the r != t rows: "random" draws its own rows.
             k = min(physics.peak_samples or len(x), len(x))
-            predicted = physics.spectra_fn(x_hat[:k])
+            if physics.peak_rows == "random" and k < len(x):
+                rows = torch.randperm(len(x), generator=generator)[:k].sort().values.to(x.device)
+            else:
+                rows = torch.arange(k, device=x.device)
+            predicted = physics.spectra_fn(x_hat[rows], rows)
             with torch.no_grad():
-                target = physics.spectra_fn(x[:k])
-            peaks = physics.peaks.index_rows(torch.arange(k, device=x.device))
+                target = physics.spectra_fn(x[rows], rows)
+            peaks = physics.peaks.index_rows(rows)
             terms["peak"] = sum(
                 peak_loss(p, q, peaks, physics.peak_half_window, physics.peak_temperature)
                 for p, q in zip(predicted, target, strict=True)

@@ -33,15 +33,30 @@ class MeanFlowConfig:
     cfg_kappa: float = 0.5
     cond_dropout: float = 0.1  # share of samples trained without condition
     jvp_dtype: str = "float32"  # "float32": JVP outside autocast; "bfloat16": JVP under the autocast as well
+    # The defaults below keep what models trained before these switches existed did (their model.json lacks them);
+    # the config schema's defaults are the reference code's choices (docs/method.md, "MeanFlow as the reference").
+    time_scale: float = 1000.0  # t and t - r are multiplied by this before the sinusoidal embedding (reference: 1)
+    interval_rows: str = "first"  # which rows of a batch get r != t: "first" (a fixed block) or "random"
+
+    def __post_init__(self):
+        if self.interval_rows not in ("first", "random"):
+            raise ValueError(f"meanflow.interval_rows {self.interval_rows!r}: 'first' or 'random'")
 
 
 def sample_time_pairs(
     batch: int, config: MeanFlowConfig, generator: torch.Generator, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(r, t) with r <= t: two logit-normal draws sorted; then r = t for all but ``fraction_r_neq_t`` of the batch."""
+    """(r, t) with r <= t: two logit-normal draws sorted; then r = t for all but ``fraction_r_neq_t`` of the batch,
+    whose rows are the first ones or, with ``interval_rows: random``, drawn anew each step (the reference code's
+    choice: no fixed block of the batch, which later terms may single out, is always an interval)."""
     normal = torch.randn(2, batch, generator=generator) * config.time_sigma + config.time_mu
     r, t = torch.sort(torch.sigmoid(normal), dim=0).values
-    keep_interval = torch.arange(batch) < round(config.fraction_r_neq_t * batch)
+    n_interval = round(config.fraction_r_neq_t * batch)
+    if config.interval_rows == "random":
+        keep_interval = torch.zeros(batch, dtype=torch.bool)
+        keep_interval[torch.randperm(batch, generator=generator)[:n_interval]] = True
+    else:
+        keep_interval = torch.arange(batch) < n_interval
     r = torch.where(keep_interval, r, t)
     return r.to(device), t.to(device)
 

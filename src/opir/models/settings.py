@@ -61,13 +61,14 @@ def model_splits(models: dict[str, Any], name: str) -> list[str]:
 #: Every input an ABCC model may read, by the name the train and predict scripts give it. Which ones a model reads is
 #: decided here (:func:`abcc_input_names`); where each file lies is the workflow's business
 #: (``workflow/rules/common.smk``).
-ABCC_INPUTS = ("samples", "splits", "mixture", "waveform", "latent", "vae", "variation", "residual", "streams", "model",
-               "meta")
+ABCC_INPUTS = ("samples", "splits", "mixture", "waveform", "latent", "vae", "variation", "residual", "streams",
+               "electrodes", "model", "meta")
 
 
 def abcc_input_names(models: dict[str, Any], name: str, split: str, prediction: bool = False) -> list[str]:
     """The inputs (names of :data:`ABCC_INPUTS`) model ``name`` reads on ``split``: its settings decide (the
-    variation images and latents with ``chemical_flow``, the MCR streams with ``two_stream``, no images or latents
+    variation images and latents with ``chemical_flow``, the MCR streams with ``two_stream``, the electrode
+    descriptors with ``electrode_descriptors``, no images or latents
     for ``space: spectrum``; the VAE wherever something is decoded; with ``prediction`` the trained model's files).
     ``mixture`` is the embedding variant of :func:`abcc_embedding_variant`. A split the model is not trained on is a
     ConfigError."""
@@ -84,6 +85,8 @@ def abcc_input_names(models: dict[str, Any], name: str, split: str, prediction: 
             names += ["variation", "residual"]
     if settings["two_stream"] and not prediction:
         names.append("streams")
+    if settings.get("electrode_descriptors"):
+        names.append("electrodes")
     if prediction:  # the trained model itself
         names += ["model", "meta"]
     return names

@@ -37,6 +37,7 @@ class SiTConfig:
     spatial_dims: int = 2  # 2: latent images (input_size x input_size); 1: sequences of input_size points
     branches: int = 1  # 2: dual flow, two branches (F_elec, F_SEI) after a shared trunk, fused by learned weights
     branch_depth: int = 0  # blocks of each branch (the trunk has depth - branch_depth); used when branches > 1
+    time_scale: float = 1000.0  # factor on t and t - r before their sinusoidal embedding (timestep_frequencies)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,24 +76,27 @@ def sincos_pos_embed_1d(embed_dim: int, length: int) -> np.ndarray:
     return np.concatenate([np.sin(angles), np.cos(angles)], axis=1).astype(np.float32)  # (length, D)
 
 
-def timestep_frequencies(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal features of scalar times (DiT). t in [0, 1] is scaled by 1000 so that the frequencies span the
-    same range as for the integer diffusion steps the embedding was designed for."""
+def timestep_frequencies(
+    t: torch.Tensor, dim: int, max_period: float = 10000.0, scale: float = 1000.0
+) -> torch.Tensor:
+    """Sinusoidal features of scalar times (DiT). ``scale`` 1000 is DiT's convention for integer diffusion steps;
+    MeanFlow's reference code feeds t in [0, 1] as it is (scale 1), which keeps du/dt, hence the JVP target, small
+    and the one-step query (t = 1, t - r = 1) inside the range the embedding saw in training."""
     half = dim // 2
     dtype = torch.promote_types(t.dtype, torch.float32)  # never below fp32: 1000 t needs the mantissa
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dtype, device=t.device) / half)
-    args = 1000.0 * t.to(dtype)[:, None] * freqs[None]
+    args = scale * t.to(dtype)[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
 class TimestepEmbedder(nn.Module):
-    def __init__(self, hidden_size: int, frequency_dim: int = 256):
+    def __init__(self, hidden_size: int, frequency_dim: int = 256, time_scale: float = 1000.0):
         super().__init__()
-        self.frequency_dim = frequency_dim
+        self.frequency_dim, self.time_scale = frequency_dim, time_scale
         self.mlp = nn.Sequential(nn.Linear(frequency_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.mlp(timestep_frequencies(t, self.frequency_dim).to(self.mlp[0].weight.dtype))
+        return self.mlp(timestep_frequencies(t, self.frequency_dim, scale=self.time_scale).to(self.mlp[0].weight.dtype))
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -179,8 +183,8 @@ class SiT(nn.Module):
         positions = (sincos_pos_embed_2d(hidden, self.grid) if config.spatial_dims == 2
                      else sincos_pos_embed_1d(hidden, self.grid))
         self.register_buffer("pos_embed", torch.from_numpy(positions)[None], persistent=False)
-        self.t_embedder = TimestepEmbedder(hidden)
-        self.h_embedder = TimestepEmbedder(hidden)  # embeds the interval h = t - r
+        self.t_embedder = TimestepEmbedder(hidden, time_scale=config.time_scale)
+        self.h_embedder = TimestepEmbedder(hidden, time_scale=config.time_scale)  # embeds the interval h = t - r
         self.c_embedder = nn.Linear(config.cond_dim, hidden)
         explicit = config.attention == "explicit"
 

@@ -16,7 +16,7 @@ from opir.core.h5io import atomic_h5, atomic_path, inputs_digest, provenance, wr
 from opir.forecast.band import BAND_QUANTILES, band_coverage, conformal_offsets
 from opir.forecast.model import load_forecast_model
 from opir.forecast.sampling import forecast_samples
-from opir.formats.electrodes import read_electrodes
+from opir.formats.electrodes import electrode_features, read_electrodes
 from opir.formats.embeddings import read_mixture_embeddings, read_molecule_embeddings
 from opir.formats.model_dir import (
     ELECTRODES_H5,
@@ -108,6 +108,8 @@ def package_model(
         for path in [vae_dir / "config.json", *sorted(vae_dir.glob("*.safetensors"))]:
             shutil.copy2(path, vae_target / path.name)
 
+    if electrodes_h5 is None and meta.get("architecture", {}).get("electrode_dim"):
+        raise DataError(f"{model_dir}: the model reads the electrode descriptors; give results/dataset/electrodes.h5")
     if electrodes_h5 is not None:
         read_electrodes(electrodes_h5)  # a file that does not read stops packaging here, not a forecast later
         shutil.copy2(electrodes_h5, target / ELECTRODES_H5)
@@ -153,7 +155,9 @@ def calibrate_band(
     ids = load_split(splits_json, fm.meta["split"])["train"]
     if len(ids) > max_samples:
         ids = sorted(np.random.default_rng(seed).choice(ids, max_samples, replace=False))
-    sampled = forecast_samples(fm, samples_h5, ids, read_mixture_embeddings(mixture_h5), draws, seed + 1)
+    electrodes = electrode_features(Path(model_dir) / ELECTRODES_H5) if fm.model.config.electrode_dim else None
+    sampled = forecast_samples(fm, samples_h5, ids, read_mixture_embeddings(mixture_h5), draws, seed + 1,
+                               electrodes=electrodes)
     table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/row"])
     position = {s: i for i, s in enumerate(table["samples/sample_id"])}
     targets = read_spectra(samples_h5, table["samples/row"][[position[s] for s in ids]])

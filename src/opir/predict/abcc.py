@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from opir.core.compute import resolve_device
+from opir.core.errors import DataError
 from opir.formats.model_dir import read_model_meta, read_model_weights
 from opir.formats.predictions import write_predictions
 from opir.formats.samples import load_split, read_sample_arrays
@@ -40,6 +41,7 @@ def predict_abcc(
     samples_h5: str | Path, latent_h5: str | Path | None, mixture_h5: str | Path, splits_json: str | Path,
     waveform_h5: str | Path | None, split: str, model_dir: str | Path, vae_dir: str | Path | None, out_h5: str | Path,
     predict_cfg: dict[str, Any], device: str = "auto", attrs: dict[str, Any] | None = None,
+    electrodes_h5: str | Path | None = None,
 ) -> dict[str, float]:
     """k = ``predict_cfg['draws']`` predicted spectra per test sample of ``split``, written in the predictions
     format (opir.formats.predictions.write_predictions): one-step samples of the whole state, read out through each path
@@ -47,8 +49,11 @@ def predict_abcc(
     device_ = resolve_device(device)
     model, meta = load_abcc(model_dir, device_)
     settings, space = meta["settings"], meta.get("space", "latent")
+    if model.config.electrode_dim and electrodes_h5 is None:
+        raise DataError(f"{model_dir}: the model reads the electrode descriptors; give results/dataset/electrodes.h5")
     data = load_abcc_data(samples_h5, latent_h5, mixture_h5, load_split(splits_json, split)["test"],
-                          settings, spectrum_scale=meta.get("spectrum_scale"))
+                          settings, spectrum_scale=meta.get("spectrum_scale"),
+                          electrodes_h5=electrodes_h5 if model.config.electrode_dim else None)
     config = model.config
     styles = None
     if space == "latent":

@@ -46,14 +46,15 @@ def train_abcc(
     model_name: str, cfg: dict[str, Any], out_dir: str | Path, checkpoint_dir: str | Path, device: str = "auto",
     waveform_h5: str | Path | None = None, metadata: dict[str, Any] | None = None, progress: bool = True,
     residual_h5: str | Path | None = None, streams_h5: str | Path | None = None, vae_dir: str | Path | None = None,
-    variation_h5: str | Path | None = None,
+    variation_h5: str | Path | None = None, electrodes_h5: str | Path | None = None,
 ) -> Path:
     """Train one ABCC model on the training samples of ``split``; write model.safetensors (EMA weights),
     model.json and training_curve.csv to ``out_dir``.
 
     ``residual_h5`` (latents of the variation images) adds the residual stream, ``streams_h5`` (MCR) the stream
     targets of the dual flow, ``vae_dir`` the decoder the peak loss and the fusion fit read spectra through,
-    ``variation_h5`` the style of the variation images; each is needed only where the settings use it."""
+    ``variation_h5`` the style of the variation images, ``electrodes_h5`` the electrode descriptors of the condition;
+    each is needed only where the settings use it."""
     device_ = resolve_device(device)
     losses = with_defaults("models.abcc.losses", cfg.get("losses", NO_PHYSICS_WEIGHTS))
     # the schema's defaults for what a partial ``cfg`` leaves out; ``predict`` as given (the rule passes only the keys
@@ -65,21 +66,27 @@ def train_abcc(
     spectrum_scale = fit_spectrum_scale(samples_h5, train_ids) if space == "spectrum" else None
     use_residual = space == "latent" and bool(cfg["chemical_flow"])
     two_stream = bool(cfg["two_stream"])
+    use_electrode = bool(cfg["electrode_descriptors"])
     for flag, path, what in ((use_residual, residual_h5, "the variation latents (chemical_flow)"),
-                             (two_stream, streams_h5, "the MCR streams (two_stream)")):
+                             (two_stream, streams_h5, "the MCR streams (two_stream)"),
+                             (use_electrode, electrodes_h5, "the electrode descriptors (electrode_descriptors)")):
         if flag and path is None:
             raise DataError(f"{split}/{model_name}: settings need {what}, but no file was given")
     data = load_abcc_data(samples_h5, latent_h5, mixture_h5, train_ids, cfg,
                           residual_h5=residual_h5 if use_residual else None,
-                          streams_h5=streams_h5 if two_stream else None, spectrum_scale=spectrum_scale)
+                          streams_h5=streams_h5 if two_stream else None, spectrum_scale=spectrum_scale,
+                          electrodes_h5=electrodes_h5 if use_electrode else None)
     config = abcc_config_for(cfg, data)
     train_config = train_config_for(cfg["train"], len(data.sample_id))
     torch.manual_seed(train_config.seed)  # the initial weights
     model = ABCC(config)
+    if config.scale_mixture:
+        model.condition_encoder.fit_mixture_scale(data.condition.mixture)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("%s/%s: %d training samples, state %s (%s space, residual stream %s, two streams %s), %.2f M "
-             "parameters, %d steps on %s", split, model_name, len(data.sample_id), tuple(data.target.shape[1:]),
-             space, use_residual, two_stream, n_params / 1e6, train_config.steps, device_)
+    log.info("%s/%s: %d training samples, state %s (%s space, residual stream %s, two streams %s, electrode %s), "
+             "%.2f M parameters, %d steps on %s", split, model_name, len(data.sample_id),
+             tuple(data.target.shape[1:]), space, use_residual, two_stream, use_electrode, n_params / 1e6,
+             train_config.steps, device_)  # fmt: skip
 
     readout = readout_for(space, config, data.initial_spectrum.shape[1], cfg, vae_dir, waveform_h5, variation_h5,
                            spectrum_scale, device_)
@@ -100,11 +107,12 @@ def train_abcc(
         s0 = initial_spectrum[idx]
         physics = PhysicsBatch(
             mass_weight=weights["mass"], peak_weight=weights["peak"], stream_weight=weights["stream"],
-            spectra_fn=(lambda state: spectra_fn(state, s0[: len(state)])) if spectra_fn else None,
+            spectra_fn=(lambda state, rows: spectra_fn(state, s0[rows])) if spectra_fn else None,
             peaks=peaks.index_rows(idx) if peaks is not None else None,
             peak_half_window=int(losses["peak_half_window_points"]),
             peak_temperature=float(losses["peak_temperature"]),
             peak_samples=int(losses["peak_samples"]),
+            peak_rows=losses["peak_rows"],
             stream_target=stream_target[idx] if stream_scale is not None else None,
         )
         return model.loss(target[idx], condition.index(idx), generator, autocast, physics)

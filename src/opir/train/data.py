@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from opir.core.errors import DataError
+from opir.formats.electrodes import electrode_features
 from opir.formats.embeddings import read_mixture_embeddings
 from opir.formats.images import read_latents, read_sample_latents
 from opir.formats.samples import read_sample_arrays, read_spectra
@@ -36,7 +37,8 @@ class ABCCData:
 
     def fingerprint(self) -> str:
         """:func:`opir.training.data_fingerprint` of every tensor a trainer can read from this data."""
-        tensors = (self.target, self.condition.initial_latent, self.condition.profile, self.condition.mixture,
+        condition = self.condition
+        tensors = (self.target, condition.initial_latent, condition.profile, condition.mixture, condition.electrode,
                    self.initial_spectrum, self.target_spectrum, self.stream_target)  # fmt: skip
         return data_fingerprint(*(t for t in tensors if t is not None))
 
@@ -62,13 +64,15 @@ def spectral_length(n_points: int, patch: int) -> int:
 def load_abcc_data(
     samples_h5: str | Path, latent_h5: str | Path | None, mixture_h5: str | Path, sample_ids: list[str],
     cfg: dict[str, Any], residual_h5: str | Path | None = None, streams_h5: str | Path | None = None,
-    spectrum_scale: float | None = None,
+    spectrum_scale: float | None = None, electrodes_h5: str | Path | None = None,
 ) -> ABCCData:
     """Targets and conditions of ``sample_ids`` (in that order).
 
     ``cfg['space']`` ``latent``: the target is the waveform latent of s(v_m), plus the residual latents of
     ``residual_h5`` as extra channels when given (``chemical_flow``); ``spectrum`` (the 1D variant): the target is
-    (s(v_m) - s(v_0)) / ``spectrum_scale`` and the initial state is s(v_0), both padded to the patch size."""
+    (s(v_m) - s(v_0)) / ``spectrum_scale`` and the initial state is s(v_0), both padded to the patch size.
+    ``electrodes_h5`` (results/dataset/electrodes.h5), when given, puts each sample's electrode descriptors in the
+    condition."""
     space = cfg.get("space", "latent")
     mixtures = read_mixture_embeddings(mixture_h5)
     table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/row", "samples/initial_row",
@@ -112,10 +116,18 @@ def load_abcc_data(
         initial_state = pad_points(s_0, length)[:, None]
     else:
         raise DataError(f"models: unknown space {space!r} (latent or spectrum)")
+    electrode = None
+    if electrodes_h5 is not None:
+        features = electrode_features(electrodes_h5)
+        unknown = sorted(set(systems[idx]) - set(features))
+        if unknown:
+            raise DataError(f"{electrodes_h5}: no electrode descriptors for system(s) {', '.join(unknown)}")
+        electrode = torch.from_numpy(np.stack([features[s] for s in systems[idx]])).float()
     condition = Condition(
         initial_latent=torch.from_numpy(np.ascontiguousarray(initial_state)).float(),
         profile=torch.from_numpy(profiles).float(),
         mixture=torch.from_numpy(np.stack([mixtures[s] for s in systems[idx]])).float(),
+        electrode=electrode,
     )
     streams = None
     if streams_h5 is not None:
@@ -166,6 +178,8 @@ def abcc_config_for(cfg: dict[str, Any], data: ABCCData) -> ABCCConfig:
         two_stream=two_stream,
         branch_depth=min(int(cfg.get("branch_depth", 1)), int(cfg["depth"])) if two_stream else 0,
         stream_points=stream_points,
+        electrode_dim=int(data.condition.electrode.shape[1]) if data.condition.electrode is not None else 0,
+        scale_mixture=bool(cfg.get("scale_condition", False)),
         **layout,
     )
 
