@@ -11,7 +11,13 @@ import pytest
 from helpers import write_toy_dataset
 
 from opir.baselines.references import noise_floor_reference, persistence_reference, random_reference
-from opir.baselines.regression import nearest_trajectory, predict_baseline, voltage_regression
+from opir.baselines.regression import (
+    nearest_trajectory,
+    predict_baseline,
+    voltage_regression,
+    voltage_regression_per_run,
+    within_run_smoother,
+)
 from opir.core.errors import DataError
 from opir.core.h5io import read_provenance
 from opir.evaluate.metrics import evaluate_file
@@ -114,6 +120,38 @@ def test_voltage_regression_learns_the_change(toy):
     persistence_error = np.abs(persistence_reference(table, test)[:, 0] - target).mean()
     regression_error = np.abs(voltage_regression(table, train, test, 1e-3, 2, [1.0, 0.5])[:, 0] - target).mean()
     assert regression_error < 0.3 * persistence_error
+
+
+def test_random_split_yardsticks_read_the_runs_own_training_samples(toy, tmp_path):
+    """The per-run ridge and the within-run smoother (random split only): fitted on the test run's own training
+    samples, never on its test targets, better than the pooled fit here; refused on the system split."""
+    paths, table, splits = toy
+    train, test = _indices(table, splits, "random")
+    target = table.absorbance[table.samples["row"][test]]
+    per_run = voltage_regression_per_run(table, train, test, 1e-3, 1, [1.0, 0.5], min_run_samples=3)
+    smoothed, sigma = within_run_smoother(table, train, test, (0.5, 1.0, 2.0))
+    pooled = voltage_regression(table, train, test, 1e-3, 1, [1.0, 0.5])
+    assert set(sigma) == set(table.run_key()[test]) and all(s > 0 for s in sigma.values())
+    persistence_error = np.abs(persistence_reference(table, test)[:, 0] - target).mean()
+    for prediction in (per_run, smoothed):
+        assert np.isfinite(prediction).all() and prediction.shape == pooled.shape
+        assert np.abs(prediction[:, 0] - target).mean() < persistence_error
+    saved = table.absorbance.copy()
+    table.absorbance[table.samples["row"][test]] = np.nan
+    try:
+        np.testing.assert_array_equal(per_run, voltage_regression_per_run(table, train, test, 1e-3, 1, [1.0, 0.5]))
+        np.testing.assert_array_equal(smoothed, within_run_smoother(table, train, test, (0.5, 1.0, 2.0))[0])
+    finally:
+        table.absorbance[:] = saved
+    # a run without enough training samples of its own: the per-run fit falls back to the pooled fit
+    np.testing.assert_allclose(voltage_regression_per_run(table, train, test, 1e-3, 1, [1.0, 0.5],
+                                                          min_run_samples=10_000), pooled)  # fmt: skip
+    with pytest.raises(DataError, match="row of the random split only, not 'system'"):
+        predict_baseline("within_run_smoother", paths["samples"], paths["splits"], "system", tmp_path / "p.h5",
+                         {"bandwidths": [1.0]})  # fmt: skip
+    system_train, system_test = _indices(table, splits, "system")
+    with pytest.raises(DataError, match="has no training samples"):
+        within_run_smoother(table, system_train, system_test)
 
 
 def test_predict_baseline_files_and_evaluation(toy, tmp_path):

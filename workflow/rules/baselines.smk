@@ -77,22 +77,49 @@ rule baseline_nearest_trajectory:
         "../scripts/baseline.py"
 
 
+# the pooled fit and the per-run fit (random split only) share their settings
 rule baseline_voltage_regression:
     input:
         **DATASET_FILES,
     output:
-        PREDICTIONS_H5.format(split="{split}", model="voltage_regression"),
+        PREDICTIONS_H5.format(split="{split}", model="{regression}"),
     log:
-        f"{LOGS}/baselines/{{split}}/voltage_regression.log",
+        f"{LOGS}/baselines/{{split}}/{{regression}}.log",
     benchmark:
-        f"{BENCH}/baselines/{{split}}/voltage_regression.tsv"
+        f"{BENCH}/baselines/{{split}}/{{regression}}.tsv"
+    wildcard_constraints:
+        regression="voltage_regression|voltage_regression_per_run",
     conda:
         "../../envs/opir.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
     params:
-        model="voltage_regression",
+        model=lambda wildcards: wildcards.regression,
         settings=config["evaluate"]["voltage_regression"],
+    script:
+        "../scripts/baseline.py"
+
+
+rule baseline_within_run_smoother:
+    input:
+        **DATASET_FILES,
+    output:
+        PREDICTIONS_H5.format(split="{split}", model="within_run_smoother"),
+    log:
+        f"{LOGS}/baselines/{{split}}/within_run_smoother.log",
+    benchmark:
+        f"{BENCH}/baselines/{{split}}/within_run_smoother.tsv"
+    wildcard_constraints:
+        # a row of the random split only (opir.baselines.regression.baseline_splits)
+        split="random",
+    conda:
+        "../../envs/opir.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        model="within_run_smoother",
+        settings=config["evaluate"]["within_run_smoother"],
     script:
         "../scripts/baseline.py"

@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 
 try:
     from opir.baselines.references import REFERENCE_MODELS as LIBRARY_REFERENCE_MODELS
-    from opir.baselines.regression import BASELINE_MODELS
+    from opir.baselines.regression import BASELINE_MODELS, baseline_splits
     from opir.core.config import load_and_validate
     from opir.core.electrodes import DESCRIPTOR_COLUMNS
     from opir.core.errors import ConfigError
@@ -86,9 +86,10 @@ ABCC_BENCHMARK_MODELS = [
 ]
 # the neural baselines the config trains (opir.neural_baselines)
 NB_MODELS = list(config["models"]["neural_baselines"]["models"])
-# Every model that writes results/predictions/{split}/{model}.h5 for both splits: the evaluate stage scores each
-# and Tables 2 and 3 list them in this order (adding a model adds a row), then the reference rows close every
-# table (the noise floor only where the simulator's truth exists).
+# Every model that writes results/predictions/{split}/{model}.h5 (for both splits, but the baselines that
+# opir.baselines.regression.baseline_splits names): the evaluate stage scores each and Tables 2 and 3 list them in
+# this order (adding a model adds a row), then the reference rows close every table (the noise floor only where the
+# simulator's truth exists).
 PREDICTION_MODELS = list(BASELINE_MODELS) + ABCC_BENCHMARK_MODELS + NB_MODELS
 REFERENCE_MODELS = [
     m for m in LIBRARY_REFERENCE_MODELS if m != "noise_floor" or WITH_TRUTH

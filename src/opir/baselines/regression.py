@@ -1,4 +1,6 @@
-"""The non-neural baselines: the nearest training trajectory and the per-wavenumber voltage regression."""
+"""The non-neural baselines: the nearest training trajectory, the per-wavenumber voltage regression (pooled and per
+run), and the within-run smoother; the last two are yardsticks of the random split only, where every test sample
+lies between training samples of its own run (docs/benchmark.md, "Yardsticks of the random split")."""
 
 from __future__ import annotations
 
@@ -21,7 +23,15 @@ from opir.preprocess.profile import resample_voltage_profile, run_profile_featur
 log = logging.getLogger(__name__)
 
 
-BASELINE_MODELS = ("nearest_trajectory", "voltage_regression")
+BASELINE_MODELS = ("nearest_trajectory", "voltage_regression", "voltage_regression_per_run", "within_run_smoother")
+#: Splits a baseline is a row of (the others: both). The per-run yardsticks need training samples of the test
+#: sample's own run, which the system split never has.
+BASELINE_SPLITS = {"voltage_regression_per_run": ("random",), "within_run_smoother": ("random",)}
+
+
+def baseline_splits(model: str) -> tuple[str, ...]:
+    """The splits ``model`` is a row of: a baseline's own, every other model both."""
+    return BASELINE_SPLITS.get(model, ("random", "system"))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -121,6 +131,23 @@ def nearest_trajectory(
 # --------------------------------------------------------------------------------------------------------------
 # Per-wavenumber regression of the change on voltage-profile features
 # --------------------------------------------------------------------------------------------------------------
+def _ridge(degree: int, ridge_alpha: float):
+    """Standardized (polynomial) features -> ridge, one output per wavenumber."""
+    # scikit-learn only for these baselines
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    return make_pipeline(StandardScaler(), PolynomialFeatures(degree=degree, include_bias=False), StandardScaler(),
+                         Ridge(alpha=ridge_alpha))  # fmt: skip
+
+
+def _change(table: SampleTable, index: np.ndarray) -> np.ndarray:
+    samples = table.samples
+    return table.absorbance[samples["row"][index]].astype(np.float64) - table.absorbance[
+        samples["initial_row"][index]].astype(np.float64)  # fmt: skip
+
+
 def voltage_regression(
     table: SampleTable,
     train_idx: np.ndarray,
@@ -134,30 +161,95 @@ def voltage_regression(
     Features are standardized on the training samples; the prediction is the test sample's own s(v_0) plus the
     predicted change. Returns (n_test, 1, N_f).
     """
-    # scikit-learn only for this baseline
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
-
     if train_idx.size == 0:
         raise DataError(f"{table.path}: no training samples for the voltage regression")
     samples = table.samples
-
-    def change(index):
-        return table.absorbance[samples["row"][index]].astype(np.float64) - table.absorbance[
-            samples["initial_row"][index]
-        ].astype(np.float64)
-
-    model = make_pipeline(
-        StandardScaler(),
-        PolynomialFeatures(degree=degree, include_bias=False),
-        StandardScaler(),
-        Ridge(alpha=ridge_alpha),
-    )
-    model.fit(sample_profile_features(table, train_idx, exposure_thresholds_v), change(train_idx))
+    model = _ridge(degree, ridge_alpha)
+    model.fit(sample_profile_features(table, train_idx, exposure_thresholds_v), _change(table, train_idx))
     predicted_change = model.predict(sample_profile_features(table, test_idx, exposure_thresholds_v))
     initial = table.absorbance[samples["initial_row"][test_idx]].astype(np.float64)
     return (initial + predicted_change)[:, None, :]
+
+
+def voltage_regression_per_run(
+    table: SampleTable,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    ridge_alpha: float = 1.0,
+    degree: int = 1,
+    exposure_thresholds_v=(2.0, 1.5, 1.0, 0.5),
+    min_run_samples: int = 3,
+) -> np.ndarray:
+    """:func:`voltage_regression` fitted on each test run's own training samples: what the voltage features explain
+    within one run. A run with fewer than ``min_run_samples`` training samples falls back to the pooled fit (every
+    run of the system split does). Returns (n_test, 1, N_f)."""
+    prediction = voltage_regression(table, train_idx, test_idx, ridge_alpha, degree, exposure_thresholds_v)[:, 0]
+    run_key = table.run_key()
+    features = sample_profile_features(table, test_idx, exposure_thresholds_v)
+    for run in np.unique(run_key[test_idx]):
+        own = train_idx[run_key[train_idx] == run]
+        if own.size < min_run_samples:
+            log.info("voltage regression per run: %s has %d training samples, pooled fit used", run, own.size)
+            continue
+        members = np.flatnonzero(run_key[test_idx] == run)
+        model = _ridge(degree, ridge_alpha)
+        model.fit(sample_profile_features(table, own, exposure_thresholds_v), _change(table, own))
+        initial = table.absorbance[table.samples["initial_row"][test_idx[members]]].astype(np.float64)
+        prediction[members] = initial + model.predict(features[members])
+    return prediction[:, None, :]
+
+
+def _kernel_mean(times: np.ndarray, values: np.ndarray, at: np.ndarray, sigma: float, leave_out: bool = False):
+    """Gaussian-kernel (Nadaraya-Watson) mean of ``values`` (n, N) observed at ``times``, read at ``at``."""
+    weights = np.exp(-0.5 * ((at[:, None] - times[None, :]) / sigma) ** 2)
+    if leave_out:
+        np.fill_diagonal(weights, 0.0)
+    total = weights.sum(axis=1, keepdims=True)
+    # far from every observation the weights underflow: the nearest observation stands in
+    nearest = np.argmin(np.abs(at[:, None] - times[None, :]), axis=1)
+    fallback = np.zeros_like(weights)
+    fallback[np.arange(len(at)), nearest] = 1.0
+    weights = np.where(total > 1e-300, weights / np.where(total > 1e-300, total, 1.0), fallback)
+    return weights @ values
+
+
+def within_run_smoother(
+    table: SampleTable,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    bandwidths=(0.5, 1.0, 2.0, 4.0, 8.0),
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Each test sample's own s(v_0) plus the Gaussian-kernel mean, in elapsed time, of its run's training changes
+    s(v_m) - s(v_0). The kernel width (a multiple in ``bandwidths`` of the run's median training spacing) is chosen
+    per run by leave-one-out error on the training samples alone. A reference row like Persistence: it knows the
+    run's measured training spectra, which no forecaster of a new cell has. Returns (n_test, 1, N_f) and the width
+    chosen per run (s)."""
+    samples = table.samples
+    run_key = table.run_key()
+    prediction = np.empty((test_idx.size, table.absorbance.shape[1]), dtype=np.float64)
+    chosen: dict[str, float] = {}
+    for run in np.unique(run_key[test_idx]):
+        own = train_idx[run_key[train_idx] == run]
+        if own.size == 0:
+            raise DataError(f"{table.path}: run {run} has no training samples; the within-run smoother needs some "
+                            f"(it is a row of the random split only)")  # fmt: skip
+        times = samples["elapsed_s"][own].astype(np.float64)
+        changes = _change(table, own)
+        spacing = float(np.median(np.diff(np.sort(times)))) if own.size > 1 else 1.0
+        candidates = [b * max(spacing, 1e-9) for b in bandwidths]
+        if own.size > 1:
+            errors = [np.abs(_kernel_mean(times, changes, times, s, leave_out=True) - changes).mean()
+                      for s in candidates]  # fmt: skip
+            sigma = candidates[int(np.argmin(errors))]
+        else:
+            sigma = candidates[0]
+        members = np.flatnonzero(run_key[test_idx] == run)
+        at = samples["elapsed_s"][test_idx[members]].astype(np.float64)
+        initial = table.absorbance[samples["initial_row"][test_idx[members]]].astype(np.float64)
+        prediction[members] = initial + _kernel_mean(times, changes, at, sigma)
+        chosen[str(run)] = sigma
+        log.info("within-run smoother: %s, %d training samples, kernel sigma %.4g s", run, own.size, sigma)
+    return prediction[:, None, :], chosen
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -176,6 +268,8 @@ def predict_baseline(
 ) -> None:
     """Fit (on the training split only) and write ``results/predictions/{split}/{model}.h5`` for a reference row
     or a baseline. ``params`` is the model's slice of the ``evaluate`` config."""
+    if split not in baseline_splits(model):
+        raise DataError(f"{model} is a row of the {', '.join(baseline_splits(model))} split only, not {split!r}")
     table = load_samples(samples_path)
     split_ids = load_split(splits_path, split)
     train_idx = table.sample_index(split_ids["train"], f"{splits_path} ({split}/train)")
@@ -208,6 +302,13 @@ def predict_baseline(
         prediction = voltage_regression(
             table, train_idx, test_idx, params["ridge_alpha"], params["degree"], params["exposure_thresholds_v"]
         )
+    elif model == "voltage_regression_per_run":
+        prediction = voltage_regression_per_run(
+            table, train_idx, test_idx, params["ridge_alpha"], params["degree"], params["exposure_thresholds_v"]
+        )
+    elif model == "within_run_smoother":
+        prediction, chosen_sigma = within_run_smoother(table, train_idx, test_idx, params["bandwidths"])
+        extra_attrs["kernel_sigma_s"] = json.dumps(chosen_sigma, sort_keys=True)
     else:
         raise ValueError(f"unknown baseline {model!r}; expected one of {REFERENCE_MODELS + BASELINE_MODELS}")
     attrs = {**provenance(rule or f"predict_{model}", params, inputs), **extra_attrs}
