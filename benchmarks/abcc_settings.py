@@ -2,8 +2,9 @@
 
     python benchmarks/abcc_settings.py WORKDIR system '{space: spectrum, chemical_flow: false, train: {lr: 3.0e-4}}'
 
-WORKDIR is a working directory the workflow has run in (it needs results/dataset/samples.h5 and splits.json, the
-mixture embeddings, results/mcr/streams.h5 and, for the reference rows, results/metrics/{split}/*.json). The
+WORKDIR is a working directory the workflow has run in (it needs results/dataset/samples.h5, splits.json and
+electrodes.h5, the mixture embeddings, results/mcr/streams.h5 and, for the reference rows,
+results/metrics/{split}/*.json). The
 overrides (YAML) go over `models.abcc` of config/config.yaml (or --configfile), exactly as a `models.variants`
 entry would, so a setting found here becomes a variant by copying the same mapping. Only the 1D variant
 (`space: spectrum`) runs here: the latent space needs the split's VAE and latents (run those through the workflow).
@@ -62,18 +63,22 @@ def main() -> None:
     results = args.workdir / "results"
     embedding = settings.get("embedding_variant") or config["embed"]["variant"]
     files = {"samples": results / "dataset/samples.h5", "splits": results / "dataset/splits.json",
-             "mixture": results / f"embed/mixture_{embedding}.h5", "streams": results / "mcr/streams.h5"}
+             "mixture": results / f"embed/mixture_{embedding}.h5", "streams": results / "mcr/streams.h5",
+             "electrodes": results / "dataset/electrodes.h5"}
+    electrodes = files["electrodes"] if settings.get("electrode_descriptors") else None
     out = args.out or args.workdir / "abcc_settings" / f"{args.split}-{time.strftime('%Y%m%dT%H%M%S')}"
 
     t0 = time.perf_counter()
     train_abcc(files["samples"], None, files["mixture"], files["splits"], args.split, "abcc_settings", settings,
                out / "model", out / "checkpoints", "cpu",
-               streams_h5=files["streams"] if settings.get("two_stream") else None, progress=False)
+               streams_h5=files["streams"] if settings.get("two_stream") else None, progress=False,
+               electrodes_h5=electrodes)
     train_s = time.perf_counter() - t0
 
     def score(model_dir: Path, name: str, draws: int) -> dict:
         predict_abcc(files["samples"], None, files["mixture"], files["splits"], None, args.split, model_dir, None,
-                     out / f"predictions{name}.h5", {**settings["predict"], "draws": draws}, "cpu")
+                     out / f"predictions{name}.h5", {**settings["predict"], "draws": draws}, "cpu",
+                     electrodes_h5=electrodes)
         record = evaluate_file(out / f"predictions{name}.h5", files["samples"], files["splits"], args.split,
                                "abcc_settings", out / f"metrics{name}.json", config["evaluate"]["dilate"])
         return {k: round(v["mean"], 5) for k, v in record["summary"].items()}
