@@ -1,8 +1,10 @@
-"""Ingest: raw operando runs (one Bruker OPUS file per spectrum + a potentiostat log) to one HDF5 file per run.
+"""Ingest: raw operando runs (one Bruker OPUS file per spectrum, or one time-resolved OPUS series file, + a
+potentiostat log) to one HDF5 file per run.
 
 Acquisition times come from one of three sources (``ingest.time_source``):
 - ``opus``: the DAT/TIM parameters of the data block ('dd/mm/yyyy', 'HH:MM:SS.mmm (GMT+1)'), converted to UTC with
-  the zone written in TIM (or ``ingest.opus_time_zone`` when TIM has none);
+  the zone written in TIM (or ``ingest.opus_time_zone`` when TIM has none); in a series file, the series' DAT/TIM
+  plus each spectrum's SRT (its start in seconds after it);
 - ``manifest``: the ``acquired_utc`` column of the run's manifest.tsv;
 - ``interval``: file order and a fixed interval, for instruments that mis-record DAT/TIM when spectra come every
   ~30 s: t_i = t_start + i * interval_s, i the position in acquisition order (rejected files keep their slot).
@@ -25,7 +27,7 @@ from opir.core import h5io
 from opir.core.config import with_defaults
 from opir.core.errors import DataError, OpusReadError
 from opir.formats import potentiostat
-from opir.formats.opus_reader import OpusSpectrum, parse_time_zone, read_opus_spectrum
+from opir.formats.opus_reader import OpusFileContents, OpusSpectrum, parse_time_zone, read_opus_file
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,8 @@ def list_run_files(run_dir: str | Path) -> dict[str, Any]:
 
 
 def read_manifest(path: str | Path, spectra_dir: Path) -> pd.DataFrame:
-    """manifest.tsv: file (relative to spectra/ or to the run folder), index (acquisition order), acquired_utc."""
+    """manifest.tsv: file (relative to spectra/ or to the run folder), index (acquisition order), acquired_utc, and
+    for series files the optional spectrum (the position in the file, 0-based; see :func:`_entries`)."""
     path = Path(path)
     try:
         table = pd.read_csv(path, sep="\t", dtype=str, comment="#", keep_default_na=False)
@@ -73,14 +76,39 @@ def read_manifest(path: str | Path, spectra_dir: Path) -> pd.DataFrame:
     duplicated = table["index"][table["index"].duplicated()].tolist()
     if duplicated:
         raise DataError(f"{path}: index {duplicated[0]} appears more than once")
+    rows = range(2, len(table) + 2)  # line numbers in the file (header = line 1), before sorting
+    positions = [_parse_position(value, path, row) for row, value in zip(rows, _column(table, "spectrum"), strict=True)]
+    table["spectrum"] = pd.Series(positions, index=table.index, dtype=object)  # None: not given
+    named = table.dropna(subset=["spectrum"])
+    twice = named[named.duplicated(["file", "spectrum"])]
+    if not twice.empty:
+        raise DataError(
+            f"{path}: spectrum {twice['spectrum'].iloc[0]} of {twice['file'].iloc[0]} appears more than once"
+        )
+    if "acquired_utc" in table.columns:
+        table["acquired"] = [_parse_utc(v, path, row) for row, v in zip(rows, table["acquired_utc"], strict=True)]
     table = table.sort_values("index", kind="stable").reset_index(drop=True)
     table["path"] = [
         str(spectra_dir / name) if (spectra_dir / name).exists() or "/" not in name else str(spectra_dir.parent / name)
         for name in table["file"]
     ]
-    if "acquired_utc" in table.columns:
-        table["acquired"] = [_parse_utc(value, path, row) for row, value in enumerate(table["acquired_utc"], start=2)]
     return table
+
+
+def _column(table: pd.DataFrame, name: str) -> list[str]:
+    return list(table[name]) if name in table.columns else [""] * len(table)
+
+
+def _parse_position(text: str, path: Path, row: int) -> int | None:
+    if not str(text).strip():
+        return None
+    try:
+        position = int(text)
+    except ValueError:
+        position = -1
+    if position < 0:
+        raise DataError(f"{path}: row {row}: spectrum {text!r} must be empty or a position in the file (0, 1, ...)")
+    return position
 
 
 def _parse_utc(text: str, path: Path, row: int) -> dt.datetime | None:
@@ -113,6 +141,92 @@ def _axis_signature(spectrum: OpusSpectrum) -> tuple[int, float, float]:
     return (axis.size, round(float(axis[0]), 4), round(float(axis[-1]), 4))
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """One place in acquisition order: a file (no manifest: all its spectra) or a manifest row."""
+
+    path: str
+    spectrum: int | None = None  # the row's position in a series file; None: not given
+    acquired: dt.datetime | None = None  # the row's acquired_utc
+    listed: bool = False  # from the manifest
+
+
+def _stamp(value: Any) -> dt.datetime | None:
+    """A manifest time as a plain datetime (pandas stores a column of times as Timestamps, a missing one as NaT)."""
+    if value is None or pd.isna(value):
+        return None
+    return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
+
+
+def _key(spectrum: OpusSpectrum) -> tuple[str, int | None]:
+    return spectrum.path, spectrum.series_index
+
+
+def _read_files(slots: Sequence[_Slot], params: Mapping[str, Any]) -> dict[str, OpusFileContents | str]:
+    """Each file the slots name, read once (a series file holds many spectra): its contents or why not."""
+    files: dict[str, OpusFileContents | str] = {}
+    zone = parse_time_zone(params["opus_time_zone"])
+    first = True  # the instrument parameters come from the first file that can be read
+    for slot in slots:
+        if slot.path in files:
+            continue
+        try:
+            files[slot.path] = read_opus_file(slot.path, params["block"], zone, instrument=first)
+            first = False
+        except OpusReadError as exc:
+            files[slot.path] = str(exc).removeprefix(f"{slot.path}: ")
+    return files
+
+
+def _entries(
+    slots: Sequence[_Slot], files: Mapping[str, OpusFileContents | str], manifest_path: str | None
+) -> tuple[list[tuple[int, OpusSpectrum]], dict[tuple[str, int | None], dt.datetime | None], list[tuple[str, str]]]:
+    """The spectra in acquisition order with their positions, the manifest's times, and what cannot be used.
+
+    Without a manifest a file is all its spectra, in file order, each in its own position. A manifest row is one
+    spectrum: a series file's rows name their spectrum in the column ``spectrum`` or, without it, are its spectra
+    in index order; a spectrum of a series file that no row names is unlisted like a stray file. A file that
+    cannot be read is rejected once and keeps one position; a bad spectrum of a series keeps its own.
+    """
+    read: list[tuple[int, OpusSpectrum]] = []
+    times: dict[tuple[str, int | None], dt.datetime | None] = {}
+    rejected: list[tuple[str, str]] = []
+    next_in_file: Counter[str] = Counter()
+    named: dict[str, set[int]] = {}
+    position = 0
+    for slot in slots:
+        contents = files[slot.path]
+        if isinstance(contents, str):
+            if slot.path not in named:
+                rejected.append((slot.path, contents))
+                named[slot.path] = set()
+            position += 1
+            continue
+        if not slot.listed:
+            wanted = range(contents.stored)
+        else:
+            wanted = [next_in_file[slot.path] if slot.spectrum is None else slot.spectrum]
+            next_in_file[slot.path] += 1
+        by_position = {s.series_index or 0: s for s in contents.spectra}
+        for k in wanted:
+            named.setdefault(slot.path, set()).add(k)
+            label = f"{slot.path}[{k}]" if contents.series else slot.path
+            if k in by_position:
+                read.append((position, by_position[k]))
+                times[_key(by_position[k])] = slot.acquired
+            elif k in contents.bad:
+                rejected.append((label, contents.bad[k]))
+            else:
+                held = f"{contents.stored} spectra" if contents.series else "1 spectrum (it is not a series file)"
+                rejected.append((label, f"{manifest_path} names spectrum {k}, but the file holds {held}"))
+            position += 1
+    for path, contents in files.items():
+        if isinstance(contents, OpusFileContents) and contents.series:
+            for k in sorted(set(range(contents.stored)) - named.get(path, set())):
+                rejected.append((f"{path}[{k}]", f"not listed in {manifest_path}, so its acquisition order is unknown"))
+    return read, times, rejected
+
+
 def collect_run(
     spectra_paths: Sequence[str],
     log_path: str | None,
@@ -125,30 +239,26 @@ def collect_run(
     whether that stops the run.
     """
     params = with_defaults("ingest", params)
-    block = params["block"]
-    opus_zone = parse_time_zone(params["opus_time_zone"])
     rejected: list[tuple[str, str]] = []
-    ordered = list(spectra_paths)
-    manifest_times: dict[str, dt.datetime | None] = {}
+    slots = [_Slot(str(p)) for p in spectra_paths]
     if manifest_path:
         spectra_dir = Path(manifest_path).parent / "spectra"
         manifest = read_manifest(manifest_path, spectra_dir)
-        ordered = list(manifest["path"])
-        if "acquired" in manifest.columns:
-            manifest_times = dict(zip(manifest["path"], manifest["acquired"], strict=True))
-        listed = {str(Path(p)) for p in ordered}
+        acquired = manifest["acquired"] if "acquired" in manifest.columns else [None] * len(manifest)
+        slots = [
+            _Slot(path, None if position is None else int(position), _stamp(stamp), listed=True)
+            for path, position, stamp in zip(manifest["path"], manifest["spectrum"], acquired, strict=True)
+        ]
+        listed = {str(Path(slot.path)) for slot in slots}
         for extra in spectra_paths:
             if str(Path(extra)) not in listed:
                 rejected.append((extra, f"not listed in {manifest_path}, so its acquisition order is unknown"))
-    if not ordered:
+    if not slots:
         raise DataError(f"no spectra found for this run (looked for {manifest_path or 'spectra/*'})")
 
-    read: list[tuple[int, OpusSpectrum]] = []
-    for position, path in enumerate(ordered):
-        try:
-            read.append((position, read_opus_spectrum(path, block, opus_zone, instrument=not read)))
-        except OpusReadError as exc:
-            rejected.append((path, str(exc).removeprefix(f"{path}: ")))
+    files = _read_files(slots, params)
+    read, manifest_times, unusable = _entries(slots, files, manifest_path)
+    rejected += unusable
 
     # one axis per run: the axis most files share; a file on another axis is rejected, not resampled silently
     if read:
@@ -159,7 +269,7 @@ def collect_run(
             if signature != common:
                 rejected.append(
                     (
-                        spectrum.path,
+                        spectrum.source,
                         f"axis {signature[0]} points {signature[1]}..{signature[2]} 1/cm differs from the "
                         f"run's axis {common[0]} points {common[1]}..{common[2]} 1/cm",
                     )
@@ -189,7 +299,7 @@ def collect_run(
             if not ok:
                 rejected.append(
                     (
-                        spectrum.path,
+                        spectrum.source,
                         f"acquired at {offset:.1f} s, outside the potentiostat log {log_path} "
                         f"({log_table.time_s[0]:.1f}..{log_table.time_s[-1]:.1f} s)",
                     )
@@ -230,7 +340,7 @@ def read_run_log(log_path: str, params: Mapping[str, Any]) -> potentiostat.Poten
 
 def _acquisition_times(
     read: list[tuple[int, OpusSpectrum]],
-    manifest_times: Mapping[str, dt.datetime | None],
+    manifest_times: Mapping[tuple[str, int | None], dt.datetime | None],
     params: Mapping[str, Any],
     log_path: str | None,
 ) -> list[dt.datetime]:
@@ -238,15 +348,15 @@ def _acquisition_times(
     if not read:
         return []
     if source == "opus":
-        missing = [s.path for _, s in read if s.acquired_utc is None]
+        missing = [s.source for _, s in read if s.acquired_utc is None]
         if missing:
             raise DataError(f"{missing[0]}: no DAT/TIM time stamp; set ingest.time_source to 'interval' or 'manifest'")
         return [s.acquired_utc for _, s in read]
     if source == "manifest":
-        missing = [s.path for _, s in read if manifest_times.get(s.path) is None]
+        missing = [s.source for _, s in read if manifest_times.get(_key(s)) is None]
         if missing:
             raise DataError(f"{missing[0]}: no acquired_utc in the run's manifest.tsv (ingest.time_source: manifest)")
-        return [manifest_times[s.path] for _, s in read]
+        return [manifest_times[_key(s)] for _, s in read]
     if source == "interval":
         interval = float(params["interval_s"])
         start_from = params["interval_start"]
@@ -259,9 +369,9 @@ def _acquisition_times(
             start = started.started_utc
         else:
             first = read[0][1]
-            start = manifest_times.get(first.path) or first.acquired_utc
+            start = manifest_times.get(_key(first)) or first.acquired_utc
             if start is None:
-                raise DataError(f"{first.path}: no time stamp to anchor ingest.time_source: interval")
+                raise DataError(f"{first.source}: no time stamp to anchor ingest.time_source: interval")
             start -= dt.timedelta(seconds=interval * read[0][0])
         start += dt.timedelta(seconds=float(params["interval_offset_s"]))
         return [start + dt.timedelta(seconds=interval * position) for position, _ in read]
@@ -273,11 +383,11 @@ def _check_monotonic(read, times, rejected):
     kept, kept_times = [], []
     for (position, spectrum), stamp in zip(read, times, strict=True):
         if kept_times and stamp <= kept_times[-1]:
-            previous = kept[-1][1].path
+            previous = kept[-1][1].source
             what = "duplicate time stamp" if stamp == kept_times[-1] else "time stamp earlier than"
             rejected.append(
                 (
-                    spectrum.path,
+                    spectrum.source,
                     f"{what} {stamp.isoformat()} vs {Path(previous).name} "
                     f"({kept_times[-1].isoformat()}): time stamps must increase",
                 )
@@ -351,7 +461,7 @@ def ingest_run(
         h5io.write_axis(handle, "open_circuit", np.asarray(result.open_circuit, dtype=bool))
         h5io.write_axis(handle, "acquired_utc", [t.isoformat() for t in result.acquired_utc])
         h5io.write_axis(handle, "position_in_run", np.asarray(result.positions, dtype=np.int64))
-        h5io.write_axis(handle, "source_file", [Path(s.path).name for s in result.spectra])
+        h5io.write_axis(handle, "source_file", [Path(s.source).name for s in result.spectra])
         h5io.write_axis(handle, "source_sha256", [s.sha256 for s in result.spectra])
         instrument = handle.create_group("instrument")
         for key, value in result.spectra[0].instrument.items():

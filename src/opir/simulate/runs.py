@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import logging
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from opir.core import h5io
 from opir.core.config import parse_recipe
 from opir.core.electrodes import ElectrodeDescriptors, descriptors_from_row
 from opir.core.errors import ConfigError
-from opir.formats.opus_writer import opus_bytes
+from opir.formats.opus_writer import opus_bytes, opus_series_bytes
 from opir.simulate.chemistry import (
     BINDER_FILM_PER_FRACTION,
     CARBON_BACKGROUND_PER_FRACTION,
@@ -192,25 +193,41 @@ def opus_extras(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def write_spectra(
-    folder: Path, stem: str, measured: np.ndarray, acquired: Sequence[dt.datetime], wavenumber_cm1: np.ndarray,
-    sample_names: Sequence[str], settings: Mapping[str, Any], single_channel: bool = True,
+    folder: Path,
+    stem: str,
+    measured: np.ndarray,
+    acquired: Sequence[dt.datetime],
+    wavenumber_cm1: np.ndarray,
+    sample_names: Sequence[str],
+    settings: Mapping[str, Any],
+    single_channel: bool = True,
 ) -> list[str]:
-    """One OPUS file per spectrum, ``{stem}_{index:05d}.0``; returns the file names in order."""
+    """One OPUS file per spectrum, ``{stem}_{index:05d}.0``, or with ``simulate.opus_series`` one time-resolved
+    series file ``{stem}.0`` holding them all; returns the file of each spectrum, in order."""
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(f"{stem}_*.0"):  # a rerun with fewer spectra must not leave old ones behind
+    # a rerun with fewer spectra, or written the other way, must not leave old files behind
+    for stale in [*folder.glob(f"{stem}_*.0"), *folder.glob(f"{stem}.0")]:
         stale.unlink()
     reference = reference_single_channel(wavenumber_cm1)
     extras = opus_extras(settings)
+    axis = {"first_x_cm1": float(wavenumber_cm1[0]), "last_x_cm1": float(wavenumber_cm1[-1])}
+    if settings.get("opus_series", False):
+        blocks = {"AB": measured}
+        if single_channel:
+            blocks = {"ScSm": reference[None, :] * np.power(10.0, -measured), "AB": measured}
+        name = f"{stem}.0"
+        run_name = sample_names[0].rsplit(" #", 1)[0]  # the series is the run: the spectra's name without a number
+        payload = opus_series_bytes(blocks, acquired=list(acquired), sample_name=run_name, **axis, **extras)
+        with open(folder / name, "wb") as handle:
+            handle.write(payload)
+        return [name] * len(measured)
     names = []
     for index, absorbance in enumerate(measured):
         blocks = {"AB": absorbance}
         if single_channel:
             blocks = {"ScSm": reference * np.power(10.0, -absorbance), "AB": absorbance}
         name = f"{stem}_{index:05d}.0"
-        payload = opus_bytes(
-            blocks, first_x_cm1=float(wavenumber_cm1[0]), last_x_cm1=float(wavenumber_cm1[-1]),
-            acquired=acquired[index], sample_name=sample_names[index], **extras,
-        )  # fmt: skip
+        payload = opus_bytes(blocks, acquired=acquired[index], sample_name=sample_names[index], **axis, **extras)
         with open(folder / name, "wb") as handle:
             handle.write(payload)
         names.append(name)
@@ -243,11 +260,17 @@ def write_mpt(path: Path, run: SimulatedRun, system: Mapping[str, Any], run_id: 
 
 
 def write_manifest(path: Path, files: Sequence[str], acquired: Sequence[dt.datetime]) -> None:
+    """One row per spectrum; when a file holds several (a series file), the column ``spectrum`` gives each one's
+    position in it (docs/formats.md, "Raw operando runs")."""
+    series = len(set(files)) < len(files)
+    seen: Counter[str] = Counter()
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(["file", "index", "acquired_utc"])
+        writer.writerow(["file", "index", "spectrum", "acquired_utc"] if series else ["file", "index", "acquired_utc"])
         for index, (name, stamp) in enumerate(zip(files, acquired, strict=True)):
-            writer.writerow([f"spectra/{name}", index, iso_ms(stamp)])
+            in_file = [seen[name]] if series else []
+            seen[name] += 1
+            writer.writerow([f"spectra/{name}", index, *in_file, iso_ms(stamp)])
 
 
 def write_truth(path: Path, run: SimulatedRun, files: Sequence[str], attrs: Mapping[str, Any]) -> None:
