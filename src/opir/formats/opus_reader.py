@@ -497,8 +497,15 @@ def _instrument(blocks: list[Any]) -> dict[str, Any]:
 
 
 def _series_contents(
-    path: Path, raw: bytes, key: str, blocks: list[Any], pair: tuple[Any, Any], default_zone, instrument: bool
+    path: Path,
+    raw: bytes,
+    key: str,
+    blocks: list[Any],
+    pair: tuple[Any, Any],
+    default_zone: dt.tzinfo | None,
+    instrument: bool,
 ) -> OpusFileContents:
+    """The spectra of the paired series block: checks of the file as a whole raise, a bad spectrum goes to ``bad``."""
     data_block, status_block = pair
     params = status_block.data
     layout = series_layout(data_block.bytes)  # checked by _load: cannot fail here

@@ -186,7 +186,8 @@ def _entries(
     Without a manifest a file is all its spectra, in file order, each in its own position. A manifest row is one
     spectrum: a series file's rows name their spectrum in the column ``spectrum`` or, without it, are its spectra
     in index order; a spectrum of a series file that no row names is unlisted like a stray file. A file that
-    cannot be read is rejected once and keeps one position; a bad spectrum of a series keeps its own.
+    cannot be read is rejected once and keeps its place (one, or one per manifest row naming it); a bad spectrum of
+    a series keeps its own, so positions still index the acquisition order (and the simulator's truth).
     """
     read: list[tuple[int, OpusSpectrum]] = []
     times: dict[tuple[str, int | None], dt.datetime | None] = {}
