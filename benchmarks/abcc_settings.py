@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--curve", action="store_true", help="also score every kept checkpoint (test learning curve)")
     parser.add_argument("--draws", type=int, nargs="+", default=None,
                         help="score the final model with each of these numbers of draws (default: predict.draws)")
+    parser.add_argument("--euler-steps", type=int, nargs="+", default=None,
+                        help="also score the final model with these numbers of Euler steps of u(z, t, t) (0: one step)")
     args = parser.parse_args()
 
     import torch
@@ -75,10 +77,12 @@ def main() -> None:
                electrodes_h5=electrodes)
     train_s = time.perf_counter() - t0
 
-    def score(model_dir: Path, name: str, draws: int) -> dict:
+    def score(model_dir: Path, name: str, draws: int, euler_steps: int | None = None) -> dict:
+        predict = {**settings["predict"], "draws": draws}
+        if euler_steps is not None:
+            predict["euler_steps"] = euler_steps
         predict_abcc(files["samples"], None, files["mixture"], files["splits"], None, args.split, model_dir, None,
-                     out / f"predictions{name}.h5", {**settings["predict"], "draws": draws}, "cpu",
-                     electrodes_h5=electrodes)
+                     out / f"predictions{name}.h5", predict, "cpu", electrodes_h5=electrodes)
         record = evaluate_file(out / f"predictions{name}.h5", files["samples"], files["splits"], args.split,
                                "abcc_settings", out / f"metrics{name}.json", config["evaluate"]["dilate"])
         return {k: round(v["mean"], 5) for k, v in record["summary"].items()}
@@ -86,6 +90,7 @@ def main() -> None:
     draws = args.draws or [settings["predict"]["draws"]]
     metrics = score(out / "model", "", draws[0])
     by_draws = {n: score(out / "model", f"_k{n}", n) for n in draws[1:]}
+    by_euler = {n: score(out / "model", f"_euler{n}", draws[0], n) for n in args.euler_steps or []}
     curve = {}
     if args.curve:
         import shutil
@@ -106,6 +111,7 @@ def main() -> None:
         "split": args.split, "overrides": yaml.safe_load(args.overrides), "train_seconds": round(train_s, 1),
         "metrics": metrics, "draws": draws[0],
         **({"metrics_by_draws": by_draws} if by_draws else {}), **({"test_curve": curve} if curve else {}),
+        **({"metrics_by_euler_steps": by_euler} if by_euler else {}),
         "reference_mae": {k: round(v, 5) for k, v in references.items()}, "out": str(out),
     }))
 

@@ -80,3 +80,18 @@ def test_time_interpolation_report(finished_workspace):
     mae = report["time_interpolation"]["mae"]
     assert _mae(finished_workspace, "random", "noise_floor") < mae < _mae(finished_workspace, "random", "persistence")
     assert report["reference_mae"]["persistence"] == round(_mae(finished_workspace, "random", "persistence"), 5)
+
+
+def test_record_is_regenerated_from_the_tables(finished_workspace, tmp_path):
+    """benchmarks/record.py: the JSON holds every row of each table under its label, in the table's units."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "record.py"), str(finished_workspace),
+                           "--flagship", "abcc1d", "--md", str(tmp_path / "r.md"), "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
+    assert json.loads(done.stdout)["flagship"] == "ABCC-1D (spectral MeanFlow, ours)"
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert {"random", "system", "ablations", "flagship", "wall_s", "commit"} <= set(record)
+    row = record["random"]["Persistence"]
+    assert set(row) == {"mae", "mse", "rmse", "sam", "cossim", "r2", "dilate"}
+    assert abs(row["mae"] - 100 * _mae(finished_workspace, "random", "persistence")) < 1e-3
+    assert "Within-run smoother" in record["random"] and "Within-run smoother" not in record["system"]
+    assert "Flagship **ABCC-1D" in (tmp_path / "r.md").read_text()
