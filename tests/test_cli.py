@@ -234,10 +234,12 @@ def test_initial_latent_matches_the_training_latents(workspace, packaged, run_in
 
 @pytest.mark.workflow
 @pytest.mark.parametrize("case", ["unreadable_spectrum", "non_monotonic_time", "voltage_out_of_range",
-                                  "unknown_molecule", "incompatible_model", "wrong_weights"])
+                                  "unknown_molecule", "incompatible_model", "wrong_weights", "no_electrode",
+                                  "unknown_electrode"])
 def test_predict_bad_input_is_one_line(case, packaged, run_inputs, tmp_path, capsys):
     model, spectrum, profile = packaged, run_inputs["spectrum"], run_inputs["profile"]
     recipe = run_inputs["recipe"]
+    electrode = ["--electrode", "Cu"]
     elapsed, voltage = run_inputs["elapsed"], run_inputs["voltage"]
     if case == "unreadable_spectrum":
         spectrum = tmp_path / "broken.0"
@@ -248,6 +250,10 @@ def test_predict_bad_input_is_one_line(case, packaged, run_inputs, tmp_path, cap
         profile = write_profile(tmp_path / "p.csv", elapsed[:3], [voltage[0], 7.5, voltage[2]])
     elif case == "unknown_molecule":
         recipe = "LiPF6:1.0M; NotAMolecule:1"
+    elif case == "no_electrode":  # the model's condition holds the electrode descriptors
+        electrode = []
+    elif case == "unknown_electrode":
+        electrode = ["--electrode", "Graphite"]
     else:
         model = tmp_path / "model"
         shutil.copytree(packaged, model)
@@ -259,7 +265,7 @@ def test_predict_bad_input_is_one_line(case, packaged, run_inputs, tmp_path, cap
             meta["architecture"]["hidden_size"] *= 2
             (model / "model.json").write_text(json.dumps(meta))
     code = main(["predict", "--model", str(model), "--spectrum", str(spectrum), "--voltage-profile", str(profile),
-                 "--electrolyte", recipe, "--out", str(tmp_path / "out"), "--draws", "2"])
+                 "--electrolyte", recipe, *electrode, "--out", str(tmp_path / "out"), "--draws", "2"])
     assert code == EXIT_ERROR
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("opir predict: error")]
     assert len(lines) == 1, "exactly one error line"
@@ -270,6 +276,8 @@ def test_predict_bad_input_is_one_line(case, packaged, run_inputs, tmp_path, cap
         "unknown_molecule": "'NotAMolecule' is neither a known molecule",
         "incompatible_model": "version 0",
         "wrong_weights": "the weights do not fit",
+        "no_electrode": "this model reads the working electrode; give --electrode",
+        "unknown_electrode": "--electrode 'Graphite': not a system or working electrode of the model's systems sheet",
     }[case]
     assert expected in lines[0]
     assert not (tmp_path / "out" / "forecast.h5").exists()

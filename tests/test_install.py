@@ -71,7 +71,7 @@ def test_installed_opir_predict_runs_a_packaged_model(installed, finished_worksp
     spectrum = sorted((results / "raw" / system / run / "spectra").glob("*.0"))[0]
     recipe = pd.read_csv(REPO / "config/systems.tsv", sep="\t", comment="#").set_index("system_id")
     _run([installed / "opir", "predict", "--model", packaged, "--spectrum", spectrum, "--voltage-profile",
-          tmp_path / "profile.csv", "--electrolyte", recipe.loc[system, "electrolyte"], "--out", tmp_path / "out",
-          "--draws", "2"], cwd=tmp_path)
+          tmp_path / "profile.csv", "--electrolyte", recipe.loc[system, "electrolyte"], "--electrode", system,
+          "--out", tmp_path / "out", "--draws", "2"], cwd=tmp_path)
     with h5py.File(tmp_path / "out/forecast.h5", "r") as handle:
         assert handle["forecast/mean"].shape[0] == n - 1
