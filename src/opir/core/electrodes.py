@@ -8,6 +8,7 @@ sheet row's name or the values themselves. docs/simulator.md gives the literatur
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -116,6 +117,12 @@ def parse_catalysis(text: str, where: str) -> dict[str, float]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _descriptor_validator() -> jsonschema.Draft202012Validator:
+    """Built once: every sheet row and every simulated run checks its descriptors against it."""
+    return jsonschema.Draft202012Validator(_descriptor_schema())
+
+
 def _descriptor_schema() -> dict[str, Any]:
     """The systems sheet's descriptor columns as a schema of their own (one place for their types and ranges)."""
     systems = sheet_schema("systems.schema.yaml")
@@ -136,7 +143,7 @@ def descriptors_from_row(row: Mapping[str, Any], where: str) -> ElectrodeDescrip
                 values[name] = float(values[name])
             except ValueError:
                 pass  # the schema names the wrong type
-    errors = sorted(jsonschema.Draft202012Validator(_descriptor_schema()).iter_errors(values), key=str)
+    errors = sorted(_descriptor_validator().iter_errors(values), key=str)
     if errors:
         lines = [f"{where}: {'.'.join(map(str, e.absolute_path)) or 'descriptors'}: {e.message}" for e in errors]
         raise ConfigError("invalid electrode descriptors:\n  " + "\n  ".join(lines))

@@ -225,13 +225,7 @@ def write_opus(path: str | os.PathLike, spectra: Mapping[str, Any], **params: An
     Example: ``write_opus("run_00000.0", {"AB": absorbance, "ScSm": single_channel}, first_x_cm1=4000.0,
     last_x_cm1=600.0, acquired=datetime(...), sample_name="cu_dmc run01 #0")``.
     """
-    path = Path(path)
-    try:
-        payload = opus_bytes(spectra, **params)
-    except ValueError as err:
-        raise DataError(f"{path}: {err}") from err
-    with open(path, "wb") as handle:
-        handle.write(payload)
+    _write_payload(path, opus_bytes, spectra, params)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -339,9 +333,15 @@ def write_opus_series(path: str | os.PathLike, spectra: Mapping[str, Any], **par
     Example: ``write_opus_series("run01.0", {"AB": absorbance_n_by_npt}, first_x_cm1=4000.0, last_x_cm1=600.0,
     acquired=[datetime(...), ...], sample_name="cu_dmc run01")``.
     """
+    _write_payload(path, opus_series_bytes, spectra, params)
+
+
+def _write_payload(path: str | os.PathLike, encode, spectra: Mapping[str, Any], params: dict[str, Any]) -> None:
+    """``encode(spectra, **params)`` written to ``path``; a ValueError about the input becomes a DataError naming the
+    file."""
     path = Path(path)
     try:
-        payload = opus_series_bytes(spectra, **params)
+        payload = encode(spectra, **params)
     except ValueError as err:
         raise DataError(f"{path}: {err}") from err
     with open(path, "wb") as handle:
