@@ -95,3 +95,44 @@ def test_record_is_regenerated_from_the_tables(finished_workspace, tmp_path):
     assert abs(row["mae"] - 100 * _mae(finished_workspace, "random", "persistence")) < 1e-3
     assert "Within-run smoother" in record["random"] and "Within-run smoother" not in record["system"]
     assert "Flagship **ABCC-1D" in (tmp_path / "r.md").read_text()
+
+
+def test_yardstick_rows_of_the_latent_bound_and_the_regression(finished_workspace, tmp_path):
+    """Tables 2 and 3 carry "Regression (same backbone, 1D)" (ABCC-1D's network trained with MSE: one deterministic
+    draw) and the latent models' VAE read-out bounds, which the record leaves out of the flagship's standing."""
+    from opir.formats.predictions import read_predictions
+
+    results = finished_workspace / "results"
+    for split in ("random", "system"):
+        regression = read_predictions(results / f"predictions/{split}/abcc1d_regression.h5")
+        assert regression.prediction.shape[1] == 1
+        with h5py.File(results / f"predictions/{split}/abcc1d_regression.h5", "r") as handle:
+            assert handle.attrs["sampler"] == "regression"
+        for stream in ("waveform", "variation"):
+            path = results / f"predictions/{split}/vae_readout_{stream}.h5"
+            with h5py.File(path, "r") as handle:
+                vae_mae, render_mae = handle.attrs["vae_readout_mae"], handle.attrs["render_roundtrip_mae"]
+            # the test config's VAE trains 20 steps: reading the true image back loses less than the VAE does
+            assert 0 < render_mae < vae_mae
+            assert abs(_mae(finished_workspace, split, f"vae_readout_{stream}") - vae_mae) < 1e-6
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "record.py"), str(finished_workspace), "--flagship",
+                    "abcc1d", "--md", str(tmp_path / "r.md"), "--json", str(tmp_path / "r.json")],
+                   capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
+    record = json.loads((tmp_path / "r.json").read_text())
+    for split in ("random", "system"):
+        assert {"Regression (same backbone, 1D)", "VAE read-out bound (waveform)",
+                "VAE read-out bound (Chemical Flow)"} <= set(record[split])
+    standing = (tmp_path / "r.md").read_text()
+    assert ("oracle rows aside: Noise floor, VAE read-out bound (waveform), VAE read-out bound (Chemical Flow)"
+            in standing)
+
+
+def test_sampling_speed_times_both_samplers_of_one_model(finished_workspace):
+    """benchmarks/sampling_speed.py runs one-step and Euler prediction of the same trained flagship (no timing is
+    asserted: the numbers are the script's to print)."""
+    model = finished_workspace / "results/models/system/abcc1d"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sampling_speed.py"), str(finished_workspace),
+                           str(model), "--euler-steps", "3", "--draws", "2", "--repeats", "1", "--threads", "1"],
+                          capture_output=True, text=True, check=True, timeout=300)  # fmt: skip
+    report = json.loads(done.stdout)
+    assert report["one_step"]["seconds"] > 0 and report["euler_3"]["seconds"] > 0 and report["speedup"] > 0

@@ -212,6 +212,26 @@ def test_predict_end_to_end_without_the_results_folder(workspace, packaged, run_
 
 
 @pytest.mark.workflow
+def test_the_flagship_is_packaged_and_predicts_without_a_vae(workspace, run_inputs, tmp_path):
+    """The workflow packages the README's flagship (ABCC-1D, models.package.models): a folder with no VAE whose
+    forecast starts from the input spectrum and whose draws differ."""
+    model = shutil.copytree(workspace / "results/packages/system/abcc1d", tmp_path / "abcc1d")
+    assert not (model / "vae").exists()
+    assert json.loads((model / "model.json").read_text())["settings"]["space"] == "spectrum"
+    result = subprocess.run(
+        [str(OPIR), "predict", "--model", str(model), "--spectrum", str(run_inputs["spectrum"]), "--voltage-profile",
+         str(run_inputs["profile"]), "--electrolyte", run_inputs["recipe"], "--electrode", "CoO/SuperP", "--out",
+         str(tmp_path / "out"), "--draws", "3"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with h5py.File(tmp_path / "out/forecast.h5", "r") as handle:
+        draws = handle["draws/absorbance"][()]
+        assert draws.shape == (len(run_inputs["voltage"]) - 1, 3, len(run_inputs["initial"]))
+        assert np.all(np.isfinite(draws)) and np.all(draws.std(axis=1).mean(axis=1) > 0)
+        assert json.loads(handle.attrs["electrode_descriptors"])["electrode_class"] == "conversion"
+
+
+@pytest.mark.workflow
 def test_initial_latent_matches_the_training_latents(workspace, packaged, run_inputs):
     from opir.formats.images import read_latents
 

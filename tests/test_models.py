@@ -560,3 +560,43 @@ def test_time_scale_reaches_the_embedding_and_old_models_keep_theirs():
     del stored["meanflow"]["time_scale"], stored["meanflow"]["interval_rows"]
     legacy = ABCCConfig.from_dict(stored).meanflow
     assert legacy.time_scale == 1000.0 and legacy.interval_rows == "first"
+
+
+def test_regression_objective_is_the_same_network_trained_with_mse():
+    """"Regression (same backbone)": the generator's network and query (zero input, r = 0, t = 1), an MSE loss that
+    falls when trained, deterministic draws; the physics terms are added as for the generator."""
+    from opir.models.abcc import ABCCConfig, PhysicsBatch
+
+    generator_, regression = tiny_abcc(two_stream=True), tiny_abcc(two_stream=True, objective="regression")
+    assert [p.shape for p in generator_.parameters()] == [p.shape for p in regression.parameters()]
+    with pytest.raises(ValueError, match="objective 'mse'"):
+        ABCCConfig(latent_channels=1, latent_size=4, profile_dim=3, mixture_dim=2, objective="mse")
+    # old model.json files (no objective) load as the generator
+    assert ABCCConfig.from_dict({k: v for k, v in regression.config.to_dict().items() if k != "objective"}
+                                ).objective == "meanflow"
+    x, cond = torch.randn(4, 2, 4, 4), Condition(torch.randn(4, 2, 4, 4), torch.randn(4, 3), torch.randn(4, 2))
+    physics = PhysicsBatch(stream_weight=1.0, stream_target=torch.randn(4, 2, 6))
+    terms = regression.loss(x, cond, torch.Generator().manual_seed(0), physics=physics)
+    assert set(terms) == {"loss", "mse", "regression", "stream_elec", "stream_sei"}
+    optimizer = torch.optim.Adam(regression.parameters(), lr=1e-2)
+    first = float(regression.loss(x, cond, torch.Generator())["mse"])
+    for _ in range(60):
+        optimizer.zero_grad()
+        regression.loss(x, cond, torch.Generator())["loss"].backward()
+        optimizer.step()
+    assert float(regression.loss(x, cond, torch.Generator())["mse"]) < 0.5 * first
+    regression.eval()
+    a = regression.sample_state(cond, torch.Generator().manual_seed(1))
+    b = regression.sample_state(cond, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    assert not torch.equal(generator_.sample_state(cond, torch.Generator().manual_seed(1)),
+                           generator_.sample_state(cond, torch.Generator().manual_seed(2)))
+
+
+def test_peak_every_k_steps_keeps_the_expected_weight():
+    from opir.train.abcc import peak_weight_at
+
+    weights = [peak_weight_at(step, 0.1, 5) for step in range(20)]
+    assert [i for i, w in enumerate(weights) if w] == [4, 9, 14, 19]  # the last step of each block: logged rows
+    assert sum(weights) == pytest.approx(0.1 * 20)
+    assert all(peak_weight_at(step, 0.1, 1) == 0.1 for step in range(5))

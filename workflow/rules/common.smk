@@ -11,9 +11,13 @@ try:
     from opir.core.electrodes import DESCRIPTOR_COLUMNS
     from opir.core.errors import ConfigError
     from opir.models.settings import (
+        BOUND_STREAMS,
         abcc_embedding_variant,
         abcc_input_names,
         model_splits,
+        replicate_name,
+        resolve_model_config,
+        seed_replicates,
     )
     from opir.neural_baselines.settings import (
         LATENT_BASELINES,
@@ -80,6 +84,20 @@ MODEL_FILES = {
 # ---- the models -------------------------------------------------------------------------------------------------
 # ABCC: every variant of models.variants; those trained on both splits are rows of Tables 2 and 3, the others
 # (the ablations) only of Table 4 (evaluate.ablation_models).
+# Table 4's seed replicates (evaluate.ablation_seeds > 1: {name}_seed1, ...) join the variants here, before any
+# list of models is made, so they are trained and predicted like any variant of the config.
+ABLATION_REPLICATES = seed_replicates(
+    config["models"],
+    config["evaluate"]["ablation_models"],
+    config["evaluate"]["ablation_seeds"],
+)
+config["models"]["variants"].update(ABLATION_REPLICATES)
+# {replicate: the model it retrains}, for Table 4's pooling
+REPLICATE_OF = {
+    replicate_name(name, replicate): name
+    for name in config["evaluate"]["ablation_models"]
+    for replicate in range(1, config["evaluate"]["ablation_seeds"])
+}
 ABCC_MODELS = list(config["models"]["variants"])
 ABCC_BENCHMARK_MODELS = [
     m for m in ABCC_MODELS if set(model_splits(config["models"], m)) == set(SPLITS)
@@ -91,9 +109,23 @@ NB_MODELS = list(config["models"]["neural_baselines"]["models"])
 # this order (adding a model adds a row), then the reference rows close every table (the noise floor only where the
 # simulator's truth exists).
 PREDICTION_MODELS = list(BASELINE_MODELS) + ABCC_BENCHMARK_MODELS + NB_MODELS
+# The latent models' read-out bound (opir.predict.bound): a reference row per image stream that a model of Tables 2
+# and 3 reads out of decoded images (the waveform for every latent model, the variation with Chemical Flow).
+LATENT_ROW_SETTINGS = [
+    resolve_model_config(config["models"], m) for m in ABCC_BENCHMARK_MODELS
+]
+VAE_BOUND_MODELS = [
+    f"vae_readout_{stream}"
+    for stream in BOUND_STREAMS
+    if any(
+        s["space"] == "latent" and (stream == "waveform" or s["chemical_flow"])
+        for s in LATENT_ROW_SETTINGS
+    )
+    or (stream == "waveform" and any(m in LATENT_BASELINES for m in NB_MODELS))
+]
 REFERENCE_MODELS = [
     m for m in LIBRARY_REFERENCE_MODELS if m != "noise_floor" or WITH_TRUTH
-]
+] + VAE_BOUND_MODELS
 
 
 def runs_of(system):

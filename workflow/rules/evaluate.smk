@@ -3,10 +3,10 @@
 # and tables").
 # The rows of Tables 2 and 3 are PREDICTION_MODELS + REFERENCE_MODELS (common.smk); Table 4 lists
 # `evaluate.ablation_models`.
-from opir.evaluate.tables import TABLES as BENCHMARK_TABLES, table_models
+from opir.evaluate.tables import TABLES as BENCHMARK_TABLES, table_caption, table_models
 
 # the models of each table, in row order (a baseline only in the tables of its splits: the per-run yardsticks are
-# rows of the random split alone)
+# rows of the random split alone); Table 4 also reads its rows' seed replicates, which it pools into their rows
 BENCHMARK_TABLE_MODELS = {
     table: table_models(
         table,
@@ -14,6 +14,7 @@ BENCHMARK_TABLE_MODELS = {
         REFERENCE_MODELS,
         config["evaluate"]["ablation_models"],
     )
+    + (list(REPLICATE_OF) if table == "table4_ablations" else [])
     for table, (split, _) in BENCHMARK_TABLES.items()
 }
 METRICS_JSON = "results/metrics/{split}/{model}.json"
@@ -65,7 +66,12 @@ rule benchmark_table:
         runtime=10,
     params:
         models=lambda wildcards: BENCHMARK_TABLE_MODELS[wildcards.table],
-        caption=lambda wildcards: BENCHMARK_TABLES[wildcards.table][1],
+        caption=lambda wildcards: table_caption(
+            wildcards.table, config["evaluate"]["ablation_seeds"]
+        ),
+        replicates=lambda wildcards: (
+            REPLICATE_OF if wildcards.table == "table4_ablations" else {}
+        ),
         label=lambda wildcards: f"tab:{wildcards.table}",
         # the display names of this table's models: renaming another model reruns nothing here
         labels=lambda wildcards: {

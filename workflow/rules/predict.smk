@@ -40,3 +40,34 @@ FINAL_TARGETS.extend(
     for model in ABCC_MODELS
     for split in model_splits(config["models"], model)
 )
+
+
+# The latent models' read-out bound: the test targets' own latents decoded and read back (opir.predict.bound), a
+# reference row of Tables 2 and 3 (VAE_BOUND_MODELS, common.smk) wherever a latent model is in them.
+rule vae_readout_bound:
+    input:
+        samples=SAMPLES_H5,
+        splits=SPLITS_JSON,
+        images=IMAGES_H5,
+        latent=LATENTS_H5,
+        vae=VAE_DIR,
+    output:
+        PREDICTIONS_H5.format(split="{split}", model="vae_readout_{stream}"),
+    log:
+        f"{LOGS}/predict/{{split}}/vae_readout_{{stream}}.log",
+    benchmark:
+        f"{BENCH}/predict/{{split}}/vae_readout_{{stream}}.tsv"
+    wildcard_constraints:
+        stream="|".join(BOUND_STREAMS),
+    conda:
+        "../../envs/opir.yaml"
+    threads: config["compute"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        background_grey=config["models"]["abcc"]["predict"]["background_grey"],
+        batch_size=config["models"]["vae"]["encode_batch_size"],
+        device=config["compute"]["device"],
+    script:
+        "../scripts/vae_readout_bound.py"

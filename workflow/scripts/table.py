@@ -10,4 +10,5 @@ write_benchmark_table(
     snakemake.params.caption,
     snakemake.params.label,
     snakemake.params.labels,
+    snakemake.params.replicates,
 )

@@ -31,6 +31,8 @@ from opir.models.sit import SiT, SiTConfig
 
 #: The two MCR streams, in the order of the dual-flow branches.
 STREAMS = ("elec", "sei")
+#: Training objectives of the network: the MeanFlow generator, or a deterministic regression of the same network.
+OBJECTIVES = ("meanflow", "regression")
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,15 @@ class ABCCConfig:
     stream_points: int = 0  # length of the MCR stream targets of the branch heads
     electrode_dim: int = 0  # electrode descriptor features in the condition (0: the paper's condition, none)
     scale_mixture: bool = False  # standardize the mixture embedding (ConditionEncoder.fit_mixture_scale)
+    # meanflow: the generator; regression: the same network trained with MSE from a zero input (Tables 2 and 3's
+    # "Regression (same backbone)" row: only the objective differs)
+    objective: str = "meanflow"
 
     def __post_init__(self):
         if self.latent_channels + self.residual_channels < 1:
             raise ValueError("ABCC generates nothing: latent_channels + residual_channels must be >= 1")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective {self.objective!r}: one of {', '.join(OBJECTIVES)}")
 
     @property
     def state_channels(self) -> int:
@@ -150,6 +157,24 @@ class ABCC(nn.Module):
         """Branch mean tokens (B, 2, hidden) -> predicted MCR stream changes (B, 2, stream_points)."""
         return torch.stack([head(features[:, i]) for i, head in enumerate(self.stream_heads)], dim=1)
 
+    def _regression_output(
+        self, cond: Condition, zero: torch.Tensor,
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The regression's clean state and branch features: the one-step sampler's query (r = 0, t = 1) on a zero
+        input, so that the network and its read-out are exactly the generator's."""
+        ones = torch.ones(zero.shape[0], device=zero.device)
+        with autocast():
+            u, features = self(zero, torch.zeros_like(ones), ones, cond, None, return_features=True)
+        return zero - u.float(), features
+
+    def _regression_terms(
+        self, x: torch.Tensor, cond: Condition, autocast: Callable[[], contextlib.AbstractContextManager],
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        x_hat, features = self._regression_output(cond, torch.zeros_like(x), autocast)
+        mse = (x_hat - x.float()).pow(2).mean()
+        return {"loss": mse, "mse": mse.detach(), "regression": mse.detach()}, x_hat, features
+
     def loss(
         self,
         x: torch.Tensor,
@@ -158,17 +183,22 @@ class ABCC(nn.Module):
         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
         physics: PhysicsBatch | None = None,
     ) -> dict[str, torch.Tensor]:
-        extras: dict = {}
-        terms = meanflow_loss(self.u_fn(cond), x, self.config.meanflow, generator, autocast, extras)
-        terms["meanflow"] = terms["loss"].detach()
-        if physics is None or not physics.active:
-            return terms
-        # The physics terms judge the clean state the model would produce from the same noisy point:
-        # x_hat = z_t - t u(z_t, 0, t | C), which at t = 1 is exactly the one-step sampler's output.
-        z_t, t = extras["z_t"], extras["t"]
-        with autocast():
-            u0, features = self(z_t, torch.zeros_like(t), t, cond, None, return_features=True)
-        x_hat = z_t - _expand(t, z_t) * u0.float()
+        if self.config.objective == "regression":
+            terms, x_hat, features = self._regression_terms(x, cond, autocast)
+            if physics is None or not physics.active:
+                return terms
+        else:
+            extras: dict = {}
+            terms = meanflow_loss(self.u_fn(cond), x, self.config.meanflow, generator, autocast, extras)
+            terms["meanflow"] = terms["loss"].detach()
+            if physics is None or not physics.active:
+                return terms
+            # The physics terms judge the clean state the model would produce from the same noisy point:
+            # x_hat = z_t - t u(z_t, 0, t | C), which at t = 1 is exactly the one-step sampler's output.
+            z_t, t = extras["z_t"], extras["t"]
+            with autocast():
+                u0, features = self(z_t, torch.zeros_like(t), t, cond, None, return_features=True)
+            x_hat = z_t - _expand(t, z_t) * u0.float()
         total = terms["loss"]
         cfg = self.config
         if physics.mass_weight > 0:
@@ -213,6 +243,8 @@ class ABCC(nn.Module):
         of u(z, t, t) when > 0."""
         cfg = self.config
         shape = (len(cond), cfg.state_channels) + (cfg.latent_size,) * cfg.spatial_dims
+        if cfg.objective == "regression":  # deterministic: every draw is the same prediction
+            return self._regression_output(cond, torch.zeros(shape, device=cond.profile.device))[0]
         eps = torch.randn(shape, generator=generator).to(cond.profile.device)
         if euler_steps > 0:
             return sample_euler(self.u_fn(cond), eps, euler_steps)

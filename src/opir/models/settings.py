@@ -53,9 +53,39 @@ def abcc_embedding_variant(config: dict[str, Any], name: str) -> str:
     return embedding_variant(resolve_model_config(config["models"], name), config["embed"])
 
 
+def replicate_name(name: str, replicate: int) -> str:
+    """The name of model ``name`` retrained with its seed + ``replicate``."""
+    return f"{name}_seed{replicate}"
+
+
+def seed_replicates(models: dict[str, Any], names: list[str], seeds: int) -> dict[str, dict[str, Any]]:
+    """Variants that retrain each model of ``names`` with ``train.seed`` + 1, ..., + (seeds - 1), on the system split
+    only (Table 4's replicates): ``{replicate name: its models.variants entry}``. Everything but the seed is the
+    model's own, so the spread between replicates is the seed's alone."""
+    if seeds < 1:
+        raise ConfigError(f"evaluate.ablation_seeds: {seeds}; at least 1 (the models themselves)")
+    out = {}
+    for name in names:
+        base_seed = int(resolve_model_config(models, name)["train"]["seed"])
+        for replicate in range(1, seeds):
+            variant = copy.deepcopy(models["variants"][name] or {})
+            variant["train"] = {**variant.get("train", {}), "seed": base_seed + replicate}
+            variant["splits"] = ["system"]
+            out[replicate_name(name, replicate)] = variant
+    clash = sorted(set(out) & set(models["variants"]))
+    if clash:
+        raise ConfigError(f"models.variants: {clash[0]!r} is the name of a seed replicate of Table 4; rename it")
+    return out
+
+
 def model_splits(models: dict[str, Any], name: str) -> list[str]:
     """The splits model ``name`` is trained and predicted on."""
     return list(resolve_model_config(models, name).get("splits") or ["random", "system"])
+
+
+#: The image streams a latent model reads out, each with a read-out bound row (opir.predict.bound): the waveform of
+#: s(v_m), and the variation s(v_m) - s(v_0) (Chemical Flow), read back on top of the sample's initial spectrum.
+BOUND_STREAMS = ("waveform", "variation")
 
 
 #: Every input an ABCC model may read, by the name the train and predict scripts give it. Which ones a model reads is

@@ -37,6 +37,13 @@ def load_abcc(model_dir: str | Path, device: torch.device | str = "cpu") -> tupl
 # --------------------------------------------------------------------------------------------------------------
 
 
+def sampler_name(config: ABCCConfig, euler_steps: int) -> str:
+    """How the predictions were drawn, for the predictions file."""
+    if config.objective == "regression":
+        return "regression"
+    return "euler" if euler_steps else "meanflow_one_step"
+
+
 def predict_abcc(
     samples_h5: str | Path, latent_h5: str | Path | None, mixture_h5: str | Path, splits_json: str | Path,
     waveform_h5: str | Path | None, split: str, model_dir: str | Path, vae_dir: str | Path | None, out_h5: str | Path,
@@ -84,7 +91,7 @@ def predict_abcc(
         log.warning("%d decoded images had no ink above the background threshold %s; read without it",
                     fallbacks, predict_cfg["background_grey"])
     file_attrs = dict(attrs or {})
-    file_attrs.update({"draws": draws, "sampler": "euler" if predict_cfg["euler_steps"] else "meanflow_one_step",
+    file_attrs.update({"draws": draws, "sampler": sampler_name(config, int(predict_cfg["euler_steps"])),
                        "images_without_ink_above_background": fallbacks, "space": space,
                        "residual_stream": bool(config.residual_channels), "two_stream": bool(config.two_stream)})
     write_predictions(out_h5, data.sample_id, wavenumber, prediction, file_attrs, model=meta["model"])

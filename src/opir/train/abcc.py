@@ -41,6 +41,13 @@ log = logging.getLogger(__name__)
 NO_PHYSICS_WEIGHTS = {"mass_weight": 0.0, "peak_weight": 0.0, "stream_weight": 0.0}
 
 
+def peak_weight_at(step: int, weight: float, every: int) -> float:
+    """L_peak's weight at ``step`` when the term is computed every ``every`` steps: ``every`` x weight on those steps
+    (the last of each block, so a curve logged every multiple of ``every`` steps shows it), 0 between them. The
+    expected gradient is the every-step one; the decoding it costs in the latent space is paid 1 / every as often."""
+    return weight * every if (step + 1) % every == 0 else 0.0
+
+
 def train_abcc(
     samples_h5: str | Path, latent_h5: str | Path | None, mixture_h5: str | Path, splits_json: str | Path, split: str,
     model_name: str, cfg: dict[str, Any], out_dir: str | Path, checkpoint_dir: str | Path, device: str = "auto",
@@ -102,11 +109,14 @@ def train_abcc(
     target, condition = data.target.to(device_), data.condition.to(device_)
     initial_spectrum = data.initial_spectrum.to(device_)
 
+    peak_every = int(losses["peak_every"])
+
     def loss_fn(step, generator, autocast):
         idx = batch_indices(len(target), train_config.batch_size, step, train_config.seed).to(device_)
         s0 = initial_spectrum[idx]
         physics = PhysicsBatch(
-            mass_weight=weights["mass"], peak_weight=weights["peak"], stream_weight=weights["stream"],
+            mass_weight=weights["mass"], peak_weight=peak_weight_at(step, weights["peak"], peak_every),
+            stream_weight=weights["stream"],
             spectra_fn=(lambda state, rows: spectra_fn(state, s0[rows])) if spectra_fn else None,
             peaks=peaks.index_rows(idx) if peaks is not None else None,
             peak_half_window=int(losses["peak_half_window_points"]),
