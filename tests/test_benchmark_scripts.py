@@ -104,6 +104,10 @@ def test_yardstick_rows_of_the_latent_bound_and_the_regression(finished_workspac
 
     results = finished_workspace / "results"
     for split in ("random", "system"):
+        # the few-step row samples the flagship's own folder: no model of its own
+        with h5py.File(results / f"predictions/{split}/abcc1d_euler4.h5", "r") as handle:
+            assert handle.attrs["sampler"] == "euler"
+        assert not (results / f"models/{split}/abcc1d_euler4").exists()
         regression = read_predictions(results / f"predictions/{split}/abcc1d_regression.h5")
         assert regression.prediction.shape[1] == 1
         with h5py.File(results / f"predictions/{split}/abcc1d_regression.h5", "r") as handle:
@@ -120,7 +124,7 @@ def test_yardstick_rows_of_the_latent_bound_and_the_regression(finished_workspac
                    capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
     record = json.loads((tmp_path / "r.json").read_text())
     for split in ("random", "system"):
-        assert {"Regression (same backbone, 1D)", "VAE read-out bound (waveform)",
+        assert {"Regression (same backbone, 1D)", "ABCC-1D, 4 Euler steps", "VAE read-out bound (waveform)",
                 "VAE read-out bound (Chemical Flow)"} <= set(record[split])
     standing = (tmp_path / "r.md").read_text()
     assert ("oracle rows aside: Noise floor, VAE read-out bound (waveform), VAE read-out bound (Chemical Flow)"

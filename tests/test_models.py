@@ -600,3 +600,29 @@ def test_peak_every_k_steps_keeps_the_expected_weight():
     assert [i for i, w in enumerate(weights) if w] == [4, 9, 14, 19]  # the last step of each block: logged rows
     assert sum(weights) == pytest.approx(0.1 * 20)
     assert all(peak_weight_at(step, 0.1, 1) == 0.1 for step in range(5))
+
+
+def test_a_prediction_only_variant_samples_another_models_training():
+    """`trained_as`: the few-step sampler row is the flagship's trained network with its own predict settings; it
+    trains nothing, and anything but predict and splits is refused (it would not be the same model)."""
+    import yaml
+
+    from opir.models.settings import abcc_input_names, resolve_model_config, trained_model
+
+    models = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())["models"]
+    flagship, euler = resolve_model_config(models, "abcc1d"), resolve_model_config(models, "abcc1d_euler4")
+    assert euler["predict"]["euler_steps"] == 4 and flagship["predict"]["euler_steps"] == 0
+    assert {k: v for k, v in euler.items() if k not in ("predict", "trained_as")} == {
+        k: v for k, v in flagship.items() if k not in ("predict", "trained_as")}
+    assert trained_model(models, "abcc1d_euler4") == "abcc1d" and trained_model(models, "abcc1d") == "abcc1d"
+    assert abcc_input_names(models, "abcc1d_euler4", "system", prediction=True) == abcc_input_names(
+        models, "abcc1d", "system", prediction=True)
+    models["variants"]["bad"] = {"trained_as": "abcc1d", "hidden_size": 256}
+    with pytest.raises(ConfigError, match="hidden_size: a variant trained_as 'abcc1d'.*only predict, splits"):
+        resolve_model_config(models, "bad")
+    models["variants"]["chain"] = {"trained_as": "abcc1d_euler4"}
+    with pytest.raises(ConfigError, match="not a variant that trains"):
+        resolve_model_config(models, "chain")
+    models["variants"]["elsewhere"] = {"trained_as": "abcc_no_cf", "splits": ["random"]}
+    with pytest.raises(ConfigError, match="'abcc_no_cf' is not trained on random"):
+        resolve_model_config(models, "elsewhere")

@@ -18,6 +18,7 @@ try:
         replicate_name,
         resolve_model_config,
         seed_replicates,
+        trained_model,
     )
     from opir.neural_baselines.settings import (
         LATENT_BASELINES,
@@ -99,6 +100,10 @@ REPLICATE_OF = {
     for replicate in range(1, config["evaluate"]["ablation_seeds"])
 }
 ABCC_MODELS = list(config["models"]["variants"])
+# the variants that train (a prediction-only variant, `trained_as`, samples another's trained folder)
+TRAINED_ABCC_MODELS = [
+    m for m in ABCC_MODELS if trained_model(config["models"], m) == m
+]
 ABCC_BENCHMARK_MODELS = [
     m for m in ABCC_MODELS if set(model_splits(config["models"], m)) == set(SPLITS)
 ]
@@ -176,7 +181,8 @@ def abcc_inputs(wildcards, prediction=False):
         config["models"], wildcards.model, wildcards.split, prediction
     )
     variant = abcc_embedding_variant(config, wildcards.model)
-    return model_inputs(names, wildcards.split, wildcards.model, variant)
+    trained = trained_model(config["models"], wildcards.model)
+    return model_inputs(names, wildcards.split, trained, variant)
 
 
 def abcc_predict_inputs(wildcards):

@@ -15,7 +15,7 @@ rule package_model:
     benchmark:
         f"{BENCH}/package/{{split}}/{{model}}.tsv"
     wildcard_constraints:
-        model="|".join(ABCC_MODELS),
+        model="|".join(TRAINED_ABCC_MODELS),
     conda:
         "../../envs/opir.yaml"
     threads: config["compute"]["threads"]
@@ -30,6 +30,16 @@ rule package_model:
     script:
         "../scripts/package_model.py"
 
+
+# a package is a trained folder: say so now if the config names a model that trains nothing or does not exist
+NOT_PACKABLE = sorted(
+    set(config["models"]["package"]["models"]) - set(TRAINED_ABCC_MODELS)
+)
+if NOT_PACKABLE:
+    raise WorkflowError(
+        f"config models.package.models: {', '.join(NOT_PACKABLE)} is not a trained variant of models.variants "
+        f"(trained: {', '.join(TRAINED_ABCC_MODELS)})"
+    )
 
 FINAL_TARGETS.extend(
     rules.package_model.output[0].format(split=split, model=model)

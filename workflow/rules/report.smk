@@ -48,7 +48,7 @@ TRAINING_CURVES = {
     split: {
         **{
             model: MODEL_FILES["curve"].format(split=split, model=model)
-            for model in ABCC_MODELS
+            for model in TRAINED_ABCC_MODELS
             if split in model_splits(config["models"], model)
         },
         **{

@@ -2,7 +2,8 @@
 # opir.training; docs/method.md "ABCC core" and "ABCC complete"). A model's inputs follow its settings: the variation
 # latents with chemical_flow, the MCR streams with two_stream, no latents at all for the 1D variant (space:
 # spectrum); the library says which (opir.models.settings.abcc_input_names), common.smk where they are
-# (abcc_inputs). Each model trains on the splits it names (`splits`; the Table 4 ablations only on the system
+# (abcc_inputs). A prediction-only variant (`trained_as`) has no train job: it predicts with another's folder.
+# Each model trains on the splits it names (`splits`; the Table 4 ablations only on the system
 # split). Checkpoints go to results/checkpoints/{split}/{model}/, which is no output: a job killed by a time limit
 # and started again resumes from the newest one.
 from opir.core.compute import gpus_requested
@@ -19,7 +20,7 @@ rule train_abcc:
     benchmark:
         f"{BENCH}/train/{{split}}/{{model}}.tsv"
     wildcard_constraints:
-        model="|".join(ABCC_MODELS),
+        model="|".join(TRAINED_ABCC_MODELS),
     conda:
         "../../envs/opir.yaml"
     threads: config["compute"]["threads"]
@@ -40,7 +41,7 @@ rule train_abcc:
 
 FINAL_TARGETS.extend(
     pattern.format(split=split, model=model)
-    for model in ABCC_MODELS
+    for model in TRAINED_ABCC_MODELS
     for split in model_splits(config["models"], model)
     for pattern in MODEL_FILES.values()
 )

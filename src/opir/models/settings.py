@@ -22,11 +22,40 @@ def merge_overrides(base: dict, override: dict | None, where: str) -> dict:
     return merged
 
 
+#: What a prediction-only variant (``trained_as``) may set besides ``trained_as``: how it samples, and where.
+PREDICTION_ONLY_KEYS = ("predict", "splits")
+
+
 def resolve_model_config(models: dict[str, Any], name: str) -> dict[str, Any]:
-    """``models.abcc`` with ``models.variants[name]`` merged over it; an unknown key is a ConfigError."""
+    """``models.abcc`` with ``models.variants[name]`` merged over it; an unknown key is a ConfigError. A variant with
+    ``trained_as: other`` is a prediction-only row: ``other``'s settings with its own ``predict`` (and ``splits``)
+    merged over them; it trains nothing (:func:`trained_model`)."""
     if name not in models["variants"]:
         raise ConfigError(f"models.variants: no model {name!r} (known: {', '.join(models['variants'])})")
-    return merge_overrides(models["abcc"], models["variants"][name] or {}, f"models.variants.{name}")
+    variant = models["variants"][name] or {}
+    other = variant.get("trained_as")
+    if not other:
+        return merge_overrides(models["abcc"], variant, f"models.variants.{name}")
+    where = f"models.variants.{name}"
+    trainable = [m for m, v in models["variants"].items() if not (v or {}).get("trained_as")]
+    if other not in trainable:
+        raise ConfigError(f"{where}.trained_as: {other!r} is not a variant that trains (known: {', '.join(trainable)})")
+    extra = sorted(set(variant) - {"trained_as", *PREDICTION_ONLY_KEYS})
+    if extra:
+        raise ConfigError(f"{where}: {', '.join(extra)}: a variant trained_as {other!r} uses that model as it is "
+                          f"trained and may set only {', '.join(PREDICTION_ONLY_KEYS)}")
+    base = resolve_model_config(models, other)
+    settings = merge_overrides(base, {k: v for k, v in variant.items() if k in PREDICTION_ONLY_KEYS}, where)
+    missing = sorted(set(settings["splits"]) - set(base["splits"]))
+    if missing:
+        raise ConfigError(f"{where}.splits: {other!r} is not trained on {', '.join(missing)}")
+    settings["trained_as"] = other
+    return settings
+
+
+def trained_model(models: dict[str, Any], name: str) -> str:
+    """The model whose trained folder ``name`` predicts with: its ``trained_as``, or itself."""
+    return resolve_model_config(models, name).get("trained_as") or name
 
 
 #: The keys of a model's ``predict`` settings that its training reads (the fusion fit reads spectra back in batches,
@@ -117,6 +146,6 @@ def abcc_input_names(models: dict[str, Any], name: str, split: str, prediction: 
         names.append("streams")
     if settings.get("electrode_descriptors"):
         names.append("electrodes")
-    if prediction:  # the trained model itself
+    if prediction:  # the trained model itself (for a prediction-only variant, the one it is trained_as)
         names += ["model", "meta"]
     return names
