@@ -13,7 +13,8 @@ benchmarks/results/opirbench-sim.md ("ABCC, second session" and later) were meas
 
 --curve also scores the EMA weights of every checkpoint still in --out/checkpoints (set train.keep_checkpoints
 high enough): a learning curve on the test split, for reading how quality moves with training, never for choosing
-the step (that would select on the test data). --draws overrides predict.draws (metrics score the mean of draws).
+the step (that would select on the test data). --draws overrides predict.draws (metrics score the mean of draws);
+with --score-only the model of an earlier run with the same --out is scored again, nothing is trained.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def main() -> None:
     parser.add_argument("--curve", action="store_true", help="also score every kept checkpoint (test learning curve)")
     parser.add_argument("--draws", type=int, nargs="+", default=None,
                         help="score the final model with each of these numbers of draws (default: predict.draws)")
+    parser.add_argument("--score-only", action="store_true",
+                        help="score the model already trained in --out/model (e.g. with other --draws); train nothing")
     parser.add_argument("--euler-steps", type=int, nargs="+", default=None,
                         help="also score the final model with these numbers of Euler steps of u(z, t, t) (0: one step)")
     args = parser.parse_args()
@@ -71,10 +74,14 @@ def main() -> None:
     out = args.out or args.workdir / "abcc_settings" / f"{args.split}-{time.strftime('%Y%m%dT%H%M%S')}"
 
     t0 = time.perf_counter()
-    train_abcc(files["samples"], None, files["mixture"], files["splits"], args.split, "abcc_settings", settings,
-               out / "model", out / "checkpoints", "cpu",
-               streams_h5=files["streams"] if settings.get("two_stream") else None, progress=False,
-               electrodes_h5=electrodes)
+    if args.score_only:
+        if not (out / "model" / "model.json").exists():
+            raise ConfigError(f"--score-only: no trained model in {out / 'model'}")
+    else:
+        train_abcc(files["samples"], None, files["mixture"], files["splits"], args.split, "abcc_settings", settings,
+                   out / "model", out / "checkpoints", "cpu",
+                   streams_h5=files["streams"] if settings.get("two_stream") else None, progress=False,
+                   electrodes_h5=electrodes)
     train_s = time.perf_counter() - t0
 
     def score(model_dir: Path, name: str, draws: int, euler_steps: int | None = None) -> dict:

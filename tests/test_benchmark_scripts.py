@@ -140,3 +140,16 @@ def test_sampling_speed_times_both_samplers_of_one_model(finished_workspace):
                           capture_output=True, text=True, check=True, timeout=300)  # fmt: skip
     report = json.loads(done.stdout)
     assert report["one_step"]["seconds"] > 0 and report["euler_3"]["seconds"] > 0 and report["speedup"] > 0
+
+
+def test_ensemble_pools_the_draws_of_its_members(finished_workspace):
+    """benchmarks/ensemble.py: two predictions files of the same samples pooled; a member scores as the workflow's
+    own metrics file says."""
+    results = finished_workspace / "results"
+    members = [results / "predictions/system/abcc1d.h5", results / "predictions/system/abcc1d_euler4.h5"]
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ensemble.py"), str(finished_workspace),
+                           "--split", "system", *map(str, members)],
+                          capture_output=True, text=True, check=True, timeout=300)  # fmt: skip
+    report = json.loads(done.stdout)
+    assert report["draws"] == [2, 2] and set(report["metrics"]) == {*map(str, members), "ensemble"}
+    assert abs(report["metrics"][str(members[0])]["mae"] - _mae(finished_workspace, "system", "abcc1d")) < 1e-5
