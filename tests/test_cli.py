@@ -301,3 +301,11 @@ def test_predict_bad_input_is_one_line(case, packaged, run_inputs, tmp_path, cap
     }[case]
     assert expected in lines[0]
     assert not (tmp_path / "out" / "forecast.h5").exists()
+
+
+def test_a_missing_model_directory_is_named_before_the_electrode(tmp_path):
+    profile = write_profile(tmp_path / "p.csv", [0, 60], [3.0, 2.0])
+    with pytest.raises(DataError, match="nomodel: model directory does not exist"):
+        main(["--debug", "predict", "--model", str(tmp_path / "nomodel"), "--spectrum", str(tmp_path / "p.csv"),
+              "--voltage-profile", str(profile), "--electrolyte", "LiPF6:1M; EC:1", "--electrode", "Cu",
+              "--out", str(tmp_path / "out")])

@@ -58,7 +58,7 @@ def test_installed_library_validates_the_default_config(installed, tmp_path):
 
 def test_installed_opir_predict_runs_a_packaged_model(installed, finished_workspace, tmp_path):
     results = finished_workspace / "results"
-    packaged = results / "packages" / "system" / "abcc"
+    packaged = results / "packages" / "system" / "abcc1d"  # the flagship, models.package.models
     test_run = json.loads((results / "dataset/splits.json").read_text())["system"]["test"][0]
     system, run = test_run.split("/")[:2]
     with h5py.File(results / "dataset/samples.h5", "r") as handle:

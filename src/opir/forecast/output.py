@@ -28,7 +28,8 @@ from opir.forecast.inputs import (
 )
 from opir.forecast.model import ForecastModel, load_forecast_model
 from opir.forecast.sampling import build_conditions, initial_state, preprocess_static, sample_sequence
-from opir.formats.model_dir import FORECAST_JSON
+from opir.formats.model_dir import FORECAST_JSON, check_model_dir
+from opir.predict.abcc import sampler_name
 from opir.report.forecast import plot_forecast
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ def predict(
     """``opir predict``: read and check every input before any model work, forecast, write forecast.{h5,csv,png}.
     ``electrode`` (a systems-sheet row's name or the descriptor values, :func:`resolve_electrode`) is resolved to
     its descriptors, which forecast.h5 records."""
+    check_model_dir(model_dir)  # a wrong --model is named first, not through what it lacks for another option
     described = resolve_electrode(electrode, model_dir) if electrode else None
     profile = read_voltage_profile(profile_path)
     spectrum = read_static_spectrum(spectrum_path, block)
@@ -139,12 +141,13 @@ def predict(
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {"model_dir": str(Path(model_dir).resolve()), "electrolyte": electrolyte, "electrode": electrode,
                 "draws": draws, "seed": seed, "voltage_tolerance_v": voltage_tolerance_v, "block": block}
+    euler_steps = int(fm.meta["settings"].get("predict", {}).get("euler_steps", 0))
     attrs = provenance("opir predict", settings, [spectrum_path, profile_path, Path(model_dir) / "model.safetensors",
                                                   Path(model_dir) / FORECAST_JSON])
     attrs |= {"model": str(fm.meta.get("model")), "split": str(fm.meta.get("split")), "electrolyte": electrolyte,
               "electrode": electrode or "", "draws": draws,
               "electrode_descriptors": json.dumps(described[1].as_row()) if described else "",
-              "sampler": "euler" if fm.meta["settings"].get("predict", {}).get("euler_steps") else "meanflow_one_step",
+              "sampler": sampler_name(fm.model.config, euler_steps),
               "band_quantiles": list(BAND_QUANTILES),
               "band_calibration": "none (raw quantiles of the draws)" if result.band_offsets is None else
               fm.forecast["band_calibration"]["method"]}

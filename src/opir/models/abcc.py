@@ -11,7 +11,9 @@ transformer (branches F_elec and F_SEI fused by learned per-channel weights), an
 regresses its MCR stream's change from the branch's mean token: that is how the branches are told apart.
 
 :meth:`ABCC.loss` returns the dict of terms: MeanFlow (``loss`` is the weighted total), ``mass`` (Eq. 12),
-``peak`` (Eq. 13), ``stream_elec`` and ``stream_sei``, each present only where its weight is > 0.
+``peak`` (Eq. 13), ``stream_elec`` and ``stream_sei``, each present only where its weight is > 0. With
+``objective: regression`` the same network is trained with MSE from a zero input at the one-step query instead of
+MeanFlow (the "Regression (same backbone)" row), with the same physics and stream terms.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from opir.train.readout import images_to_spectra
 
 log = logging.getLogger(__name__)
 
+
 def vae_readout_bound(
     samples_h5: str | Path, splits_json: str | Path, split: str, stream: str, images_h5: str | Path,
     latent_h5: str | Path, vae_dir: str | Path, out_h5: str | Path, background_grey: float, batch_size: int,
