@@ -27,18 +27,19 @@ def main() -> None:
     parser.add_argument("workdir", type=Path)
     parser.add_argument("predictions", type=Path, nargs="+")
     parser.add_argument("--split", choices=["random", "system"], default="system")
-    parser.add_argument("--dilate-alpha", type=float, default=0.5)
-    parser.add_argument("--dilate-gamma", type=float, default=0.01)
+    parser.add_argument("--configfile", type=Path, default=REPO / "config" / "config.yaml",
+                        help="the config whose evaluate.dilate settings score the files (the workflow's)")
     args = parser.parse_args()
 
     import numpy as np
+    import yaml
 
     from opir.evaluate.metrics import evaluate_file
     from opir.formats.predictions import read_predictions, write_predictions
 
     samples = args.workdir / "results/dataset/samples.h5"
     splits = args.workdir / "results/dataset/splits.json"
-    dilate = {"alpha": args.dilate_alpha, "gamma": args.dilate_gamma}
+    dilate = yaml.safe_load(args.configfile.read_text())["evaluate"]["dilate"]
     members = [read_predictions(path) for path in args.predictions]
     order = list(members[0].sample_id)
     draws = []

@@ -36,11 +36,15 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--configfile", type=Path, default=REPO / "config" / "config.yaml",
+                        help="the config the workspace ran with (its embed.variant, when the model names none)")
     args = parser.parse_args()
 
     import torch
+    import yaml
 
     from opir.formats.model_dir import read_model_meta
+    from opir.models.settings import embedding_variant
     from opir.predict.abcc import predict_abcc
 
     torch.set_num_threads(args.threads)
@@ -50,7 +54,7 @@ def main() -> None:
         raise SystemExit(f"{args.model_dir}: a latent model decodes through the VAE, which both samplers share; time "
                          "the 1D flagship here")
     results = args.workdir / "results"
-    embedding = settings.get("embedding_variant") or "3d"
+    embedding = embedding_variant(settings, yaml.safe_load(args.configfile.read_text())["embed"])
     files = {"samples": results / "dataset/samples.h5", "splits": results / "dataset/splits.json",
              "mixture": results / f"embed/mixture_{embedding}.h5", "electrodes": results / "dataset/electrodes.h5"}
     predict = {**settings["predict"], "draws": args.draws, "seed": 0}

@@ -15,7 +15,7 @@ try:
         abcc_embedding_variant,
         abcc_input_names,
         model_splits,
-        replicate_name,
+        replicates_of,
         resolve_model_config,
         seed_replicates,
         trained_model,
@@ -95,9 +95,10 @@ ABLATION_REPLICATES = seed_replicates(
 config["models"]["variants"].update(ABLATION_REPLICATES)
 # {replicate: the model it retrains}, for Table 4's pooling
 REPLICATE_OF = {
-    replicate_name(name, replicate): name
-    for name in config["evaluate"]["ablation_models"]
-    for replicate in range(1, config["evaluate"]["ablation_seeds"])
+    replicate: name
+    for replicate, (name, _) in replicates_of(
+        config["evaluate"]["ablation_models"], config["evaluate"]["ablation_seeds"]
+    ).items()
 }
 ABCC_MODELS = list(config["models"]["variants"])
 # the variants that train (a prediction-only variant, `trained_as`, samples another's trained folder)

@@ -87,20 +87,24 @@ def replicate_name(name: str, replicate: int) -> str:
     return f"{name}_seed{replicate}"
 
 
-def seed_replicates(models: dict[str, Any], names: list[str], seeds: int) -> dict[str, dict[str, Any]]:
-    """Variants that retrain each model of ``names`` with ``train.seed`` + 1, ..., + (seeds - 1), on the system split
-    only (Table 4's replicates): ``{replicate name: its models.variants entry}``. Everything but the seed is the
-    model's own, so the spread between replicates is the seed's alone."""
+def replicates_of(names: list[str], seeds: int) -> dict[str, tuple[str, int]]:
+    """Table 4's seed replicates: ``{replicate name: (model, seed offset)}`` for offsets 1, ..., seeds - 1."""
     if seeds < 1:
         raise ConfigError(f"evaluate.ablation_seeds: {seeds}; at least 1 (the models themselves)")
+    return {replicate_name(name, offset): (name, offset) for name in names for offset in range(1, seeds)}
+
+
+def seed_replicates(models: dict[str, Any], names: list[str], seeds: int) -> dict[str, dict[str, Any]]:
+    """Variants that retrain each model of ``names`` with ``train.seed`` + 1, ..., + (seeds - 1), on the system split
+    only (Table 4's replicates, :func:`replicates_of`): ``{replicate name: its models.variants entry}``. Everything
+    but the seed is the model's own, so the spread between replicates is the seed's alone."""
     out = {}
-    for name in names:
-        base_seed = int(resolve_model_config(models, name)["train"]["seed"])
-        for replicate in range(1, seeds):
-            variant = copy.deepcopy(models["variants"][name] or {})
-            variant["train"] = {**variant.get("train", {}), "seed": base_seed + replicate}
-            variant["splits"] = ["system"]
-            out[replicate_name(name, replicate)] = variant
+    for replicate, (name, offset) in replicates_of(names, seeds).items():
+        variant = copy.deepcopy(models["variants"][name] or {})
+        seed = int(resolve_model_config(models, name)["train"]["seed"]) + offset
+        variant["train"] = {**variant.get("train", {}), "seed": seed}
+        variant["splits"] = ["system"]
+        out[replicate] = variant
     clash = sorted(set(out) & set(models["variants"]))
     if clash:
         raise ConfigError(f"models.variants: {clash[0]!r} is the name of a seed replicate of Table 4; rename it")
