@@ -9,7 +9,7 @@ overrides (YAML) go over `models.abcc` of config/config.yaml (or --configfile), 
 entry would, so a setting found here becomes a variant by copying the same mapping. Only the 1D variant
 (`space: spectrum`) runs here: the latent space needs the split's VAE and latents (run those through the workflow).
 The model, its predictions and its metrics go to --out. This is how the ABCC-1D rows of
-benchmarks/results/opirbench-sim.md ("ABCC, second session" and later) were measured.
+benchmarks/results/opirbench-sim-history.md ("ABCC, second session" and later) were measured.
 
 --curve also scores the EMA weights of every checkpoint still in --out/checkpoints (set train.keep_checkpoints
 high enough): a learning curve on the test split, for reading how quality moves with training, never for choosing
