@@ -10,7 +10,11 @@ rule) and writes
   measured by the caller, or the sum of the jobs' snakemake benchmark files when not given, which over-counts jobs
   that ran side by side) and `commit` (the repository's HEAD);
 - OUT.md: the three tables as the workflow wrote them, with where they came from, and for the flagship, per table,
-  the rows it beats or trails on each metric.
+  the rows it beats or trails on each metric; then the issue's goals, each read off the tables (met, or by how much
+  it is missed): first on at least 6 of 7 metrics per split, MAE <= 1.4x the noise floor (random split), DILATE <=
+  0.5x Persistence's and MAE within 1.1x the hedged-oracle bound (system split; the bound is the `hedged_oracle` of
+  `benchmarks/electrode_bound.py`'s JSON line, given with --electrode-bound), every Table 4 row worse than its first
+  row (the full model) in MAE and DILATE, and the run within 2 h.
 Defaults: benchmarks/results/opirbench-sim.{md,json} is the committed record of the bench preset; point --md/--json
 elsewhere for another workspace (e.g. the demo).
 """
@@ -58,6 +62,69 @@ def standing(rows: dict[str, dict[str, float]], flagship: str, exclude=("Noise f
     return out
 
 
+#: Goals of the record (issue 20), as (split, what, threshold).
+FIRST_ON_AT_LEAST = 6
+RANDOM_MAE_OVER_NOISE_FLOOR = 1.4
+SYSTEM_DILATE_OVER_PERSISTENCE = 0.5
+SYSTEM_MAE_OVER_HEDGED_ORACLE = 1.1
+WALL_S = 7200.0
+
+
+def _verdict(value: float, limit: float) -> str:
+    return "met" if value <= limit else f"missed by {value / limit:.2f}x"
+
+
+def goal_lines(record: dict, flagship: str, firsts: dict[str, int], hedged_oracle: float | None) -> list[str]:
+    """The goals, each read off the tables: a Markdown list. ``firsts``: split -> metrics on which the flagship is
+    first (oracle rows aside); ``hedged_oracle``: the system split's bound, MAE x1e-2 (None: not measured)."""
+    lines = ["## Goals", ""]
+    for split in ("random", "system"):
+        if split in firsts:
+            n = firsts[split]
+            verdict = "met" if n >= FIRST_ON_AT_LEAST else f"missed by {FIRST_ON_AT_LEAST - n}"
+            lines.append(f"- {split} split: the flagship is first on {n} of 7 metrics (goal >= {FIRST_ON_AT_LEAST}): "
+                         f"{verdict}")  # fmt: skip
+    random, system = record.get("random", {}), record.get("system", {})
+    if flagship in random and "Noise floor" in random:
+        ratio = random[flagship]["mae"] / random["Noise floor"]["mae"]
+        lines.append(f"- random split: MAE {random[flagship]['mae']:.3f} = {ratio:.2f}x the noise floor's "
+                     f"{random['Noise floor']['mae']:.3f} (goal <= {RANDOM_MAE_OVER_NOISE_FLOOR}x): "
+                     f"{_verdict(ratio, RANDOM_MAE_OVER_NOISE_FLOOR)}")  # fmt: skip
+    if flagship in system and "Persistence" in system:
+        ratio = system[flagship]["dilate"] / system["Persistence"]["dilate"]
+        lines.append(f"- system split: DILATE {system[flagship]['dilate']:.3f} = {ratio:.2f}x Persistence's "
+                     f"{system['Persistence']['dilate']:.3f} (goal <= {SYSTEM_DILATE_OVER_PERSISTENCE}x): "
+                     f"{_verdict(ratio, SYSTEM_DILATE_OVER_PERSISTENCE)}")  # fmt: skip
+    if flagship in system:
+        if hedged_oracle is None:
+            lines.append(
+                "- system split: MAE against the hedged-oracle bound: not measured (run "
+                "benchmarks/electrode_bound.py on the workspace and pass its output with --electrode-bound)"
+            )
+        else:
+            ratio = system[flagship]["mae"] / hedged_oracle
+            lines.append(f"- system split: MAE {system[flagship]['mae']:.3f} = {ratio:.2f}x the hedged-oracle bound "
+                         f"{hedged_oracle:.3f} (goal <= {SYSTEM_MAE_OVER_HEDGED_ORACLE}x): "
+                         f"{_verdict(ratio, SYSTEM_MAE_OVER_HEDGED_ORACLE)}")  # fmt: skip
+    ablations = record.get("ablations", {})
+    if ablations:
+        full = next(iter(ablations))
+        not_worse = {label: [m.upper() for m in ("mae", "dilate") if ablations[label][m] <= ablations[full][m]]
+                     for label in ablation_rows(ablations)}  # fmt: skip
+        failing = [f"{label} ({', '.join(metrics)})" for label, metrics in not_worse.items() if metrics]
+        lines.append(f"- Table 4: every ablation row worse than the full model ({full}) in MAE and DILATE: "
+                     + (f"missed: {len(failing)} of {len(not_worse)} rows are not, {'; '.join(failing)}" if failing
+                        else "met"))  # fmt: skip
+    return lines
+
+
+def ablation_rows(ablations: dict[str, dict[str, float]]) -> list[str]:
+    """Table 4's ablation rows: those above its reference rows (Random, Persistence, Noise floor, the bounds)."""
+    labels = list(ablations)
+    end = labels.index("Random") if "Random" in labels else len(labels)
+    return labels[1:end]
+
+
 def commit() -> str:
     done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
     return done.stdout.strip() or "unknown"
@@ -80,10 +147,17 @@ def main() -> None:
     parser.add_argument("--md", type=Path, default=REPO / "benchmarks/results/opirbench-sim.md")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/opirbench-sim.json")
     parser.add_argument("--title", default="OpIRBench on OpIRSpec-7K-sim: the bench preset's record")
+    parser.add_argument(
+        "--electrode-bound",
+        type=Path,
+        default=None,
+        help="file with benchmarks/electrode_bound.py's JSON line (system split): the hedged-oracle bound of the goals",
+    )
     args = parser.parse_args()
 
     tables = args.workdir / "results" / "tables"
     record: dict = {}
+    firsts: dict[str, int] = {}
     flagship_label = None
     lines = [f"# {args.title}", "",
              f"Regenerated by `python benchmarks/record.py {args.workdir} --flagship {args.flagship}` from "
@@ -101,6 +175,7 @@ def main() -> None:
             oracles = tuple(lab for lab, model in models.items() if model in ORACLE_MODELS)
             better = standing(rows, label, oracles)
             first = [m for m, rows_ahead in better.items() if not rows_ahead]
+            firsts[key] = len(first)
             lines.append(f"Flagship **{label}**: first (oracle rows aside: {', '.join(oracles) or 'none'}) on "
                          f"{len(first)} of 7 metrics "
                          f"({', '.join(first) or 'none'}).")  # fmt: skip
@@ -108,8 +183,20 @@ def main() -> None:
             lines.append("")
     if flagship_label is None:
         raise SystemExit(f"{tables}: no table has a row of model {args.flagship!r}")
-    record.update(flagship=flagship_label, commit=commit(),
-                  wall_s=round(args.wall_s if args.wall_s is not None else jobs_wall_s(args.workdir), 1))
+    record.update(
+        flagship=flagship_label,
+        commit=commit(),
+        wall_s=round(args.wall_s if args.wall_s is not None else jobs_wall_s(args.workdir), 1),
+    )
+    hedged = None
+    if args.electrode_bound is not None:
+        hedged = json.loads(args.electrode_bound.read_text().strip().splitlines()[-1])["hedged_oracle"]
+    lines += goal_lines(record, flagship_label, firsts, hedged)
+    wall = "measured" if args.wall_s is not None else "sum of the jobs' benchmark files"
+    lines += [
+        f"- wall time {record['wall_s']:.0f} s ({wall}; goal <= {WALL_S:.0f} s): {_verdict(record['wall_s'], WALL_S)}",
+        "",
+    ]
     args.json.write_text(json.dumps(record, indent=1) + "\n")
     args.md.write_text("\n".join(lines))
     print(json.dumps({"md": str(args.md), "json": str(args.json), "flagship": flagship_label,

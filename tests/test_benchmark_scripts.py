@@ -95,6 +95,32 @@ def test_record_is_regenerated_from_the_tables(finished_workspace, tmp_path):
     assert abs(row["mae"] - 100 * _mae(finished_workspace, "random", "persistence")) < 1e-3
     assert "Within-run smoother" in record["random"] and "Within-run smoother" not in record["system"]
     assert "Flagship **ABCC-1D" in (tmp_path / "r.md").read_text()
+    assert "## Goals" in (tmp_path / "r.md").read_text()
+
+
+def test_record_reads_each_goal_off_the_tables():
+    """benchmarks/record.py's goals: ratios and verdicts come from the rows' numbers (no workspace needed)."""
+    goal_lines = _script("record").goal_lines
+
+    def row(mae, dilate):
+        return dict(mae=mae, mse=1.0, rmse=1.0, sam=1.0, cossim=0.9, r2=0.9, dilate=dilate)
+
+    record = {
+        "random": {"Flagship": row(1.2, 0.1), "Noise floor": row(1.0, 0.03)},
+        "system": {"Flagship": row(4.4, 0.8), "Persistence": row(10.0, 2.0), "Noise floor": row(0.9, 0.03)},
+        "ablations": {"Flagship": row(4.4, 0.8), "w/o A": row(4.6, 0.9), "w/o B": row(4.3, 0.9),
+                      "Random": row(12.0, 12.0), "Persistence": row(10.0, 2.0)},
+    }  # fmt: skip
+    text = "\n".join(goal_lines(record, "Flagship", {"random": 7, "system": 5}, hedged_oracle=4.1))
+    assert "random split: the flagship is first on 7 of 7 metrics (goal >= 6): met" in text
+    assert "system split: the flagship is first on 5 of 7 metrics (goal >= 6): missed by 1" in text
+    assert "MAE 1.200 = 1.20x the noise floor's 1.000 (goal <= 1.4x): met" in text
+    assert "DILATE 0.800 = 0.40x Persistence's 2.000 (goal <= 0.5x): met" in text
+    assert "1.07x the hedged-oracle bound 4.100 (goal <= 1.1x): met" in text
+    # only the rows above the reference rows are ablations; "w/o B" is better in MAE
+    assert "missed: 1 of 2 rows are not, w/o B (MAE)" in text
+    unmeasured = "\n".join(goal_lines(record, "Flagship", {}, hedged_oracle=None))
+    assert "hedged-oracle bound: not measured" in unmeasured
 
 
 def test_yardstick_rows_of_the_latent_bound_and_the_regression(finished_workspace, tmp_path):
