@@ -64,7 +64,7 @@ def standing(rows: dict[str, dict[str, float]], flagship: str, exclude=("Noise f
     return out
 
 
-#: Goals of the record (issue 20), as (split, what, threshold).
+#: The thresholds of the record's goals (issue 20).
 FIRST_ON_AT_LEAST = 6
 RANDOM_MAE_OVER_NOISE_FLOOR = 1.4
 SYSTEM_DILATE_OVER_PERSISTENCE = 0.5
