@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from opir.models.abcc import ABCC, ABCCConfig
 from opir.models.conditioning import Condition
@@ -86,14 +87,14 @@ def test_meanflow_target_of_known_fields():
 
     # With x = 0: z_t = t eps and v = eps. For u(z, r, t) = z / t the total derivative along (v, 0, 1) is
     # v / t - z / t^2 = 0, so u_tgt = v = eps = u: the loss is zero for every (r, t).
-    def u_fn(z, r, t, drop):
+    def u_fn(z, r, t, drop, rows=None):
         return z / t.view(-1, 1, 1, 1)
 
     terms = meanflow_loss(u_fn, x, config, torch.Generator().manual_seed(0))
     assert terms["mse"].item() < 1e-20
 
     # A wrong field (u = 0) has error equal to the target v = eps: mse about 1
-    terms = meanflow_loss(lambda z, r, t, d: torch.zeros_like(z), x, config, torch.Generator().manual_seed(0))
+    terms = meanflow_loss(lambda z, r, t, d, rows=None: torch.zeros_like(z), x, config, torch.Generator().manual_seed(0))
     assert terms["mse"].item() == pytest.approx(1.0, rel=0.1)
 
 
@@ -101,7 +102,7 @@ def test_cfg_is_folded_into_the_target():
     """With omega = 1, kappa = 0.5 the tangent and target use v + 0.5 (u(c) - u(null)) for kept samples."""
     calls = []
 
-    def u_fn(z, r, t, drop):
+    def u_fn(z, r, t, drop, rows=None):
         calls.append(None if drop is None else drop.clone())
         base = torch.zeros_like(z)
         if drop is not None:
@@ -169,3 +170,42 @@ def test_training_a_tiny_problem_drives_the_loss_down():
     sample = model.sample(cond, torch.Generator().manual_seed(0))
     error = (sample - target).pow(2).mean().item()
     assert error < 0.25 * target.pow(2).mean().item()  # an untrained network (u = 0) scores 1.0 here
+
+
+@pytest.mark.parametrize("interval_rows", ["first", "random"])
+def test_the_jvp_on_interval_rows_alone_gives_the_whole_batch_loss(interval_rows):
+    """The loss takes du/dt only on the r != t rows and a plain forward pass on the others: its value and its
+    gradient equal those of one JVP over the whole batch (the target of an r = t row is v whatever du/dt is)."""
+    torch.manual_seed(0)
+    n = 16
+    config = ABCCConfig(latent_channels=0, residual_channels=1, condition_channels=1, spatial_dims=1, latent_size=16,
+                        patch_size=4, profile_dim=3, mixture_dim=2, hidden_size=16, depth=1, num_heads=2,
+                        profile_readout=2,
+                        meanflow=MeanFlowConfig(cond_dropout=0.25, cfg_kappa=0.0, interval_rows=interval_rows))
+    model = ABCC(config).double()
+    for p in model.parameters():  # adaLN-Zero starts at zero output: give every weight a value
+        torch.nn.init.normal_(p, std=0.2)
+    cond = Condition(torch.randn(n, 1, 16, dtype=torch.float64), torch.randn(n, 3, dtype=torch.float64),
+                     torch.randn(n, 2, dtype=torch.float64))
+    x = torch.randn(n, 1, 16, dtype=torch.float64)
+    split = meanflow_loss(model.u_fn(cond), x, config.meanflow, torch.Generator().manual_seed(5))
+    split_grad = torch.autograd.grad(split["loss"], list(model.parameters()))
+
+    # reference: the JVP of the whole batch, with the same random draws
+    gen = torch.Generator().manual_seed(5)
+    r, t = sample_time_pairs(n, config.meanflow, gen)
+    assert 0 < int((r != t).sum()) < n
+    eps = torch.randn(x.shape, generator=gen).to(x.dtype)
+    drop = torch.rand(n, generator=gen) < config.meanflow.cond_dropout
+    z = (1 - t.view(-1, 1, 1)) * x + t.view(-1, 1, 1) * eps
+    with sdpa_kernel(SDPBackend.MATH):
+        u, dudt = torch.func.jvp(lambda z_, r_, t_: model(z_, r_, t_, cond, drop), (z, r.double(), t.double()),
+                                 (eps - x, torch.zeros_like(r).double(), torch.ones_like(t).double()))
+    target = (eps - x - (t - r).view(-1, 1, 1) * dudt).detach()
+    reference = adaptive_weighted_loss((u - target).pow(2).flatten(1).sum(1), config.meanflow.adaptive_p,
+                                       config.meanflow.adaptive_c)
+    # the loss computes in float32 (as in training): compare at its precision
+    torch.testing.assert_close(split["loss"].double(), reference, rtol=1e-5, atol=1e-8)
+    got = torch.cat([g.flatten() for g in split_grad])
+    expected = torch.cat([g.flatten() for g in torch.autograd.grad(reference, list(model.parameters()))])
+    assert (got - expected).norm() < 1e-4 * expected.norm()  # float32 rounding; a wrong term is off by O(1)

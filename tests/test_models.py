@@ -541,6 +541,76 @@ def test_random_interval_and_peak_rows_are_drawn_each_step():
     assert len(seen) > 1 and all(len(rows) == 2 for rows in seen)
 
 
+@pytest.mark.parametrize("two_stream", [False, True])
+def test_profile_readout_adds_basis_maps_weighted_by_profile_features(two_stream):
+    """profile_readout = K: the output is base + sum_k phi_k basis_k with phi a function of the profile alone, so
+    at a fixed network state it is affine in phi; a dropped condition (guidance) has phi = 0; old model.json files
+    (no key) load without it."""
+    from opir.models.abcc import ABCCConfig
+
+    model = tiny_abcc(profile_readout=3, two_stream=two_stream)
+    for p in model.parameters():  # adaLN-Zero starts with a zero output layer: give every weight a value
+        torch.nn.init.normal_(p, std=0.3)
+    z, r, t = torch.randn(2, 2, 4, 4), torch.zeros(2), torch.ones(2)
+    cond = Condition(torch.randn(2, 2, 4, 4), torch.randn(2, 3), torch.randn(2, 2))
+    vector, channels = model.condition_encoder(cond)
+    x = torch.cat([z, channels], dim=1)
+
+    def out(phi):
+        return model.backbone(x, r, t, vector, readout=phi)
+
+    a, b = torch.randn(2, 3), torch.randn(2, 3)
+    zero = out(torch.zeros(2, 3))
+    torch.testing.assert_close(out(a + b) - zero, (out(a) - zero) + (out(b) - zero), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(out(a), zero)
+    with pytest.raises(ValueError, match="readout"):
+        model.backbone(x, r, t, vector)
+    # the model's own phi comes from the profile: another profile with the same vector moves only the read-out
+    phi = model.profile_readout(cond.profile)
+    torch.testing.assert_close(model(z, r, t, cond), out(phi))
+    torch.testing.assert_close(model(z, r, t, cond, torch.ones(2, dtype=torch.bool)),
+                               model.backbone(torch.cat([z, 0 * channels], 1), r, t,
+                                              model.condition_encoder(cond, torch.ones(2, dtype=torch.bool))[0],
+                                              readout=torch.zeros(2, 3)))
+    stored = model.config.to_dict()
+    del stored["profile_readout"]
+    assert ABCCConfig.from_dict(stored).profile_readout == 0
+
+
+def test_physics_samples_reads_the_physics_terms_on_drawn_rows_only():
+    """losses.physics_samples = k: the MeanFlow model's clean-state pass and every physics and stream term read k
+    rows of the batch, the same for all terms; targets of the other rows do not enter them."""
+    from opir.models.abcc import PhysicsBatch
+    from opir.models.physics import PeakTargets
+
+    model = tiny_abcc(two_stream=True)
+    n, k = 8, 3
+    cond = Condition(torch.randn(n, 2, 4, 4), torch.randn(n, 3), torch.randn(n, 2))
+    peaks = PeakTargets(torch.full((n, 2), 5), torch.ones(n, 2, dtype=torch.bool))
+    x, streams = torch.randn(n, 2, 4, 4), torch.randn(n, 2, 6)
+    read = []
+
+    def spectra_fn(state, rows):
+        read.append(rows.tolist())
+        return [state.flatten(1)[:, :16]]
+
+    def terms(streams):
+        physics = PhysicsBatch(mass_weight=1.0, peak_weight=1.0, stream_weight=1.0, spectra_fn=spectra_fn,
+                               peaks=peaks, peak_samples=0, stream_target=streams, physics_samples=k)
+        out = model.loss(x, cond, torch.Generator().manual_seed(0), physics=physics)
+        return {name: float(out[name]) for name in ("mass", "peak", "stream_elec", "stream_sei")}
+
+    base = terms(streams)
+    rows = read[0]
+    assert len(rows) == k and read == [rows, rows]  # the peak term's prediction and target: the drawn rows
+    others = [i for i in range(n) if i not in rows]
+    moved = streams.clone()
+    moved[others] += 10.0
+    assert terms(moved) == base
+    moved[rows[0]] += 10.0
+    assert terms(moved)["stream_elec"] != base["stream_elec"]
+
+
 def test_time_scale_reaches_the_embedding_and_old_models_keep_theirs():
     """meanflow.time_scale: 1 feeds t in [0, 1] to the sinusoidal embedding as MeanFlow's reference code does; a
     model.json written before the switch existed has no time_scale and loads with DiT's 1000, as it was trained."""

@@ -19,6 +19,7 @@ MeanFlow (the "Regression (same backbone)" row), with the same physics and strea
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -61,6 +62,10 @@ class ABCCConfig:
     # meanflow: the generator; regression: the same network trained with MSE from a zero input (Tables 2 and 3's
     # "Regression (same backbone)" row: only the objective differs)
     objective: str = "meanflow"
+    # K > 0: the output also reads K learned linear features of the voltage profile, out = base + sum_k phi_k
+    # basis_k (opir.models.sit, readout_features): the form of a per-run ridge on profile features, with the basis
+    # spectra made by the network from the whole condition (docs/method.md, "The profile read-out")
+    profile_readout: int = 0
 
     def __post_init__(self):
         if self.latent_channels + self.residual_channels < 1:
@@ -103,10 +108,24 @@ class PhysicsBatch:
     peak_samples: int = 0  # L_peak on this many samples of the batch (0: all)
     peak_rows: str = "first"  # which: the first rows, or "random" rows drawn each step (then independent of r != t)
     stream_target: torch.Tensor | None = None
+    # MeanFlow: the physics and stream terms on this many rows of the batch, drawn each step (0: all). Their clean
+    # state costs a forward and backward pass of its own (the regression objective has it for free)
+    physics_samples: int = 0
 
     @property
     def active(self) -> bool:
         return self.mass_weight > 0 or self.peak_weight > 0 or self.stream_weight > 0
+
+    def index_rows(self, rows: torch.Tensor) -> PhysicsBatch:
+        """The same terms for the batch rows ``rows`` only (in the order given)."""
+        spectra_fn = self.spectra_fn
+        return dataclasses.replace(
+            self,
+            spectra_fn=(lambda state, sub: spectra_fn(state, rows[sub])) if spectra_fn is not None else None,
+            peaks=self.peaks.index_rows(rows) if self.peaks is not None else None,
+            stream_target=self.stream_target[rows] if self.stream_target is not None else None,
+            physics_samples=0,
+        )
 
 
 def _expand(scalar: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -137,8 +156,14 @@ class ABCC(nn.Module):
                 branches=2 if config.two_stream else 1,
                 branch_depth=config.branch_depth if config.two_stream else 0,
                 time_scale=config.meanflow.time_scale,
+                readout_features=config.profile_readout,
             )
         )
+        if config.profile_readout:
+            self.profile_readout = nn.Sequential(
+                nn.Linear(config.profile_dim, config.hidden_size), nn.SiLU(),
+                nn.Linear(config.hidden_size, config.profile_readout),
+            )
         if config.two_stream:
             if config.stream_points < 1:
                 raise ValueError("two_stream needs stream_points >= 1 (the length of the MCR stream targets)")
@@ -149,11 +174,17 @@ class ABCC(nn.Module):
         return_features: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         vector, channels = self.condition_encoder(cond, drop)
-        return self.backbone(torch.cat([z, channels.to(z.dtype)], dim=1), r, t, vector, return_features)
+        readout = None
+        if self.config.profile_readout:
+            readout = self.profile_readout(cond.profile.to(self.profile_readout[0].weight.dtype))
+            if drop is not None:  # the unconditional model sees no trace of the profile
+                readout = readout * (~drop).to(readout.dtype)[:, None]
+        return self.backbone(torch.cat([z, channels.to(z.dtype)], dim=1), r, t, vector, return_features, readout)
 
     def u_fn(self, cond: Condition) -> Callable:
-        """u(z, r, t, drop) with the condition bound, as :mod:`opir.models.meanflow` expects."""
-        return lambda z, r, t, drop: self(z, r, t, cond, drop)
+        """u(z, r, t, drop, rows=None) with the condition bound, as :mod:`opir.models.meanflow` expects (``rows``:
+        the batch rows that z holds, when only some)."""
+        return lambda z, r, t, drop, rows=None: self(z, r, t, cond if rows is None else cond.index(rows), drop)
 
     def streams_from_features(self, features: torch.Tensor) -> torch.Tensor:
         """Branch mean tokens (B, 2, hidden) -> predicted MCR stream changes (B, 2, stream_points)."""
@@ -198,6 +229,11 @@ class ABCC(nn.Module):
             # The physics terms judge the clean state the model would produce from the same noisy point:
             # x_hat = z_t - t u(z_t, 0, t | C), which at t = 1 is exactly the one-step sampler's output.
             z_t, t = extras["z_t"], extras["t"]
+            if 0 < physics.physics_samples < len(x):
+                subset = torch.randperm(len(x), generator=generator)[: physics.physics_samples].sort().values
+                subset = subset.to(x.device)
+                x, cond, z_t, t = x[subset], cond.index(subset), z_t[subset], t[subset]
+                physics = physics.index_rows(subset)
             with autocast():
                 u0, features = self(z_t, torch.zeros_like(t), t, cond, None, return_features=True)
             x_hat = z_t - _expand(t, z_t) * u0.float()

@@ -6,8 +6,10 @@ The network predicts the average velocity u(z_t, r, t) over [r, t]; the MeanFlow
 with the total derivative d/dt u = v dz u + dt u, i.e. the JVP of u along the tangent (v, 0, 1) in the
 argument order (z, r, t), gives the regression target (with stop-gradient). One step: z_0 = eps - u(eps, 0, 1).
 
-``u_fn(z, r, t, drop)`` is any callable with the condition already bound (see :class:`opir.models.abcc.ABCC`);
-``drop`` is a boolean mask of samples whose condition is dropped (classifier-free guidance).
+``u_fn(z, r, t, drop, rows=None)`` is any callable with the batch's condition already bound (see
+:class:`opir.models.abcc.ABCC`); ``drop`` is a boolean mask of samples whose condition is dropped (classifier-free
+guidance); ``rows`` (an index tensor), when given, says which rows of the batch z, r and t are (the condition's
+rows to use), so that the loss can evaluate parts of a batch.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-UFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+UFn = Callable[..., torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -102,14 +104,32 @@ def meanflow_loss(
         v_guided = omega * v + kappa * u_cond + (1 - omega - kappa) * u_uncond
         v = torch.where(_expand(drop, x), v, v_guided.to(v.dtype))
 
-    def u_of(z: torch.Tensor, r_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
-        return u_fn(z, r_, t_, drop)
+    # Only the r != t rows need du/dt (the target of an r = t row is v: its factor t - r is 0), so the JVP, which
+    # costs about two forward passes, runs on those rows alone and the rest take a plain forward pass: the same
+    # loss for a quarter of the JVP's cost (the network treats the samples of a batch independently).
+    interval = torch.nonzero(r != t).squeeze(1)
+    instant = torch.nonzero(r == t).squeeze(1)
+
+    def u_of(rows: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        return lambda z, r_, t_: u_fn(z, r_, t_, drop[rows], rows)
 
     # Fused attention kernels have no forward-mode AD: the JVP runs on the MATH SDPA backend.
     jvp_context = autocast() if config.jvp_dtype == "bfloat16" else contextlib.nullcontext()
-    with sdpa_kernel(SDPBackend.MATH), jvp_context:
-        u, dudt = torch.func.jvp(u_of, (z_t, r, t), (v, torch.zeros_like(r), torch.ones_like(t)))
-    u, dudt = u.float(), dudt.float()
+    u_parts, dudt_parts = [], []
+    if interval.numel():
+        with sdpa_kernel(SDPBackend.MATH), jvp_context:
+            tangents = (v[interval], torch.zeros_like(r[interval]), torch.ones_like(t[interval]))
+            u_interval, dudt_interval = torch.func.jvp(u_of(interval), (z_t[interval], r[interval], t[interval]),
+                                                       tangents)
+        u_parts.append(u_interval.float())
+        dudt_parts.append(dudt_interval.float())
+    if instant.numel():
+        with jvp_context:
+            u_instant = u_of(instant)(z_t[instant], r[instant], t[instant]).float()
+        u_parts.append(u_instant)
+        dudt_parts.append(torch.zeros_like(u_instant))
+    order = torch.argsort(torch.cat([interval, instant]))
+    u, dudt = torch.cat(u_parts)[order], torch.cat(dudt_parts)[order]
     u_target = (v.float() - _expand(t - r, x) * dudt).detach()
     delta_sq = (u - u_target).pow(2).flatten(1).sum(dim=1)
     return {

@@ -38,6 +38,9 @@ class SiTConfig:
     branches: int = 1  # 2: dual flow, two branches (F_elec, F_SEI) after a shared trunk, fused by learned weights
     branch_depth: int = 0  # blocks of each branch (the trunk has depth - branch_depth); used when branches > 1
     time_scale: float = 1000.0  # factor on t and t - r before their sinusoidal embedding (timestep_frequencies)
+    # K > 0: a linear read-out of K profile features: each output layer also emits K basis maps per channel, and
+    # the output is base + sum_k phi_k basis_k with phi (B, K) given to forward (ABCC: a projection of the profile)
+    readout_features: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -193,12 +196,12 @@ class SiT(nn.Module):
 
         if config.branches == 1:
             self.blocks = stack(config.depth)
-            self.final_layer = FinalLayer(hidden, config.patch_size, config.out_channels, config.spatial_dims)
+            self.final_layer = FinalLayer(hidden, config.patch_size, self.emitted_channels, config.spatial_dims)
         else:
             self.blocks = stack(config.depth - config.branch_depth)
             self.branch_blocks = nn.ModuleList(stack(config.branch_depth) for _ in range(config.branches))
             self.branch_final_layers = nn.ModuleList(
-                FinalLayer(hidden, config.patch_size, config.out_channels, config.spatial_dims)
+                FinalLayer(hidden, config.patch_size, self.emitted_channels, config.spatial_dims)
                 for _ in range(config.branches)
             )
             # per output channel, softmax over branches: equal weights at the start
@@ -235,8 +238,13 @@ class SiT(nn.Module):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
 
+    @property
+    def emitted_channels(self) -> int:
+        """Channels an output layer emits: the output's, and K basis maps of each with the linear read-out."""
+        return self.config.out_channels * (1 + self.config.readout_features)
+
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
-        p, c, g = self.config.patch_size, self.config.out_channels, self.grid
+        p, c, g = self.config.patch_size, x.shape[-1] // self.config.patch_size**self.config.spatial_dims, self.grid
         if self.config.spatial_dims == 1:
             # (B, T, p*C) -> (B, C, T*p)
             return x.reshape(x.shape[0], g, p, c).permute(0, 3, 1, 2).reshape(x.shape[0], c, g * p)
@@ -250,22 +258,36 @@ class SiT(nn.Module):
             return torch.ones(1, self.config.out_channels)
         return self.fusion_logits.softmax(dim=0)
 
+    def read_out(self, emitted: torch.Tensor, readout: torch.Tensor | None) -> torch.Tensor:
+        """An output layer's tokens -> the output: unpatchified, plus sum_k readout_k basis_k when K > 0."""
+        out = self.unpatchify(emitted)
+        k = self.config.readout_features
+        if not k:
+            return out
+        if readout is None or readout.shape != (out.shape[0], k):
+            raise ValueError(f"this SiT has a linear read-out of {k} features: forward needs readout (B, {k}), got "
+                             f"{None if readout is None else tuple(readout.shape)}")
+        parts = out.reshape(out.shape[0], 1 + k, self.config.out_channels, *out.shape[2:])
+        weights = readout.to(out.dtype).view(out.shape[0], k, *[1] * (out.dim() - 1))
+        return parts[:, 0] + (weights * parts[:, 1:]).sum(dim=1)
+
     def forward(
-        self, x: torch.Tensor, r: torch.Tensor, t: torch.Tensor, c: torch.Tensor, return_features: bool = False
+        self, x: torch.Tensor, r: torch.Tensor, t: torch.Tensor, c: torch.Tensor, return_features: bool = False,
+        readout: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         tokens = self.x_embedder(x).flatten(2).transpose(1, 2) + self.pos_embed  # (B, T, D)
         cond = self.t_embedder(t) + self.h_embedder(t - r) + self.c_embedder(c)
         for block in self.blocks:
             tokens = block(tokens, cond)
         if self.config.branches == 1:
-            out = self.unpatchify(self.final_layer(tokens, cond))
+            out = self.read_out(self.final_layer(tokens, cond), readout)
             return (out, tokens.mean(dim=1)[:, None]) if return_features else out
         outputs, features = [], []
         for blocks, final in zip(self.branch_blocks, self.branch_final_layers, strict=True):
             branch = tokens
             for block in blocks:
                 branch = block(branch, cond)
-            outputs.append(self.unpatchify(final(branch, cond)))
+            outputs.append(self.read_out(final(branch, cond), readout))
             features.append(branch.mean(dim=1))
         weights = self.fusion_weights().to(outputs[0].dtype)
         shape = (1, -1) + (1,) * self.config.spatial_dims

@@ -123,6 +123,7 @@ def train_abcc(
             peak_temperature=float(losses["peak_temperature"]),
             peak_samples=int(losses["peak_samples"]),
             peak_rows=losses["peak_rows"],
+            physics_samples=int(losses["physics_samples"]),
             stream_target=stream_target[idx] if stream_scale is not None else None,
         )
         return model.loss(target[idx], condition.index(idx), generator, autocast, physics)

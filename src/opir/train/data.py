@@ -181,6 +181,7 @@ def abcc_config_for(cfg: dict[str, Any], data: ABCCData) -> ABCCConfig:
         electrode_dim=int(data.condition.electrode.shape[1]) if data.condition.electrode is not None else 0,
         scale_mixture=bool(cfg.get("scale_condition", False)),
         objective=cfg.get("objective", "meanflow"),
+        profile_readout=int(cfg.get("profile_readout", 0)),
         **layout,
     )
 
