@@ -123,6 +123,22 @@ def test_record_reads_each_goal_off_the_tables():
     unmeasured = "\n".join(goal_lines(record, "Flagship", {}, hedged_oracle=None, table4_references=()))
     assert "hedged-oracle bound: not measured" in unmeasured
 
+    # the demo's goals: Persistence beaten on every metric of both splits; first in MAE among the learned rows
+    record["random"] |= {"Persistence": row(8.0, 4.0), "Smoother": row(1.1, 0.05), "Ridge": row(1.3, 0.2)}
+    demo = "\n".join(goal_lines(record, "Flagship", {}, hedged_oracle=None, table4_references=(),
+                                 learned_random=["Flagship", "Smoother", "Ridge"]))
+    # equal rows do not count as beaten: MAE and DILATE only
+    assert "beats Persistence on 2 of 7 metrics (random split), 2 of 7 metrics (system split) (goal: all 7 on both): missed" in demo
+    assert "first in MAE (1.200) among the 3 learned rows (the reference and oracle rows aside): missed, behind " \
+           "Smoother (1.100)" in demo
+    record["random"]["Smoother"] = row(1.25, 0.05)
+    for split in ("random", "system"):
+        record[split]["Persistence"] = dict(mae=20.0, mse=20.0, rmse=20.0, sam=40.0, cossim=0.5, r2=0.1, dilate=9.0)
+    demo = "\n".join(goal_lines(record, "Flagship", {}, hedged_oracle=None, table4_references=(),
+                                 learned_random=["Flagship", "Smoother", "Ridge"]))
+    assert "7 of 7 metrics (random split), 7 of 7 metrics (system split) (goal: all 7 on both): met" in demo
+    assert "among the 3 learned rows (the reference and oracle rows aside): met" in demo
+
 
 def test_yardstick_rows_of_the_latent_bound_and_the_regression(finished_workspace, tmp_path):
     """Tables 2 and 3 carry "Regression (same backbone, 1D)" (ABCC-1D's network trained with MSE: one deterministic
