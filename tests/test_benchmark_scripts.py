@@ -128,7 +128,8 @@ def test_record_reads_each_goal_off_the_tables():
     demo = "\n".join(goal_lines(record, "Flagship", {}, hedged_oracle=None, table4_references=(),
                                  learned_random=["Flagship", "Smoother", "Ridge"]))
     # equal rows do not count as beaten: MAE and DILATE only
-    assert "beats Persistence on 2 of 7 metrics (random split), 2 of 7 metrics (system split) (goal: all 7 on both): missed" in demo
+    assert ("beats Persistence on 2 of 7 metrics (random split), 2 of 7 metrics (system split) (goal: all 7 on "
+            "both): missed") in demo
     assert "first in MAE (1.200) among the 3 learned rows (the reference and oracle rows aside): missed, behind " \
            "Smoother (1.100)" in demo
     record["random"]["Smoother"] = row(1.25, 0.05)

@@ -94,7 +94,8 @@ def test_meanflow_target_of_known_fields():
     assert terms["mse"].item() < 1e-20
 
     # A wrong field (u = 0) has error equal to the target v = eps: mse about 1
-    terms = meanflow_loss(lambda z, r, t, d, rows=None: torch.zeros_like(z), x, config, torch.Generator().manual_seed(0))
+    terms = meanflow_loss(lambda z, r, t, d, rows=None: torch.zeros_like(z), x, config,
+                          torch.Generator().manual_seed(0))
     assert terms["mse"].item() == pytest.approx(1.0, rel=0.1)
 
 
