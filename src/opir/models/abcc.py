@@ -62,7 +62,7 @@ class ABCCConfig:
     # meanflow: the generator; regression: the same network trained with MSE from a zero input (Tables 2 and 3's
     # "Regression (same backbone)" row: only the objective differs)
     objective: str = "meanflow"
-    # K > 0: the output also reads K learned linear features of the voltage profile, out = base + sum_k phi_k
+    # K > 0: the output also reads K learned features phi of the voltage profile (an MLP), out = base + sum_k phi_k
     # basis_k (opir.models.sit, readout_features): the form of a per-run ridge on profile features, with the basis
     # spectra made by the network from the whole condition (docs/method.md, "The profile read-out")
     profile_readout: int = 0
