@@ -115,22 +115,19 @@ def meanflow_loss(
 
     # Fused attention kernels have no forward-mode AD: the JVP runs on the MATH SDPA backend.
     jvp_context = autocast() if config.jvp_dtype == "bfloat16" else contextlib.nullcontext()
-    u_parts, dudt_parts = [], []
+    u_parts, target_parts = [], []
     if interval.numel():
         with sdpa_kernel(SDPBackend.MATH), jvp_context:
             tangents = (v[interval], torch.zeros_like(r[interval]), torch.ones_like(t[interval]))
-            u_interval, dudt_interval = torch.func.jvp(u_of(interval), (z_t[interval], r[interval], t[interval]),
-                                                       tangents)
+            u_interval, dudt = torch.func.jvp(u_of(interval), (z_t[interval], r[interval], t[interval]), tangents)
         u_parts.append(u_interval.float())
-        dudt_parts.append(dudt_interval.float())
+        target_parts.append(v[interval].float() - _expand(t[interval] - r[interval], x) * dudt.float())
     if instant.numel():
         with jvp_context:
-            u_instant = u_of(instant)(z_t[instant], r[instant], t[instant]).float()
-        u_parts.append(u_instant)
-        dudt_parts.append(torch.zeros_like(u_instant))
+            u_parts.append(u_of(instant)(z_t[instant], r[instant], t[instant]).float())
+        target_parts.append(v[instant].float())
     order = torch.argsort(torch.cat([interval, instant]))
-    u, dudt = torch.cat(u_parts)[order], torch.cat(dudt_parts)[order]
-    u_target = (v.float() - _expand(t - r, x) * dudt).detach()
+    u, u_target = torch.cat(u_parts)[order], torch.cat(target_parts)[order].detach()
     delta_sq = (u - u_target).pow(2).flatten(1).sum(dim=1)
     return {
         "loss": adaptive_weighted_loss(delta_sq, config.adaptive_p, config.adaptive_c),
