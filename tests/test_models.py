@@ -386,6 +386,39 @@ def test_spectral_variant_trains_and_predicts_without_images(dataset):
     with h5py.File(d / "samples.h5") as h5:
         initial = h5["spectra/absorbance"][()][[0, 9]]
     assert np.abs(predictions.prediction[:, 0] - initial).max() < 5 * meta["spectrum_scale"] * 10
+    # shared noise: draw k starts every test input from the same noise, so the draws do not depend on the batching
+    shared = {}
+    for batch in (1, 2):
+        out = d / f"p1d_shared_{batch}.h5"
+        predict_abcc(d / "samples.h5", None, d / "mixture.h5", d / "splits.json", None, "random", d / "m1d", None,
+                     out, {**MODEL_SETTINGS["predict"], "batch_size": batch, "noise": "shared"}, "cpu")
+        shared[batch] = read_predictions(out)
+    np.testing.assert_allclose(shared[1].prediction, shared[2].prediction, rtol=0, atol=1e-6)  # float rounding
+    with h5py.File(d / "p1d_shared_1.h5") as shared_h5, h5py.File(d / "p1d.h5") as independent_h5:
+        assert shared_h5.attrs["noise"] == "shared" and independent_h5.attrs["noise"] == "independent"
+    assert not np.array_equal(shared[1].prediction, predictions.prediction)
+
+
+def test_shared_noise_makes_each_draw_a_function_of_the_condition_alone():
+    """With shared noise two inputs of one condition get the same draw wherever they sit in a batch; independent
+    noise gives them different ones. The seed of a shared draw ignores where its batch starts."""
+    from opir.models.meanflow import draw_noise, noise_seed
+
+    model = tiny_abcc().eval()
+    with torch.no_grad():  # away from adaLN-zero's start, where the output ignores the condition
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.3)
+    cond = Condition(torch.randn(3, 2, 4, 4), torch.randn(3, 3), torch.randn(3, 2))
+    cond = cond.index(torch.tensor([0, 1, 0]))
+    shared = model.sample_state(cond, torch.Generator().manual_seed(3), shared_noise=True)
+    independent = model.sample_state(cond, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(shared[0], shared[2], rtol=0, atol=1e-5)  # float rounding of the batch
+    assert not torch.allclose(independent[0], independent[2])
+    assert not torch.allclose(shared[0], shared[1])  # the condition still decides
+    assert noise_seed(5, 0, 16, 3, shared=True) == noise_seed(5, 64, 16, 3, shared=True)
+    assert noise_seed(5, 0, 16, 3) != noise_seed(5, 64, 16, 3)
+    eps = draw_noise((4, 2, 3), torch.Generator().manual_seed(0), shared=True)
+    assert eps.shape == (4, 2, 3) and torch.equal(eps[0], eps[3]) and eps.is_contiguous()
 
 
 def tiny_abcc(**switches):

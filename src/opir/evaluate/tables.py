@@ -46,10 +46,13 @@ COLUMNS = (
     Column("dilate", "DILATE", "DILATE", 1.0, 4, False),
 )
 
-#: Reference rows, in the order they close every table: the two naive ones, then the oracle rows that read the test
-#: targets (the simulator's truth; the targets' own images through the VAE, opir.predict.bound).
+#: Reference rows, in the order they close every table: the two naive ones; the within-run smoother (a yardstick
+#: of the random split that reads the test run's own training targets, not a model of the condition); then the
+#: oracle rows that read the test targets (the simulator's truth; the targets' own images through the VAE,
+#: opir.predict.bound). Reference rows are never bold.
 REFERENCE_LABELS = {
-    "random": "Random", "persistence": "Persistence", "noise_floor": "Noise floor",
+    "random": "Random", "persistence": "Persistence", "within_run_smoother": "Within-run smoother",
+    "noise_floor": "Noise floor",
     "vae_readout_waveform": "VAE read-out bound (waveform)",
     "vae_readout_variation": "VAE read-out bound (Chemical Flow)",
 }  # fmt: skip

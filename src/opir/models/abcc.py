@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from opir.models.conditioning import Condition, ConditionEncoder
-from opir.models.meanflow import MeanFlowConfig, meanflow_loss, sample_euler, sample_one_step
+from opir.models.meanflow import MeanFlowConfig, draw_noise, meanflow_loss, sample_euler, sample_one_step
 from opir.models.physics import PeakTargets, mass_loss, peak_loss
 from opir.models.sit import SiT, SiTConfig
 
@@ -276,14 +276,16 @@ class ABCC(nn.Module):
         return terms
 
     @torch.no_grad()
-    def sample_state(self, cond: Condition, generator: torch.Generator, euler_steps: int = 0) -> torch.Tensor:
+    def sample_state(
+        self, cond: Condition, generator: torch.Generator, euler_steps: int = 0, shared_noise: bool = False
+    ) -> torch.Tensor:
         """One draw of the whole generated state per condition: one-step MeanFlow, or ``euler_steps`` Euler steps
-        of u(z, t, t) when > 0."""
+        of u(z, t, t) when > 0. ``shared_noise``: every condition of the batch starts from the same noise."""
         cfg = self.config
         shape = (len(cond), cfg.state_channels) + (cfg.latent_size,) * cfg.spatial_dims
         if cfg.objective == "regression":  # deterministic: every draw is the same prediction
             return self._regression_output(cond, torch.zeros(shape, device=cond.profile.device))[0]
-        eps = torch.randn(shape, generator=generator).to(cond.profile.device)
+        eps = draw_noise(shape, generator, shared_noise).to(cond.profile.device)
         if euler_steps > 0:
             return sample_euler(self.u_fn(cond), eps, euler_steps)
         return sample_one_step(self.u_fn(cond), eps)

@@ -142,6 +142,20 @@ def sample_one_step(u_fn: UFn, eps: torch.Tensor) -> torch.Tensor:
     return eps - u_fn(eps, torch.zeros_like(ones), ones, None)
 
 
+def draw_noise(shape: tuple[int, ...], generator: torch.Generator, shared: bool = False) -> torch.Tensor:
+    """Standard normal noise of ``shape`` (batch first). ``shared``: one draw repeated over the batch (common random
+    numbers), so that the samples of a batch differ only through their conditions."""
+    if not shared:
+        return torch.randn(shape, generator=generator)
+    return torch.randn((1, *shape[1:]), generator=generator).expand(shape).contiguous()
+
+
+def noise_seed(seed: int, start: int, draws: int, k: int, shared: bool = False) -> int:
+    """The generator seed of draw ``k`` of the batch that begins at test input ``start``: independent noise seeds
+    each (batch, draw); shared noise seeds each draw alone, so every batch of that draw starts from the same noise."""
+    return int(seed) * 1_000_003 + (k if shared else start * draws + k)
+
+
 @torch.no_grad()
 def sample_euler(u_fn: UFn, eps: torch.Tensor, steps: int) -> torch.Tensor:
     """Euler integration of the instantaneous velocity v(z, t) = u(z, t, t) from t = 1 to 0 in ``steps`` steps:

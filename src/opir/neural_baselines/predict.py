@@ -16,7 +16,7 @@ from opir.core.errors import ConfigError
 from opir.formats.predictions import write_predictions
 from opir.formats.samples import load_split, read_sample_arrays
 from opir.latent.vae import load_vae
-from opir.models.meanflow import sample_euler
+from opir.models.meanflow import draw_noise, noise_seed, sample_euler
 from opir.models.nb_nets import (
     velocity_from_data_prediction,
 )
@@ -72,6 +72,7 @@ def _predict_latent(model, meta, samples_h5, splits_json, mixture_h5, latent_h5,
     flow = meta["kind"] == "sit_flow_matching"
     draws = int(cfg["draws"]) if flow else 1  # a regressor gives the same answer every time
     steps, batch = int(settings.get("euler_steps", 0)), int(cfg["batch_size"])
+    shared = cfg.get("noise", "independent") == "shared"
     prediction = np.empty((len(data.sample_id), draws, len(wavenumber)), dtype=np.float32)
     fallbacks = 0
     for start in range(0, len(data.sample_id), batch):
@@ -80,8 +81,8 @@ def _predict_latent(model, meta, samples_h5, splits_json, mixture_h5, latent_h5,
         for k in range(draws):
             with torch.no_grad():
                 if flow:
-                    generator = torch.Generator().manual_seed(int(cfg["seed"]) * 1_000_003 + start * draws + k)
-                    eps = torch.randn(data.target[idx].shape, generator=generator).to(device)
+                    generator = torch.Generator().manual_seed(noise_seed(cfg["seed"], start, draws, k, shared))
+                    eps = draw_noise(tuple(data.target[idx].shape), generator, shared).to(device)
                     z = sample_euler(lambda z_, r_, t_, drop_, c=cond: model(z_, t_, c), eps, steps)
                 else:
                     z = model.regress(cond)
@@ -91,7 +92,8 @@ def _predict_latent(model, meta, samples_h5, splits_json, mixture_h5, latent_h5,
             fallbacks += bad
     if fallbacks:
         log.warning("%d decoded images had no ink above the background threshold; read without it", fallbacks)
-    extra = {"sampler": f"euler_{steps}" if flow else "deterministic", "images_without_ink_above_background": fallbacks}
+    extra = {"sampler": f"euler_{steps}" if flow else "deterministic", "images_without_ink_above_background": fallbacks,
+             **({"noise": "shared" if shared else "independent"} if flow else {})}
     return data.sample_id, wavenumber, prediction, extra
 
 

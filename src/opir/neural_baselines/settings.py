@@ -65,7 +65,7 @@ def baseline_train_settings(models: dict[str, Any], name: str) -> dict[str, Any]
 #: of the flow models (``euler_steps``) is a setting of the model folder (model.json), not of the prediction.
 PREDICT_KEYS = {
     "sit_regression": ("batch_size", "background_grey"),
-    "sit_flow_matching": ("draws", "batch_size", "seed", "background_grey"),
+    "sit_flow_matching": ("draws", "batch_size", "seed", "noise", "background_grey"),
     "gru_forecaster": (),
     "trajectory_flow": ("draws", "seed"),
 }

@@ -16,6 +16,7 @@ from opir.formats.model_dir import read_model_meta, read_model_weights
 from opir.formats.predictions import write_predictions
 from opir.formats.samples import load_split, read_sample_arrays
 from opir.models.abcc import ABCC, ABCCConfig
+from opir.models.meanflow import noise_seed
 from opir.render.waveform import CurveStyle, read_style
 from opir.train.data import load_abcc_data
 from opir.train.readout import readout_for
@@ -72,6 +73,7 @@ def predict_abcc(
         readout.fusion_weight = np.asarray(meta["fusion"]["waveform_weight"], dtype=np.float32)
     wavenumber = read_sample_arrays(samples_h5, ["wavenumber_cm1"])["wavenumber_cm1"]
     draws, batch = int(predict_cfg["draws"]), int(predict_cfg["batch_size"])
+    shared = predict_cfg.get("noise", "independent") == "shared"
     autocast = autocast_factory(device_, settings["train"]["precision"])
     prediction = np.empty((len(data.sample_id), draws, len(wavenumber)), dtype=np.float32)
     t0, fallbacks = time.perf_counter(), 0
@@ -80,9 +82,10 @@ def predict_abcc(
         cond = data.condition.index(idx).to(device_)
         s0 = data.initial_spectrum[idx].numpy()
         for k in range(draws):
-            generator = torch.Generator().manual_seed(int(predict_cfg["seed"]) * 1_000_003 + start * draws + k)
+            generator = torch.Generator().manual_seed(noise_seed(predict_cfg["seed"], start, draws, k, shared))
             with autocast():
-                state = model.sample_state(cond, generator, euler_steps=int(predict_cfg["euler_steps"]))
+                state = model.sample_state(cond, generator, euler_steps=int(predict_cfg["euler_steps"]),
+                                           shared_noise=shared)
             paths, bad = readout.paths(state, s0, device_)
             prediction[start : start + len(idx), k] = readout.fuse(paths)
             fallbacks += bad
@@ -92,6 +95,7 @@ def predict_abcc(
                     fallbacks, predict_cfg["background_grey"])
     file_attrs = dict(attrs or {})
     file_attrs.update({"draws": draws, "sampler": sampler_name(config, int(predict_cfg["euler_steps"])),
+                       "noise": "shared" if shared else "independent",
                        "images_without_ink_above_background": fallbacks, "space": space,
                        "residual_stream": bool(config.residual_channels), "two_stream": bool(config.two_stream)})
     write_predictions(out_h5, data.sample_id, wavenumber, prediction, file_attrs, model=meta["model"])
