@@ -9,6 +9,7 @@ import sys
 
 import h5py
 import numpy as np
+import pytest
 import yaml
 from conftest import REPO
 
@@ -197,3 +198,38 @@ def test_ensemble_pools_the_draws_of_its_members(finished_workspace):
     report = json.loads(done.stdout)
     assert report["draws"] == [2, 2] and set(report["metrics"]) == {*map(str, members), "ensemble"}
     assert abs(report["metrics"][str(members[0])]["mae"] - _mae(finished_workspace, "system", "abcc1d")) < 1e-5
+
+
+def test_system_holdout_divides_only_the_training_systems():
+    holdout = _script("system_holdout")
+    splits = {"system": {"train": ["a1", "a2", "b1", "c1"], "test": ["t1"]}}
+    system_of = {"a1": "a", "a2": "a", "b1": "b", "c1": "c", "t1": "t"}
+    assert holdout.holdout_split(splits, system_of, {"b", "c"}) == {"train": ["a1", "a2"], "test": ["b1", "c1"]}
+    with pytest.raises(SystemExit, match="t: not a training system"):
+        holdout.holdout_split(splits, system_of, {"t"})
+    with pytest.raises(SystemExit, match="every training system held out"):
+        holdout.holdout_split(splits, system_of, {"a", "b", "c"})
+    assert holdout.layered({"m": {"x": 1, "y": {"z": 2}}}, {"m": {"y": {"z": 3}}}) == {"m": {"x": 1, "y": {"z": 3}}}
+
+
+def test_system_holdout_chooses_the_weight_on_held_out_training_systems(finished_workspace, tmp_path):
+    """benchmarks/system_holdout.py on the test workspace: the flagship's recipe trained without one training
+    system, the blend weight chosen there, and the test scores of the two models alone equal the workflow's own."""
+    results = finished_workspace / "results"
+    train = json.loads((results / "dataset/splits.json").read_text())["system"]["train"]
+    table = load_samples(results / "dataset/samples.h5")
+    system_of = dict(zip(table.samples["sample_id"], table.samples["system_id"], strict=True))
+    held_out = sorted({system_of[s] for s in train})[0]
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "system_holdout.py"), str(finished_workspace),
+                           "--hold-out", held_out, "--out", str(tmp_path / "holdout"), "--configfile",
+                           str(REPO / "tests/config/config.yaml"), "--threads", "1"],
+                          capture_output=True, text=True, check=True, timeout=600)  # fmt: skip
+    report = json.loads(done.stdout)
+    validation = json.loads((tmp_path / "holdout/results/dataset/splits.json").read_text())["system"]
+    assert {system_of[s] for s in validation["test"]} == {held_out}
+    assert held_out not in {system_of[s] for s in validation["train"]}
+    best = min(report["validation"], key=lambda w: report["validation"][w]["mae"])
+    assert float(best) == report["chosen_weight"] and set(report["test"]["every_weight"]) == set(report["validation"])
+    assert abs(report["test"]["model_alone"]["mae"] - 100 * _mae(finished_workspace, "system", "abcc1d")) < 1e-3
+    assert abs(report["test"]["regression_alone"]["mae"]
+               - 100 * _mae(finished_workspace, "system", "voltage_regression")) < 1e-3  # fmt: skip

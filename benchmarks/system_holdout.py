@@ -1,0 +1,180 @@
+"""Hedging under shift, chosen by holding out training systems: a validation split, a blend weight, its test score.
+Prints one JSON line.
+
+    python benchmarks/system_holdout.py WORKDIR --hold-out sn_lp30 cu_emc --out DIR [--configfile config/bench.yaml]
+
+WORKDIR is a working directory the workflow has run in (results/dataset/{samples.h5,splits.json,electrodes.h5}, the
+mixture embeddings, results/mcr/streams.h5, and the system split's predictions of --model and of the pooled voltage
+regression). The script
+
+1. builds a validation workspace in DIR: the same files, with a `system` split that trains on the system split's
+   training systems minus --hold-out and tests on the held-out ones (no test system of the benchmark is read);
+2. trains --model's recipe there (`benchmarks/abcc_settings.py`, the config being config/config.yaml with
+   --configfile over it, as snakemake layers them) unless DIR/model already holds it, and fits the pooled voltage
+   regression there;
+3. scores blends w * model + (1 - w) * voltage regression (means of the draws) on the held-out systems for every w
+   of --weights, and picks the w with the least MAE there;
+4. applies that w to WORKDIR's test predictions of the two models and scores the blend on the system split's test
+   samples, beside the two models alone.
+
+The weight is chosen on training systems alone: this is the selection rule the issue allows ("by leaving one
+training system out, never by test targets"). Whether it transfers is what the printed test scores say. Metrics are
+in the tables' units (MAE x1e-2, MSE x1e-3, RMSE x1e-2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SCALE = {"mae": 1e2, "mse": 1e3, "rmse": 1e2}
+LINKED = ("dataset/samples.h5", "dataset/electrodes.h5", "mcr/streams.h5")
+
+
+def layered(base: dict, over: dict) -> dict:
+    """``over`` deep-merged into ``base`` (how snakemake layers --configfile over the default config)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = layered(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def holdout_split(splits: dict, system_of: dict[str, str], held_out: set[str]) -> dict[str, list[str]]:
+    """The system split's training samples, divided: train on the systems not held out, test on the held-out ones."""
+    train = splits["system"]["train"]
+    seen = {system_of[s] for s in train}
+    unknown = sorted(held_out - seen)
+    if unknown:
+        raise SystemExit(f"--hold-out {', '.join(unknown)}: not a training system of the system split "
+                         f"(training systems: {', '.join(sorted(seen))})")  # fmt: skip
+    if held_out == seen:
+        raise SystemExit("--hold-out: every training system held out; nothing left to train on")
+    return {"train": [s for s in train if system_of[s] not in held_out],
+            "test": [s for s in train if system_of[s] in held_out]}  # fmt: skip
+
+
+def summary(record: dict) -> dict[str, float]:
+    return {k: round(v["mean"] * SCALE.get(k, 1.0), 4) for k, v in record["summary"].items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--hold-out", nargs="+", required=True, help="training systems of the system split to hold out")
+    parser.add_argument("--out", type=Path, required=True, help="the validation workspace (reused if it exists)")
+    parser.add_argument("--configfile", type=Path, default=None, help="layered over config/config.yaml")
+    parser.add_argument("--model", default="abcc1d", help="the ABCC variant to blend (a models.variants name)")
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import h5py
+    import numpy as np
+    import yaml
+
+    from opir.baselines.regression import predict_baseline
+    from opir.evaluate.metrics import evaluate_file
+    from opir.formats.predictions import read_predictions, write_predictions
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    if args.configfile is not None:
+        config = layered(config, yaml.safe_load(args.configfile.read_text()) or {})
+    variant = config["models"]["variants"].get(args.model)
+    if variant is None or variant.get("space") != "spectrum" or "trained_as" in variant:
+        raise SystemExit(f"--model {args.model}: not a trained 1D ABCC variant of the config")
+    results, val = args.workdir / "results", args.out / "results"
+
+    # 1. the validation workspace
+    for rel in (*LINKED, *(str(p.relative_to(results)) for p in (results / "embed").glob("mixture_*.h5"))):
+        (val / rel).parent.mkdir(parents=True, exist_ok=True)
+        if not (val / rel).exists():
+            (val / rel).symlink_to((results / rel).resolve())
+    with h5py.File(results / "dataset/samples.h5") as h5:
+        system_of = dict(
+            zip(h5["samples/sample_id"][()].astype(str), h5["samples/system_id"][()].astype(str), strict=True)
+        )
+    splits = json.loads((results / "dataset/splits.json").read_text())
+    validation = holdout_split(splits, system_of, set(args.hold_out))
+    (val / "dataset/splits.json").write_text(json.dumps({"random": splits["random"], "system": validation}))
+    merged = args.out / "config.yaml"
+    merged.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    # 2. the model's recipe trained on the remaining systems; the voltage regression fitted there
+    trained = (args.out / "model" / "model.json").exists()
+    if not trained or not (args.out / "predictions.h5").exists():
+        subprocess.run([sys.executable, str(REPO / "benchmarks/abcc_settings.py"), str(args.out), "system",
+                        json.dumps(variant), "--configfile", str(merged), "--threads", str(args.threads), "--out",
+                        str(args.out), *(["--score-only"] if trained else [])],
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    dilate = config["evaluate"]["dilate"]
+    samples, val_splits = val / "dataset/samples.h5", val / "dataset/splits.json"
+    val_regression = args.out / "voltage_regression.h5"
+    predict_baseline(
+        "voltage_regression", samples, val_splits, "system", val_regression, config["evaluate"]["voltage_regression"]
+    )
+
+    def blend_scores(model_h5: Path, regression_h5: Path, samples_h5: Path, splits_json: Path) -> dict[float, dict]:
+        model_p, regression_p = read_predictions(model_h5), read_predictions(regression_h5)
+        position = {s: i for i, s in enumerate(regression_p.sample_id)}
+        regression_mean = regression_p.mean[[position[s] for s in model_p.sample_id]]
+        scores = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for w in args.weights:
+                path = Path(tmp) / f"blend_{w}.h5"
+                mix = (w * model_p.mean + (1.0 - w) * regression_mean)[:, None, :].astype(np.float32)
+                write_predictions(
+                    path, model_p.sample_id, model_p.wavenumber_cm1, mix, {"weight": w}, model=f"blend_{w}"
+                )
+                scores[w] = summary(
+                    evaluate_file(
+                        path, samples_h5, splits_json, "system", f"blend_{w}", Path(tmp) / f"blend_{w}.json", dilate
+                    )
+                )
+        return scores
+
+    # 3. the weight, chosen on the held-out training systems
+    on_validation = blend_scores(args.out / "predictions.h5", val_regression, samples, val_splits)
+    chosen = min(on_validation, key=lambda w: on_validation[w]["mae"])
+
+    # 4. applied to the benchmark's test predictions
+    test_model = results / "predictions/system" / f"{args.model}.h5"
+    test_regression = results / "predictions/system/voltage_regression.h5"
+    for path in (test_model, test_regression):
+        if not path.exists():
+            raise SystemExit(f"{path}: missing; run the workflow's system split first")
+    on_test = blend_scores(test_model, test_regression, results / "dataset/samples.h5", results / "dataset/splits.json")
+    print(
+        json.dumps(
+            {
+                "hold_out": sorted(args.hold_out),
+                "model": args.model,
+                "n_validation": len(validation["test"]),
+                "n_validation_train": len(validation["train"]),
+                "chosen_weight": chosen,
+                "validation": {str(w): s for w, s in on_validation.items()},
+                "test": {
+                    "chosen": on_test[chosen],
+                    "model_alone": on_test.get(1.0),
+                    "regression_alone": on_test.get(0.0),
+                    "every_weight": {str(w): s for w, s in on_test.items()},
+                },
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
