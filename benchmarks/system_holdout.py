@@ -37,18 +37,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SCALE = {"mae": 1e2, "mse": 1e3, "rmse": 1e2}
 LINKED = ("dataset/samples.h5", "dataset/electrodes.h5", "mcr/streams.h5")
 
 
 def layered(base: dict, over: dict) -> dict:
-    """``over`` deep-merged into ``base`` (how snakemake layers --configfile over the default config)."""
+    """``over`` merged into a copy of ``base`` by snakemake's own rule for layering --configfile over the default."""
+    from snakemake.utils import update_config
+
     out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = layered(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
+    update_config(out, copy.deepcopy(over))
     return out
 
 
@@ -67,7 +64,11 @@ def holdout_split(splits: dict, system_of: dict[str, str], held_out: set[str]) -
 
 
 def summary(record: dict) -> dict[str, float]:
-    return {k: round(v["mean"] * SCALE.get(k, 1.0), 4) for k, v in record["summary"].items()}
+    """A metrics record's means in the tables' units (opir.evaluate.tables.COLUMNS)."""
+    from opir.evaluate.tables import COLUMNS
+
+    scale = {column.metric: column.scale for column in COLUMNS}
+    return {k: round(v["mean"] * scale.get(k, 1.0), 4) for k, v in record["summary"].items()}
 
 
 def main() -> None:
