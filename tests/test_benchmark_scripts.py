@@ -88,7 +88,7 @@ def test_record_is_regenerated_from_the_tables(finished_workspace, tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "record.py"), str(finished_workspace),
                            "--flagship", "abcc1d", "--md", str(tmp_path / "r.md"), "--json", str(tmp_path / "r.json")],
                           capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
-    assert json.loads(done.stdout)["flagship"] == "ABCC-1D (spectral MeanFlow, ours)"
+    assert json.loads(done.stdout)["flagship"] == "ABCC-1D (spectral MeanFlow, run codes, ours)"
     record = json.loads((tmp_path / "r.json").read_text())
     assert {"random", "system", "ablations", "flagship", "wall_s", "commit"} <= set(record)
     row = record["random"]["Persistence"]
@@ -153,6 +153,12 @@ def test_yardstick_rows_of_the_latent_bound_and_the_regression(finished_workspac
         with h5py.File(results / f"predictions/{split}/abcc1d_euler4.h5", "r") as handle:
             assert handle.attrs["sampler"] == "euler"
         assert not (results / f"models/{split}/abcc1d_euler4").exists()
+        # the flagship reads its run codes where it has them; the withheld row (random split only) forecasts every
+        # test run as a cell it never saw, with the same network
+        with h5py.File(results / f"predictions/{split}/abcc1d.h5", "r") as handle:
+            assert bool(handle.attrs["run_codes"])
+        withheld = results / f"predictions/{split}/abcc1d_no_run_codes.h5"
+        assert withheld.exists() == (split == "random")
         regression = read_predictions(results / f"predictions/{split}/abcc1d_regression.h5")
         assert regression.prediction.shape[1] == 1
         with h5py.File(results / f"predictions/{split}/abcc1d_regression.h5", "r") as handle:
@@ -174,6 +180,10 @@ def test_yardstick_rows_of_the_latent_bound_and_the_regression(finished_workspac
     standing = (tmp_path / "r.md").read_text()
     assert ("oracle rows aside: Noise floor, VAE read-out bound (waveform), VAE read-out bound (Chemical Flow)"
             in standing)
+    with h5py.File(results / "predictions/random/abcc1d_no_run_codes.h5", "r") as handle:
+        assert not bool(handle.attrs["run_codes"])
+    assert not np.array_equal(read_predictions(results / "predictions/random/abcc1d_no_run_codes.h5").prediction,
+                              read_predictions(results / "predictions/random/abcc1d.h5").prediction)
 
 
 def test_sampling_speed_times_both_samplers_of_one_model(finished_workspace):

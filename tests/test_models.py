@@ -421,6 +421,53 @@ def test_shared_noise_makes_each_draw_a_function_of_the_condition_alone():
     assert eps.shape == (4, 2, 3) and torch.equal(eps[0], eps[3]) and eps.is_contiguous()
 
 
+def test_run_codes_condition_seen_runs_and_leave_unseen_cells_to_the_rest(dataset):
+    """Run codes (an auto-decoder's code per training run): learned for the training runs, looked up by run at
+    prediction, and absent (code 0, adding exactly nothing) for a run the model never trained on."""
+    from opir.formats.predictions import read_predictions
+    from opir.predict.abcc import load_abcc, predict_abcc
+    from opir.train.abcc import drop_run_codes, train_abcc
+
+    d = dataset
+    settings = {**MODEL_SETTINGS, "space": "spectrum", "chemical_flow": False, "two_stream": False,
+                "run_code_dim": 4, "run_code_dropout": 0.5}
+    for split in ("random", "system"):
+        train_abcc(d / "samples.h5", None, d / "mixture.h5", d / "splits.json", split, "coded", settings,
+                   d / f"coded_{split}", d / f"ckpt_coded_{split}", "cpu", progress=False)
+    random_model, _ = load_abcc(d / "coded_random")
+    system_model, _ = load_abcc(d / "coded_system")
+    assert random_model.config.run_ids == ("sys_a/r1", "sys_b/r1")
+    assert system_model.config.run_ids == ("sys_a/r1",)  # the system split trains on sys_a alone
+    assert system_model.config.run_index(["sys_a/r1", "sys_b/r1", "new/r9"]).tolist() == [1, 0, 0]
+    codes = random_model.condition_encoder.run_codes.weight
+    assert torch.all(codes[0] == 0) and torch.all(codes[1:].abs().sum(dim=1) > 0)
+
+    # the seen run's code changes the draw; code 0 and no code at all are the same condition
+    model = random_model
+    with torch.no_grad():
+        model.condition_encoder.run_codes.weight[1:].normal_(0.0, 1.0)
+    cond = Condition(torch.randn(2, 1, 48), torch.randn(2, model.config.profile_dim),
+                     torch.randn(2, model.config.mixture_dim))
+    draws = {name: model.sample_state(cond.with_run(run), torch.Generator().manual_seed(0))
+             for name, run in (("none", None), ("unseen", torch.tensor([0, 0])), ("seen", torch.tensor([1, 2])))}
+    torch.testing.assert_close(draws["none"], draws["unseen"], rtol=0, atol=0)
+    assert not torch.allclose(draws["none"], draws["seen"])
+
+    # the dropout is a function of the step (a resumed run drops the same codes), and only of it
+    run = torch.tensor([1, 2] * 8)
+    batch = Condition(torch.zeros(16, 1, 4), torch.zeros(16, 2), torch.zeros(16, 2), run=run)
+    first, again = (drop_run_codes(batch, 0.5, 7, 0).run for _ in range(2))
+    assert torch.equal(first, again) and 0 < int((first == 0).sum()) < 16
+    assert not torch.equal(first, drop_run_codes(batch, 0.5, 8, 0).run)
+    assert torch.equal(drop_run_codes(batch, 0.0, 7, 0).run, run)
+    assert torch.all(drop_run_codes(batch, 1.0, 7, 0).run == 0)
+
+    for split in ("random", "system"):
+        predict_abcc(d / "samples.h5", None, d / "mixture.h5", d / "splits.json", None, split, d / f"coded_{split}",
+                     None, d / f"coded_{split}.h5", MODEL_SETTINGS["predict"], "cpu")
+        assert np.all(np.isfinite(read_predictions(d / f"coded_{split}.h5").prediction))
+
+
 def tiny_abcc(**switches):
     from opir.models.abcc import ABCC, ABCCConfig
 

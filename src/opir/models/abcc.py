@@ -66,6 +66,10 @@ class ABCCConfig:
     # basis_k (opir.models.sit, readout_features): the form of a per-run ridge on profile features, with the basis
     # spectra made by the network from the whole condition (docs/method.md, "The profile read-out")
     profile_readout: int = 0
+    # run codes: the training runs ("system/run") a code was learned for, in code order (code i + 1; 0 is an unseen
+    # run), and the codes' size (0: none, the paper's condition)
+    run_ids: tuple[str, ...] = ()
+    run_code_dim: int = 0
 
     def __post_init__(self):
         if self.latent_channels + self.residual_channels < 1:
@@ -88,7 +92,17 @@ class ABCCConfig:
     def from_dict(cls, values: dict) -> ABCCConfig:
         values = dict(values)
         values["meanflow"] = MeanFlowConfig(**values.get("meanflow", {}))
+        values["run_ids"] = tuple(values.get("run_ids", ()))
         return cls(**values)
+
+    @property
+    def run_codes(self) -> bool:
+        return bool(self.run_ids) and self.run_code_dim > 0
+
+    def run_index(self, run_keys) -> torch.Tensor:
+        """The code index of each run key ("system/run"): 0 for a run this model never trained on."""
+        position = {run: i + 1 for i, run in enumerate(self.run_ids)}
+        return torch.tensor([position.get(str(run), 0) for run in run_keys], dtype=torch.int64)
 
 
 @dataclass
@@ -138,7 +152,7 @@ class ABCC(nn.Module):
         self.config = config
         self.condition_encoder = ConditionEncoder(
             config.initial_channels, config.profile_dim, config.mixture_dim, config.hidden_size, config.spatial_dims,
-            config.electrode_dim, config.scale_mixture,
+            config.electrode_dim, config.scale_mixture, len(config.run_ids), config.run_code_dim,
         )
         self.backbone = SiT(
             SiTConfig(

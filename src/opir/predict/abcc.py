@@ -63,6 +63,13 @@ def predict_abcc(
                           settings, spectrum_scale=meta.get("spectrum_scale"),
                           electrodes_h5=electrodes_h5 if model.config.electrode_dim else None)
     config = model.config
+    use_codes = config.run_codes and bool(predict_cfg.get("run_codes", True))
+    data = data.with_run_codes(config) if use_codes else data
+    if use_codes:
+        unseen = sorted(set(data.run_key.tolist()) - set(config.run_ids))
+        log.info("%s: run codes for %d of %d test runs (unseen, forecast without a code: %s)", model_dir,
+                 len(set(data.run_key.tolist())) - len(unseen), len(set(data.run_key.tolist())),
+                 ", ".join(unseen) or "none")
     styles = None
     if space == "latent":
         styles = (CurveStyle(**meta["render"]) if meta.get("render") else read_style(waveform_h5),
@@ -95,7 +102,7 @@ def predict_abcc(
                     fallbacks, predict_cfg["background_grey"])
     file_attrs = dict(attrs or {})
     file_attrs.update({"draws": draws, "sampler": sampler_name(config, int(predict_cfg["euler_steps"])),
-                       "noise": "shared" if shared else "independent",
+                       "noise": "shared" if shared else "independent", "run_codes": use_codes,
                        "images_without_ink_above_background": fallbacks, "space": space,
                        "residual_stream": bool(config.residual_channels), "two_stream": bool(config.two_stream)})
     write_predictions(out_h5, data.sample_id, wavenumber, prediction, file_attrs, model=meta["model"])

@@ -18,6 +18,7 @@ from opir.core.h5io import read_provenance
 from opir.formats.model_dir import write_model_folder
 from opir.formats.samples import load_split
 from opir.models.abcc import ABCC, PhysicsBatch
+from opir.models.conditioning import Condition
 from opir.models.physics import detect_peaks
 from opir.render.waveform import read_style
 from opir.train.data import (
@@ -46,6 +47,17 @@ def peak_weight_at(step: int, weight: float, every: int) -> float:
     (the last of each block, so a curve logged every multiple of ``every`` steps shows it), 0 between them. The
     expected gradient is the every-step one; the decoding it costs in the latent space is paid 1 / every as often."""
     return weight * every if (step + 1) % every == 0 else 0.0
+
+
+def drop_run_codes(cond: Condition, rate: float, step: int, seed: int) -> Condition:
+    """The batch with each run code replaced by the unseen run's (0) at ``rate``, so that the model also learns to
+    forecast a cell it has no code for (the system split's test runs, ``opir predict``). Seeded by the step, so a
+    resumed run drops the same codes."""
+    if rate <= 0 or cond.run is None:
+        return cond
+    generator = torch.Generator().manual_seed(seed * 100_019 + step)
+    keep = (torch.rand(len(cond.run), generator=generator) >= rate).to(cond.run.device)
+    return cond.with_run(cond.run * keep)
 
 
 def train_abcc(
@@ -84,16 +96,17 @@ def train_abcc(
                           streams_h5=streams_h5 if two_stream else None, spectrum_scale=spectrum_scale,
                           electrodes_h5=electrodes_h5 if use_electrode else None)
     config = abcc_config_for(cfg, data)
+    data = data.with_run_codes(config)
     train_config = train_config_for(cfg["train"], len(data.sample_id))
     torch.manual_seed(train_config.seed)  # the initial weights
     model = ABCC(config)
     if config.scale_mixture:
         model.condition_encoder.fit_mixture_scale(data.condition.mixture)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("%s/%s: %d training samples, state %s (%s space, residual stream %s, two streams %s, electrode %s), "
-             "%.2f M parameters, %d steps on %s", split, model_name, len(data.sample_id),
-             tuple(data.target.shape[1:]), space, use_residual, two_stream, use_electrode, n_params / 1e6,
-             train_config.steps, device_)  # fmt: skip
+    log.info("%s/%s: %d training samples, state %s (%s space, residual stream %s, two streams %s, electrode %s, "
+             "run codes %d), %.2f M parameters, %d steps on %s", split, model_name, len(data.sample_id),
+             tuple(data.target.shape[1:]), space, use_residual, two_stream, use_electrode,
+             len(config.run_ids) if config.run_codes else 0, n_params / 1e6, train_config.steps, device_)  # fmt: skip
 
     readout = readout_for(space, config, data.initial_spectrum.shape[1], cfg, vae_dir, waveform_h5, variation_h5,
                            spectrum_scale, device_)
@@ -110,6 +123,7 @@ def train_abcc(
     initial_spectrum = data.initial_spectrum.to(device_)
 
     peak_every = int(losses["peak_every"])
+    code_dropout = float(cfg["run_code_dropout"]) if config.run_codes else 0.0
 
     def loss_fn(step, generator, autocast):
         idx = batch_indices(len(target), train_config.batch_size, step, train_config.seed).to(device_)
@@ -126,7 +140,8 @@ def train_abcc(
             physics_samples=int(losses["physics_samples"]),
             stream_target=stream_target[idx] if stream_scale is not None else None,
         )
-        return model.loss(target[idx], condition.index(idx), generator, autocast, physics)
+        return model.loss(target[idx], drop_run_codes(condition.index(idx), code_dropout, step, train_config.seed),
+                          generator, autocast, physics)
 
     fingerprint = data.fingerprint()
     ema, result = train(model, loss_fn, train_config, checkpoint_dir, device_, run_settings=cfg,

@@ -3,6 +3,7 @@ embedding), optional MCR streams, and the settings built from them."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,19 @@ class ABCCData:
     initial_spectrum: torch.Tensor | None = None  # (n, N_f) s(v_0)
     target_spectrum: torch.Tensor | None = None  # (n, N_f) s(v_m)
     stream_target: torch.Tensor | None = None  # (n, 2, N_f) MCR stream changes, elec then sei (unscaled)
+    run_key: np.ndarray | None = None  # (n,) str "system/run" of each sample
+
+    def with_run_codes(self, config: ABCCConfig) -> ABCCData:
+        """The same data with each sample's run code index for a model of ``config`` in the condition (none where
+        the model has no run codes)."""
+        run = config.run_index(self.run_key) if config.run_codes else None
+        return dataclasses.replace(self, condition=self.condition.with_run(run))
 
     def fingerprint(self) -> str:
         """:func:`opir.training.data_fingerprint` of every tensor a trainer can read from this data."""
         condition = self.condition
         tensors = (self.target, condition.initial_latent, condition.profile, condition.mixture, condition.electrode,
-                   self.initial_spectrum, self.target_spectrum, self.stream_target)  # fmt: skip
+                   condition.run, self.initial_spectrum, self.target_spectrum, self.stream_target)  # fmt: skip
         return data_fingerprint(*(t for t in tensors if t is not None))
 
 
@@ -76,7 +84,8 @@ def load_abcc_data(
     space = cfg.get("space", "latent")
     mixtures = read_mixture_embeddings(mixture_h5)
     table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/row", "samples/initial_row",
-                                            "samples/system_id", "samples/elapsed_s", "rows/voltage_v",
+                                            "samples/system_id", "samples/run_id", "samples/elapsed_s",
+                                            "rows/voltage_v",
                                             "rows/elapsed_s"])
     rows, initial = table["samples/row"], table["samples/initial_row"]
     systems, elapsed = table["samples/system_id"], table["samples/elapsed_s"]
@@ -132,8 +141,10 @@ def load_abcc_data(
     streams = None
     if streams_h5 is not None:
         streams = torch.from_numpy(read_stream_changes(streams_h5, rows[idx], initial[idx], len(voltage)))
+    run_key = np.array([f"{system}/{run}" for system, run in zip(systems[idx], table["samples/run_id"][idx],
+                                                                  strict=True)])
     return ABCCData(np.asarray(sample_ids), torch.from_numpy(np.ascontiguousarray(target)).float(), condition,
-                    torch.from_numpy(s_0), torch.from_numpy(s_m), streams)
+                    torch.from_numpy(s_0), torch.from_numpy(s_m), streams, run_key)
 
 
 def fit_spectrum_scale(samples_h5: str | Path, sample_ids: list[str]) -> float:
@@ -182,6 +193,8 @@ def abcc_config_for(cfg: dict[str, Any], data: ABCCData) -> ABCCConfig:
         scale_mixture=bool(cfg.get("scale_condition", False)),
         objective=cfg.get("objective", "meanflow"),
         profile_readout=int(cfg.get("profile_readout", 0)),
+        run_ids=tuple(sorted(set(data.run_key.tolist()))) if int(cfg.get("run_code_dim", 0)) else (),
+        run_code_dim=int(cfg.get("run_code_dim", 0)),
         **layout,
     )
 
