@@ -182,6 +182,8 @@ def test_yardstick_rows_of_the_latent_bound_and_the_regression(finished_workspac
             in standing)
     with h5py.File(results / "predictions/random/abcc1d_no_run_codes.h5", "r") as handle:
         assert not bool(handle.attrs["run_codes"])
+    # a row of its own split's table alone
+    assert "ABCC-1D, run codes withheld" in record["random"] and "ABCC-1D, run codes withheld" not in record["system"]
     assert not np.array_equal(read_predictions(results / "predictions/random/abcc1d_no_run_codes.h5").prediction,
                               read_predictions(results / "predictions/random/abcc1d.h5").prediction)
 

@@ -105,16 +105,31 @@ ABCC_MODELS = list(config["models"]["variants"])
 TRAINED_ABCC_MODELS = [
     m for m in ABCC_MODELS if trained_model(config["models"], m) == m
 ]
-ABCC_BENCHMARK_MODELS = [
-    m for m in ABCC_MODELS if set(model_splits(config["models"], m)) == set(SPLITS)
-]
+# the ABCC rows of Tables 2 and 3: every variant but the Table 4 ablations trained on the system split alone (and
+# their seed replicates); a row sits in the tables of its own splits (row_splits), so a prediction-only row may be
+# one split's alone
+ABLATION_ONLY_MODELS = {
+    m
+    for m in [*config["evaluate"]["ablation_models"], *REPLICATE_OF]
+    if set(model_splits(config["models"], m)) != set(SPLITS)
+}
+ABCC_BENCHMARK_MODELS = [m for m in ABCC_MODELS if m not in ABLATION_ONLY_MODELS]
 # the neural baselines the config trains (opir.neural_baselines)
 NB_MODELS = list(config["models"]["neural_baselines"]["models"])
-# Every model that writes results/predictions/{split}/{model}.h5 (for both splits, but the baselines that
-# opir.baselines.regression.baseline_splits names): the evaluate stage scores each and Tables 2 and 3 list them in
-# this order (adding a model adds a row), then the reference rows close every table (the noise floor only where the
-# simulator's truth exists).
+# Every model that writes results/predictions/{split}/{model}.h5 (for the splits of row_splits below): the evaluate
+# stage scores each and Tables 2 and 3 list them in this order (adding a model adds a row), then the reference rows
+# close every table (the noise floor only where the simulator's truth exists).
 PREDICTION_MODELS = list(BASELINE_MODELS) + ABCC_BENCHMARK_MODELS + NB_MODELS
+
+
+def row_splits(model):
+    """The splits whose table lists ``model``: an ABCC variant's own splits, a baseline's
+    (opir.baselines.regression.baseline_splits), both for the others."""
+    if model in ABCC_MODELS:
+        return model_splits(config["models"], model)
+    return baseline_splits(model)
+
+
 # The latent models' read-out bound (opir.predict.bound): a reference row per image stream that a model of Tables 2
 # and 3 reads out of decoded images (the waveform for every latent model, the variation with Chemical Flow).
 LATENT_ROW_SETTINGS = [

@@ -10,7 +10,7 @@ from opir.evaluate.tables import TABLES as BENCHMARK_TABLES, table_caption, tabl
 BENCHMARK_TABLE_MODELS = {
     table: table_models(
         table,
-        [m for m in PREDICTION_MODELS if split in baseline_splits(m)],
+        [m for m in PREDICTION_MODELS if split in row_splits(m)],
         REFERENCE_MODELS,
         config["evaluate"]["ablation_models"],
     )

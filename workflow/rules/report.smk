@@ -7,16 +7,16 @@ REPORT_SETTINGS = config["report"]
 FIG4_SPLIT = "system"
 # ABCC (the variants of Tables 2 and 3) first, then every baseline, unless report.fig4.models names them
 FIG4_MODELS = REPORT_SETTINGS["fig4"]["models"] or (
-    ABCC_BENCHMARK_MODELS
+    [m for m in ABCC_BENCHMARK_MODELS if FIG4_SPLIT in row_splits(m)]
     + [
         model
         for model in PREDICTION_MODELS
-        if model not in ABCC_BENCHMARK_MODELS and FIG4_SPLIT in baseline_splits(model)
+        if model not in ABCC_BENCHMARK_MODELS and FIG4_SPLIT in row_splits(model)
     ]
 )
 # every model with predictions on the system split (the Table 4 ablations too)
 FIG4_AVAILABLE = (
-    [m for m in PREDICTION_MODELS if FIG4_SPLIT in baseline_splits(m)]
+    [m for m in PREDICTION_MODELS if FIG4_SPLIT in row_splits(m)]
     + REFERENCE_MODELS
     + [m for m in ABCC_MODELS if FIG4_SPLIT in model_splits(config["models"], m)]
 )
