@@ -19,7 +19,9 @@ regression). The script
 
 The weight is chosen on training systems alone: this is the selection rule the issue allows ("by leaving one
 training system out, never by test targets"). Whether it transfers is what the printed test scores say. Metrics are
-in the tables' units (MAE x1e-2, MSE x1e-3, RMSE x1e-2).
+in the tables' units (MAE x1e-2, MSE x1e-3, RMSE x1e-2). The workflow's own hedged row (`evaluate.hedge`, tenth
+session) does the same for every group of held-out systems with the same library (opir.evaluate.hedge) and averages
+the groups' curves; this script scores one group on a finished workspace without rerunning the workflow.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,25 +51,21 @@ def layered(base: dict, over: dict) -> dict:
 
 
 def holdout_split(splits: dict, system_of: dict[str, str], held_out: set[str]) -> dict[str, list[str]]:
-    """The system split's training samples, divided: train on the systems not held out, test on the held-out ones."""
+    """The system split's training samples, divided: train on the systems not held out, test on the held-out ones
+    (the workflow's rule, opir.evaluate.hedge)."""
+    from opir.evaluate.hedge import held_out_groups, held_out_split
+
     train = splits["system"]["train"]
-    seen = {system_of[s] for s in train}
-    unknown = sorted(held_out - seen)
-    if unknown:
-        raise SystemExit(f"--hold-out {', '.join(unknown)}: not a training system of the system split "
-                         f"(training systems: {', '.join(sorted(seen))})")  # fmt: skip
-    if held_out == seen:
-        raise SystemExit("--hold-out: every training system held out; nothing left to train on")
-    return {"train": [s for s in train if system_of[s] not in held_out],
-            "test": [s for s in train if system_of[s] in held_out]}  # fmt: skip
+    held_out_groups([sorted(held_out)], sorted({system_of[s] for s in train}))  # the same errors as the workflow's
+    return held_out_split(train, system_of, sorted(held_out))
 
 
-def summary(record: dict) -> dict[str, float]:
-    """A metrics record's means in the tables' units (opir.evaluate.tables.COLUMNS)."""
+def in_table_units(curve: dict[str, dict[str, float]]) -> dict[float, dict[str, float]]:
+    """A blend curve (opir.evaluate.hedge.validation_curve) in the tables' units (opir.evaluate.tables.COLUMNS)."""
     from opir.evaluate.tables import COLUMNS
 
     scale = {column.metric: column.scale for column in COLUMNS}
-    return {k: round(v["mean"] * scale.get(k, 1.0), 4) for k, v in record["summary"].items()}
+    return {float(w): {k: round(v * scale.get(k, 1.0), 4) for k, v in m.items()} for w, m in curve.items()}
 
 
 def main() -> None:
@@ -83,12 +80,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import h5py
-    import numpy as np
     import yaml
 
     from opir.baselines.regression import predict_baseline
-    from opir.evaluate.metrics import evaluate_file
-    from opir.formats.predictions import read_predictions, write_predictions
+    from opir.evaluate.hedge import validation_curve
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     if args.configfile is not None:
@@ -128,23 +123,7 @@ def main() -> None:
     )
 
     def blend_scores(model_h5: Path, regression_h5: Path, samples_h5: Path, splits_json: Path) -> dict[float, dict]:
-        model_p, regression_p = read_predictions(model_h5), read_predictions(regression_h5)
-        position = {s: i for i, s in enumerate(regression_p.sample_id)}
-        regression_mean = regression_p.mean[[position[s] for s in model_p.sample_id]]
-        scores = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            for w in args.weights:
-                path = Path(tmp) / f"blend_{w}.h5"
-                mix = (w * model_p.mean + (1.0 - w) * regression_mean)[:, None, :].astype(np.float32)
-                write_predictions(
-                    path, model_p.sample_id, model_p.wavenumber_cm1, mix, {"weight": w}, model=f"blend_{w}"
-                )
-                scores[w] = summary(
-                    evaluate_file(
-                        path, samples_h5, splits_json, "system", f"blend_{w}", Path(tmp) / f"blend_{w}.json", dilate
-                    )
-                )
-        return scores
+        return in_table_units(validation_curve(model_h5, regression_h5, samples_h5, splits_json, args.weights, dilate))
 
     # 3. the weight, chosen on the held-out training systems
     on_validation = blend_scores(args.out / "predictions.h5", val_regression, samples, val_splits)

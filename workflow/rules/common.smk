@@ -10,6 +10,7 @@ try:
     from opir.core.config import load_and_validate
     from opir.core.electrodes import DESCRIPTOR_COLUMNS
     from opir.core.errors import ConfigError
+    from opir.evaluate.hedge import HEDGE_SPLIT, check_hedge_models, hedged_name
     from opir.models.settings import (
         BOUND_STREAMS,
         abcc_embedding_variant,
@@ -119,12 +120,25 @@ NB_MODELS = list(config["models"]["neural_baselines"]["models"])
 # Every model that writes results/predictions/{split}/{model}.h5 (for the splits of row_splits below): the evaluate
 # stage scores each and Tables 2 and 3 list them in this order (adding a model adds a row), then the reference rows
 # close every table (the noise floor only where the simulator's truth exists).
-PREDICTION_MODELS = list(BASELINE_MODELS) + ABCC_BENCHMARK_MODELS + NB_MODELS
+# Hedged rows (evaluate.hedge; Table 3): {row: the ABCC model it blends with the partner}
+try:
+    check_hedge_models(config["models"], config["evaluate"]["hedge"]["models"])
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+HEDGED_MODELS = {
+    hedged_name(model): model for model in config["evaluate"]["hedge"]["models"]
+}
+PREDICTION_MODELS = (
+    list(BASELINE_MODELS) + ABCC_BENCHMARK_MODELS + NB_MODELS + list(HEDGED_MODELS)
+)
 
 
 def row_splits(model):
     """The splits whose table lists ``model``: an ABCC variant's own splits, a baseline's
-    (opir.baselines.regression.baseline_splits), both for the others."""
+    (opir.baselines.regression.baseline_splits), a hedged row's split, both for the others.
+    """
+    if model in HEDGED_MODELS:
+        return (HEDGE_SPLIT,)
     if model in ABCC_MODELS:
         return model_splits(config["models"], model)
     return baseline_splits(model)
@@ -203,6 +217,34 @@ def abcc_inputs(wildcards, prediction=False):
 
 def abcc_predict_inputs(wildcards):
     return abcc_inputs(wildcards, prediction=True)
+
+
+def hedge_train_inputs(wildcards):
+    """A hedge validation training: what the model reads on the system split, with the held-out group's splits."""
+    return {
+        **abcc_inputs(wildcards),
+        "splits": f"results/hedge/{wildcards.split}/{wildcards.model}/{wildcards.group}/splits.json",
+    }
+
+
+def hedge_validate_inputs(wildcards):
+    """What a hedge validation training's model needs to predict its held-out samples."""
+    group = f"results/hedge/{wildcards.split}/{wildcards.model}/{wildcards.group}"
+    names = abcc_input_names(
+        config["models"], wildcards.model, wildcards.split, prediction=True
+    )
+    files = model_inputs(
+        [n for n in names if n not in ("model", "meta")],
+        wildcards.split,
+        wildcards.model,
+        abcc_embedding_variant(config, wildcards.model),
+    )
+    return {
+        **files,
+        "splits": f"{group}/splits.json",
+        "model": f"{group}/model/model.safetensors",
+        "meta": f"{group}/model/model.json",
+    }
 
 
 def package_inputs(wildcards):

@@ -1,0 +1,158 @@
+"""Hedging under shift: a model blended with a partner on the system split, the weight chosen by holding out
+training systems (never by test targets; docs/benchmark.md, "Hedging under shift").
+
+For each group of held-out training systems, the model's recipe is trained on the other training systems and the
+partner (the pooled voltage regression) fitted there; both predict the held-out systems' samples, and every blend
+w * model + (1 - w) * partner is scored there. The weight with the least MAE averaged over the groups is applied to
+the model's and the partner's test predictions: each of the model's draws is blended with the partner's mean, so the
+band keeps its shape and moves with the blend.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opir.baselines.regression import predict_baseline
+from opir.core.errors import ConfigError, DataError
+from opir.evaluate.metrics import evaluate_predictions
+from opir.formats.predictions import Predictions, read_predictions, write_predictions
+from opir.formats.samples import load_samples, load_split, read_sample_arrays
+from opir.models.settings import model_splits, resolve_model_config, trained_model
+from opir.predict.abcc import predict_abcc
+
+#: The split the hedge is defined on: the test systems are electrodes or electrolytes the model never saw.
+HEDGE_SPLIT = "system"
+
+
+def hedged_name(model: str) -> str:
+    """The row (and predictions file) of ``model`` hedged with its partner."""
+    return f"{model}_hedged"
+
+
+def held_out_groups(hold_out: list[list[str]] | None, train_systems: list[str]) -> dict[str, list[str]]:
+    """{group name: systems held out together}: ``hold_out`` as given, or each training system alone (leave one
+    system out) when it is None. A group name joins its systems with '+'."""
+    groups = [[system] for system in train_systems] if hold_out is None else [list(g) for g in hold_out]
+    known = set(train_systems)
+    for group in groups:
+        unknown = sorted(set(group) - known)
+        if not group or unknown:
+            raise ConfigError(f"evaluate.hedge.hold_out: {group}: {', '.join(unknown) or 'empty group'}; every "
+                              f"group names training systems of the system split ({', '.join(train_systems)})")
+        if set(group) == known:
+            raise ConfigError(f"evaluate.hedge.hold_out: {group} holds out every training system; none is left "
+                              "to train on")
+    if len(groups) < 1:
+        raise ConfigError("evaluate.hedge.hold_out: no group of held-out systems")
+    return {"+".join(group): group for group in groups}
+
+
+def held_out_split(train_ids: list[str], system_of: dict[str, str], held_out: list[str]) -> dict[str, list[str]]:
+    """The system split's training samples, divided: train on the systems not held out, test on the held-out ones."""
+    held = set(held_out)
+    split = {"train": [s for s in train_ids if system_of[s] not in held],
+             "test": [s for s in train_ids if system_of[s] in held]}  # fmt: skip
+    if not split["test"]:
+        raise DataError(f"held-out systems {', '.join(held_out)}: no training samples of the system split")
+    return split
+
+
+def write_held_out_splits(samples_h5: str | Path, splits_json: str | Path, held_out: list[str],
+                          out_json: str | Path) -> dict[str, int]:  # fmt: skip
+    """A splits file whose ``system`` split is :func:`held_out_split` of ``splits_json``'s (the other splits are
+    left out: nothing reads them there). Returns the sample counts."""
+    table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/system_id"])
+    system_of = dict(zip(table["samples/sample_id"], table["samples/system_id"], strict=True))
+    splits = json.loads(Path(splits_json).read_text())
+    split = held_out_split(splits[HEDGE_SPLIT]["train"], system_of, held_out)
+    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_json).write_text(json.dumps({HEDGE_SPLIT: split, "held_out": list(held_out)}, indent=1))
+    return {"train": len(split["train"]), "test": len(split["test"])}
+
+
+def blend(model: Predictions, partner: Predictions, weight: float) -> np.ndarray:
+    """w * each of the model's draws + (1 - w) * the partner's mean, on the model's samples: (n, k, N_f)."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"blend weight {weight}: must lie in [0, 1]")
+    position = {sample: i for i, sample in enumerate(partner.sample_id)}
+    missing = [s for s in model.sample_id if s not in position]
+    if missing:
+        raise DataError(f"the partner has no prediction for {len(missing)} of the model's samples, e.g. {missing[0]}")
+    if not np.array_equal(model.wavenumber_cm1, partner.wavenumber_cm1):
+        raise DataError("the model and its partner predict on different wavenumber axes")
+    partner_mean = partner.mean[[position[s] for s in model.sample_id]]
+    return (weight * model.prediction + (1.0 - weight) * partner_mean[:, None, :]).astype(np.float32)
+
+
+def validation_curve(model_h5: str | Path, partner_h5: str | Path, samples_h5: str | Path, splits_json: str | Path,
+                     weights: list[float], dilate: dict[str, Any]) -> dict[str, dict[str, float]]:  # fmt: skip
+    """The metrics' means of every blend weight on the held-out samples of ``splits_json``: {str(w): summary}."""
+    model, partner = read_predictions(model_h5), read_predictions(partner_h5)
+    table, test_ids = load_samples(samples_h5), load_split(splits_json, HEDGE_SPLIT)["test"]
+    curve = {}
+    for weight in weights:
+        # the metrics score the mean of the draws: the blended mean is the blend of the means
+        mixed = Predictions(model.sample_id, model.wavenumber_cm1, blend(model, partner, weight).mean(axis=1)[:, None])
+        result = evaluate_predictions(mixed, table, test_ids, dilate["alpha"], dilate["gamma"], where=str(model_h5))
+        curve[str(float(weight))] = {k: float(v["mean"]) for k, v in result["summary"].items()}
+    return curve
+
+
+def validate_group(samples_h5: str | Path, mixture_h5: str | Path, splits_json: str | Path, model_dir: str | Path,
+                   predict_cfg: dict[str, Any], partner: str, partner_settings: dict[str, Any], weights: list[float],
+                   dilate: dict[str, Any], predictions_h5: str | Path, partner_h5: str | Path, curve_json: str | Path,
+                   device: str = "auto", electrodes_h5: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """One held-out group (the ``system`` split of ``splits_json``, :func:`write_held_out_splits`): the model of
+    ``model_dir`` (trained there) and the partner (fitted there) predict the held-out samples, and every blend is
+    scored on them. Writes both predictions and the curve (JSON); returns the curve's record."""
+    predict_abcc(samples_h5, None, mixture_h5, splits_json, None, HEDGE_SPLIT, model_dir, None, predictions_h5,
+                 predict_cfg, device, electrodes_h5=electrodes_h5)
+    predict_baseline(partner, samples_h5, splits_json, HEDGE_SPLIT, partner_h5, partner_settings)
+    curve = validation_curve(predictions_h5, partner_h5, samples_h5, splits_json, weights, dilate)
+    split = json.loads(Path(splits_json).read_text())
+    record = {"held_out": split["held_out"], "n_validation": len(split[HEDGE_SPLIT]["test"]),
+              "n_train": len(split[HEDGE_SPLIT]["train"]), "partner": partner, "curve": curve}
+    Path(curve_json).write_text(json.dumps(record, indent=1))
+    return record
+
+
+def choose_weight(curves: dict[str, dict[str, dict[str, float]]], metric: str = "mae") -> dict[str, Any]:
+    """The weight with the least ``metric`` averaged over the held-out groups' curves (each group counts once,
+    whatever its size); ties go to the larger weight (the model itself)."""
+    if not curves:
+        raise DataError("no validation curve to choose a blend weight from")
+    weight_sets = {tuple(sorted(curve)) for curve in curves.values()}
+    if len(weight_sets) != 1:
+        raise DataError("the held-out groups were scored on different weight grids")
+    weights = sorted(next(iter(weight_sets)), key=float)
+    mean = {w: float(np.mean([curve[w][metric] for curve in curves.values()])) for w in weights}
+    chosen = min(reversed(weights), key=lambda w: mean[w])
+    return {"weight": float(chosen), "metric": metric, "mean_curve": mean, "groups": sorted(curves)}
+
+
+def write_hedged_predictions(model_h5: str | Path, partner_h5: str | Path, weight: float, out_h5: str | Path,
+                             attrs: dict[str, Any], model: str) -> None:  # fmt: skip
+    """The model's test predictions blended with its partner's at ``weight`` (:func:`blend`), every draw kept."""
+    predictions, partner = read_predictions(model_h5), read_predictions(partner_h5)
+    write_predictions(out_h5, predictions.sample_id, predictions.wavenumber_cm1, blend(predictions, partner, weight),
+                      {**attrs, "blend_weight": float(weight)}, model=model)
+
+
+def check_hedge_models(models: dict[str, Any], names: list[str]) -> None:
+    """Every model of ``evaluate.hedge.models`` must be a 1D ABCC variant that trains on the system split: the
+    validation trainings retrain its recipe, and a latent model's VAE has already seen the held-out systems."""
+    for name in names:
+        where = f"evaluate.hedge.models: {name!r}"
+        if name not in models["variants"]:
+            raise ConfigError(f"{where} is not a variant of models.variants ({', '.join(models['variants'])})")
+        if trained_model(models, name) != name:
+            raise ConfigError(f"{where} is a prediction-only variant; name the model it is trained_as")
+        if HEDGE_SPLIT not in model_splits(models, name):
+            raise ConfigError(f"{where} is not trained on the {HEDGE_SPLIT} split")
+        if resolve_model_config(models, name)["space"] != "spectrum":
+            raise ConfigError(f"{where}: only 1D variants (space: spectrum) can be hedged; a latent model's VAE "
+                              "was trained on the held-out systems' images")
