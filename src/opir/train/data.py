@@ -85,8 +85,7 @@ def load_abcc_data(
     mixtures = read_mixture_embeddings(mixture_h5)
     table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/row", "samples/initial_row",
                                             "samples/system_id", "samples/run_id", "samples/elapsed_s",
-                                            "rows/voltage_v",
-                                            "rows/elapsed_s"])
+                                            "rows/voltage_v", "rows/elapsed_s"])
     rows, initial = table["samples/row"], table["samples/initial_row"]
     systems, elapsed = table["samples/system_id"], table["samples/elapsed_s"]
     voltage, row_time = table["rows/voltage_v"], table["rows/elapsed_s"]
