@@ -46,6 +46,8 @@ def workspace(root: Path) -> tuple[Path, Path]:
     config["data"] = {"source": "opus", "raw_dir": "raw", "truth_dir": None}
     config.setdefault("preprocess", {})["n_points"] = 64
     config.setdefault("mcr", {}).setdefault("pathway", {})["run"] = "cu_dmc/run01"
+    # the test config's hedged row holds out systems of the full sheet, which this workspace lacks
+    config.setdefault("evaluate", {})["hedge"] = {"models": []}
     extra = root / "opus.yaml"
     extra.write_text(yaml.safe_dump(config))
     return root, extra

@@ -18,6 +18,7 @@ import numpy as np
 
 from opir.baselines.regression import predict_baseline
 from opir.core.errors import ConfigError, DataError
+from opir.core.h5io import provenance
 from opir.evaluate.metrics import evaluate_predictions
 from opir.formats.predictions import Predictions, read_predictions, write_predictions
 from opir.formats.samples import load_samples, load_split, read_sample_arrays
@@ -105,13 +106,17 @@ def validation_curve(model_h5: str | Path, partner_h5: str | Path, samples_h5: s
 def validate_group(samples_h5: str | Path, mixture_h5: str | Path, splits_json: str | Path, model_dir: str | Path,
                    predict_cfg: dict[str, Any], partner: str, partner_settings: dict[str, Any], weights: list[float],
                    dilate: dict[str, Any], predictions_h5: str | Path, partner_h5: str | Path, curve_json: str | Path,
-                   device: str = "auto", electrodes_h5: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
+                   device: str = "auto", electrodes_h5: str | Path | None = None,
+                   rule: str = "hedge_validate") -> dict[str, Any]:  # fmt: skip
     """One held-out group (the ``system`` split of ``splits_json``, :func:`write_held_out_splits`): the model of
     ``model_dir`` (trained there) and the partner (fitted there) predict the held-out samples, and every blend is
-    scored on them. Writes both predictions and the curve (JSON); returns the curve's record."""
+    scored on them. Writes both predictions (with the provenance of ``rule``) and the curve (JSON); returns the
+    curve's record."""
+    inputs = [samples_h5, mixture_h5, splits_json, Path(model_dir) / "model.safetensors",
+              *([electrodes_h5] if electrodes_h5 else [])]  # fmt: skip
     predict_abcc(samples_h5, None, mixture_h5, splits_json, None, HEDGE_SPLIT, model_dir, None, predictions_h5,
-                 predict_cfg, device, electrodes_h5=electrodes_h5)
-    predict_baseline(partner, samples_h5, splits_json, HEDGE_SPLIT, partner_h5, partner_settings)
+                 predict_cfg, device, attrs=provenance(rule, predict_cfg, inputs), electrodes_h5=electrodes_h5)
+    predict_baseline(partner, samples_h5, splits_json, HEDGE_SPLIT, partner_h5, partner_settings, rule=rule)
     curve = validation_curve(predictions_h5, partner_h5, samples_h5, splits_json, weights, dilate)
     split = json.loads(Path(splits_json).read_text())
     record = {"held_out": split["held_out"], "n_validation": len(split[HEDGE_SPLIT]["test"]),
