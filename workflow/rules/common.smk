@@ -70,6 +70,8 @@ MCR_REFERENCES_H5 = "results/mcr/references.h5"
 MCR_STREAMS_H5 = "results/mcr/streams.h5"
 MODEL_DIR = "results/models/{split}/{model}"
 PREDICTIONS_H5 = "results/predictions/{split}/{model}.h5"
+# one held-out group of the hedged row (evaluate.hedge): its splits, validation model and curve
+HEDGE_DIR = "results/hedge/{split}/{model}/{group}"
 # the mixture embeddings by variant (`embed.variant` picks the one the models read; `smiles` is the Table 4 ablation)
 EMBED_VARIANTS = ["3d", "smiles"]
 MIXTURE_H5 = "results/embed/mixture_{variant}.h5"
@@ -117,9 +119,6 @@ ABLATION_ONLY_MODELS = {
 ABCC_BENCHMARK_MODELS = [m for m in ABCC_MODELS if m not in ABLATION_ONLY_MODELS]
 # the neural baselines the config trains (opir.neural_baselines)
 NB_MODELS = list(config["models"]["neural_baselines"]["models"])
-# Every model that writes results/predictions/{split}/{model}.h5 (for the splits of row_splits below): the evaluate
-# stage scores each and Tables 2 and 3 list them in this order (adding a model adds a row), then the reference rows
-# close every table (the noise floor only where the simulator's truth exists).
 # Hedged rows (evaluate.hedge; Table 3): {row: the ABCC model it blends with the partner}
 try:
     check_hedge_models(config["models"], config["evaluate"]["hedge"]["models"])
@@ -128,6 +127,9 @@ except ConfigError as err:
 HEDGED_MODELS = {
     hedged_name(model): model for model in config["evaluate"]["hedge"]["models"]
 }
+# Every model that writes results/predictions/{split}/{model}.h5 (for the splits of row_splits below): the evaluate
+# stage scores each and Tables 2 and 3 list them in this order (adding a model adds a row), then the reference rows
+# close every table (the noise floor only where the simulator's truth exists).
 PREDICTION_MODELS = (
     list(BASELINE_MODELS) + ABCC_BENCHMARK_MODELS + NB_MODELS + list(HEDGED_MODELS)
 )
@@ -223,13 +225,13 @@ def hedge_train_inputs(wildcards):
     """A hedge validation training: what the model reads on the system split, with the held-out group's splits."""
     return {
         **abcc_inputs(wildcards),
-        "splits": f"results/hedge/{wildcards.split}/{wildcards.model}/{wildcards.group}/splits.json",
+        "splits": HEDGE_DIR.format(**wildcards) + "/splits.json",
     }
 
 
 def hedge_validate_inputs(wildcards):
     """What a hedge validation training's model needs to predict its held-out samples."""
-    group = f"results/hedge/{wildcards.split}/{wildcards.model}/{wildcards.group}"
+    group = HEDGE_DIR.format(**wildcards)
     names = abcc_input_names(
         config["models"], wildcards.model, wildcards.split, prediction=True
     )

@@ -101,7 +101,6 @@ FINAL_TARGETS.extend(
 # Each group of held-out training systems: a splits file, the model's recipe trained on the other training systems,
 # its predictions and the partner's on the held-out samples, and the blend curve there. The weight with the least
 # MAE averaged over the groups blends the model's test predictions with the partner's: the row {model}_hedged.
-HEDGE_DIR = "results/hedge/{split}/{model}/{group}"
 HEDGE_GROUPS = (
     held_out_groups(config["evaluate"]["hedge"]["hold_out"], TRAIN_SYSTEMS)
     if HEDGED_MODELS
