@@ -225,7 +225,7 @@ def hedge_train_inputs(wildcards):
     """A hedge validation training: what the model reads on the system split, with the held-out group's splits."""
     return {
         **abcc_inputs(wildcards),
-        "splits": HEDGE_DIR.format(**wildcards) + "/splits.json",
+        "splits": f"{HEDGE_DIR.format(**wildcards)}/splits.json",
     }
 
 
