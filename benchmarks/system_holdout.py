@@ -53,7 +53,8 @@ def layered(base: dict, over: dict) -> dict:
 def holdout_split(splits: dict, system_of: dict[str, str], held_out: set[str]) -> dict[str, list[str]]:
     """The system split's training samples, divided: train on the systems not held out, test on the held-out ones
     (the workflow's rule, opir.evaluate.hedge)."""
-    from opir.evaluate.hedge import held_out_groups, held_out_split
+    from opir.evaluate.hedge import held_out_split
+    from opir.evaluate.settings import held_out_groups
 
     train = splits["system"]["train"]
     held_out_groups([sorted(held_out)], sorted({system_of[s] for s in train}))  # the same errors as the workflow's

@@ -1,5 +1,5 @@
-"""Hedging under shift (opir.evaluate.hedge): held-out groups and splits, the blend, the weight's choice, and which
-models can be hedged. The workflow's hedged row is checked on the finished test workspace
+"""Hedging under shift (opir.evaluate.hedge, opir.evaluate.settings): held-out groups and splits, the blend, the
+weight's choice, and which models can be hedged. The workflow's hedged row is checked on the finished test workspace
 (tests/test_benchmark_scripts.py)."""
 
 from __future__ import annotations
@@ -11,14 +11,8 @@ import pytest
 import yaml
 
 from opir.core.errors import ConfigError, DataError
-from opir.evaluate.hedge import (
-    blend,
-    check_hedge_models,
-    choose_weight,
-    hedged_name,
-    held_out_groups,
-    held_out_split,
-)
+from opir.evaluate.hedge import blend, choose_weight, held_out_split
+from opir.evaluate.settings import check_hedge_models, hedged_name, held_out_groups
 from opir.formats.predictions import Predictions
 
 TRAIN = ["cu_dmc", "cu_lp30", "lto_lp30", "sn_lp30"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import h5py
 import pytest
-from conftest import run_snakemake
+from conftest import REPO, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -14,6 +16,20 @@ pytestmark = pytest.mark.workflow
 def test_default_config_dry_run(tmp_path):
     result = run_snakemake(tmp_path, "-n", "--cores", "2", configfiles=())
     assert "Job stats" in result.stdout
+
+
+def test_workflow_start_up_imports_no_torch():
+    """Snakemake parses the workflow again for every job it starts (and every job of a SLURM group), so what the
+    rule files import from the library is paid per job: torch and scipy.signal cost about 5 s there."""
+    rule_files = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    pattern = re.compile(r"^\s*from (opir[.\w]*) import", re.M)
+    modules = sorted({m for path in rule_files for m in pattern.findall(path.read_text())})
+    assert len(modules) > 5, f"found only {modules} imported by the rule files"
+    code = "\n".join([*(f"import {m}" for m in modules), "import sys",
+                      "print(sorted({'torch', 'scipy.signal', 'sklearn'} & set(sys.modules)))"])  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"the workflow's start-up imports {result.stdout.strip()}"
 
 
 def test_every_hdf5_output_is_traceable(finished_workspace):

@@ -10,7 +10,7 @@ try:
     from opir.core.config import load_and_validate
     from opir.core.electrodes import DESCRIPTOR_COLUMNS
     from opir.core.errors import ConfigError
-    from opir.evaluate.hedge import HEDGE_SPLIT, check_hedge_models, hedged_name
+    from opir.evaluate.settings import HEDGE_SPLIT, check_hedge_models, hedged_name
     from opir.models.settings import (
         BOUND_STREAMS,
         abcc_embedding_variant,

@@ -6,7 +6,7 @@
 import re
 
 from opir.core.compute import gpus_requested
-from opir.evaluate.hedge import held_out_groups
+from opir.evaluate.settings import held_out_groups
 from opir.evaluate.tables import TABLES as BENCHMARK_TABLES, table_caption, table_models
 from opir.models.settings import abcc_train_settings, resolve_model_config
 
