@@ -44,13 +44,15 @@ NOT_COMPARED = ("results/logs/", "results/benchmarks/", "results/cluster/")
 # Default: every rule of the workflow but the four that aggregate all models of a split (Tables 2-4, Fig. 4, the
 # training curves), on the system split: data stages, embeddings, MCR and Fig. 5, rendering, VAE and latents, ABCC
 # (train, predict, package), one latent and one 1D neural baseline, every baseline and reference row, evaluation,
-# Figs. 1 and 2, and the GPU device report; 53 jobs on tests/slurm/config.yaml, which the cluster profile's job
-# groups bundle into fewer SLURM jobs. `all` (119 jobs) had done 84 after 9.5 min here, past CI's 10 minutes on
-# 2 cores: each rule job still starts snakemake once inside its allocation (docs/slurm.md, "The test").
+# Figs. 1 and 2, and the GPU device report; 47 jobs on tests/slurm/config.yaml, which the cluster profile's job
+# groups bundle into fewer SLURM jobs. Two models are evaluated (one rule, as many jobs as models), the others stop
+# at their predictions. `all` (119 jobs) had done 84 after 9.5 min here, past CI's 10 minutes on 2 cores: each rule
+# job still starts snakemake once inside its allocation, and a group job runs its jobs one after another
+# (docs/slurm.md, "The test").
 DEFAULT_TARGETS = " ".join([
-    *(f"results/metrics/system/{model}.json" for model in (
-        "abcc", "sit_regression", "gru_forecaster", "nearest_trajectory", "voltage_regression", "random",
-        "persistence", "noise_floor")),
+    *(f"results/metrics/system/{model}.json" for model in ("abcc", "voltage_regression")),
+    *(f"results/predictions/system/{model}.h5" for model in (
+        "sit_regression", "gru_forecaster", "nearest_trajectory", "random", "persistence", "noise_floor")),
     "results/packages/system/abcc",
     "results/mcr/validation.json",
     *(f"results/figures/{figure}.png" for figure in (

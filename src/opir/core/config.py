@@ -35,9 +35,13 @@ SCHEMA_DIR = Path(str(resources.files("opir.core") / "schemas"))
 # --------------------------------------------------------------------------------------------------------------
 # JSON schema with file references
 # --------------------------------------------------------------------------------------------------------------
+# libyaml's loader where PyYAML was built with it: the schemas are read at every snakemake start, i.e. per job
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _load_yaml(path: Path) -> Any:
     with open(path) as handle:
-        return yaml.safe_load(handle)
+        return yaml.load(handle, Loader=_SAFE_LOADER)  # noqa: S506 (a safe loader)
 
 
 _BASE_URI = "https://opir.invalid/schemas/"
