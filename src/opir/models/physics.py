@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.signal import find_peaks
 
 from opir.core.errors import DataError
 from opir.render.waveform import point_columns
@@ -50,6 +49,10 @@ class PeakTargets:
 
 def detect_peaks(spectra: np.ndarray, prominence: float, max_peaks: int) -> PeakTargets:
     """The ``max_peaks`` most prominent peaks (scipy prominence >= ``prominence``) of each spectrum (n, N)."""
+    # scipy.signal takes about 1 s to import: here, not at the top, so that every prediction job (which imports
+    # this module with the model) does not pay it; only training detects peaks
+    from scipy.signal import find_peaks
+
     spectra = np.asarray(spectra, dtype=np.float64)
     if spectra.ndim != 2 or not np.all(np.isfinite(spectra)):
         raise DataError(f"peak detection needs finite spectra (n, N), got shape {spectra.shape} or NaN/inf")
