@@ -430,7 +430,7 @@ def test_run_codes_condition_seen_runs_and_leave_unseen_cells_to_the_rest(datase
 
     d = dataset
     settings = {**MODEL_SETTINGS, "space": "spectrum", "chemical_flow": False, "two_stream": False,
-                "run_code_dim": 4, "run_code_dropout": 0.5}
+                "run_code_dim": 4, "run_code_dropout": 0.5, "run_balance": 0.5}
     for split in ("random", "system"):
         train_abcc(d / "samples.h5", None, d / "mixture.h5", d / "splits.json", split, "coded", settings,
                    d / f"coded_{split}", d / f"ckpt_coded_{split}", "cpu", progress=False)

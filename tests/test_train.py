@@ -16,7 +16,9 @@ from opir.training import (
     batch_indices,
     data_fingerprint,
     latest_checkpoint,
+    run_balance_weights,
     train,
+    weighted_batch_indices,
 )
 
 # tiny networks: one torch thread is as fast, and much faster when other jobs share the cores (conftest.py)
@@ -170,6 +172,22 @@ def test_batch_indices_walk_seeded_epochs():
     assert len(set(first_epoch.tolist())) == 9  # no repeats within an epoch (one item left over)
     assert torch.equal(batch_indices(10, 3, 4, 0), batch_indices(10, 3, 4, 0))
     assert not torch.equal(torch.cat([batch_indices(10, 3, s, 0) for s in range(3, 6)]), first_epoch)
+
+
+def test_run_balanced_batches_favour_short_runs_and_repeat_per_step():
+    import numpy as np
+
+    run_key = np.array(["long/r1"] * 90 + ["short/r1"] * 10)
+    assert torch.equal(run_balance_weights(run_key, 0.0), torch.ones(100, dtype=torch.float64))
+    weights = run_balance_weights(run_key, 1.0)  # every run alike: each holds half the weight
+    assert float(weights[:90].sum()) == pytest.approx(float(weights[90:].sum()))
+    first, again = (weighted_batch_indices(weights, 8, 3, seed=0) for _ in range(2))
+    assert torch.equal(first, again) and len(set(first.tolist())) == 8  # per step, without replacement
+    assert not torch.equal(first, weighted_batch_indices(weights, 8, 4, seed=0))
+    drawn = torch.cat([weighted_batch_indices(weights, 8, step, seed=0) for step in range(200)])
+    short_share = float((drawn >= 90).float().mean())
+    assert 0.35 < short_share < 0.65  # uniform epochs would give 0.10
+    assert len(weighted_batch_indices(weights[:5], 8, 0, seed=0)) == 5
 
 
 def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_identically(tmp_path):

@@ -149,6 +149,22 @@ def batch_indices(n_items: int, batch_size: int, step: int, seed: int) -> torch.
     return perm[position * batch_size : (position + 1) * batch_size]
 
 
+def run_balance_weights(run_key: np.ndarray, power: float) -> torch.Tensor:
+    """Sampling weight of each training sample: n_run ** -power, n_run the number of training samples of its run
+    (0: every sample alike; 1: every run alike, whatever its length)."""
+    runs, inverse, counts = np.unique(np.asarray(run_key), return_inverse=True, return_counts=True)
+    return torch.from_numpy(counts[inverse].astype(np.float64) ** -float(power))
+
+
+def weighted_batch_indices(weights: torch.Tensor, batch_size: int, step: int, seed: int) -> torch.Tensor:
+    """Indices of step ``step``'s batch drawn without replacement with probability proportional to ``weights``,
+    from a generator seeded by the step (so a resumed run draws the same batches)."""
+    if len(weights) <= 0:
+        raise OpirError("no training items")
+    generator = torch.Generator().manual_seed(seed * 100_003 + 1_000_000_007 + step)
+    return torch.multinomial(weights, min(batch_size, len(weights)), replacement=False, generator=generator)
+
+
 #: Settings that set how long a run is and how it is recorded, not the path it takes (left out of the run hash), and
 #: the learning-rate schedule, which checkpoints check step by step (:func:`same_rates_until`).
 LENGTH_KEYS = frozenset({"steps", "max_steps", "epochs", "checkpoint_every", "keep_checkpoints", "log_every",

@@ -29,7 +29,7 @@ from opir.train.data import (
     train_config_for,
 )
 from opir.train.readout import Readout, fit_fusion_weight, readout_for, soft_spectra_fn
-from opir.training import batch_indices, train
+from opir.training import batch_indices, run_balance_weights, train, weighted_batch_indices
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +124,16 @@ def train_abcc(
 
     peak_every = int(losses["peak_every"])
     code_dropout = float(cfg["run_code_dropout"]) if config.run_codes else 0.0
+    balance = float(cfg.get("run_balance", 0.0))  # settings from before the switch have none
+    sample_weights = run_balance_weights(data.run_key, balance) if balance > 0 else None
+
+    def batch(step: int) -> torch.Tensor:
+        if sample_weights is None:  # epochs of seeded permutations (every model before run_balance)
+            return batch_indices(len(target), train_config.batch_size, step, train_config.seed)
+        return weighted_batch_indices(sample_weights, train_config.batch_size, step, train_config.seed)
 
     def loss_fn(step, generator, autocast):
-        idx = batch_indices(len(target), train_config.batch_size, step, train_config.seed).to(device_)
+        idx = batch(step).to(device_)
         s0 = initial_spectrum[idx]
         physics = PhysicsBatch(
             mass_weight=weights["mass"], peak_weight=peak_weight_at(step, weights["peak"], peak_every),
