@@ -152,7 +152,7 @@ def batch_indices(n_items: int, batch_size: int, step: int, seed: int) -> torch.
 def run_balance_weights(run_key: np.ndarray, power: float) -> torch.Tensor:
     """Sampling weight of each training sample: n_run ** -power, n_run the number of training samples of its run
     (0: every sample alike; 1: every run alike, whatever its length)."""
-    runs, inverse, counts = np.unique(np.asarray(run_key), return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(np.asarray(run_key), return_inverse=True, return_counts=True)
     return torch.from_numpy(counts[inverse].astype(np.float64) ** -float(power))
 
 
