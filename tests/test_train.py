@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -175,8 +176,6 @@ def test_batch_indices_walk_seeded_epochs():
 
 
 def test_run_balanced_batches_favour_short_runs_and_repeat_per_step():
-    import numpy as np
-
     run_key = np.array(["long/r1"] * 90 + ["short/r1"] * 10)
     assert torch.equal(run_balance_weights(run_key, 0.0), torch.ones(100, dtype=torch.float64))
     weights = run_balance_weights(run_key, 1.0)  # every run alike: each holds half the weight
