@@ -161,6 +161,7 @@ def weighted_batch_indices(weights: torch.Tensor, batch_size: int, step: int, se
     from a generator seeded by the step (so a resumed run draws the same batches)."""
     if len(weights) <= 0:
         raise OpirError("no training items")
+    # offset from batch_indices' epoch seeds (seed * 100_003 + epoch), so the two samplers never share a stream
     generator = torch.Generator().manual_seed(seed * 100_003 + 1_000_000_007 + step)
     return torch.multinomial(weights, min(batch_size, len(weights)), replacement=False, generator=generator)
 
