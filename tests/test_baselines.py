@@ -154,6 +154,41 @@ def test_random_split_yardsticks_read_the_runs_own_training_samples(toy, tmp_pat
         within_run_smoother(table, system_train, system_test)
 
 
+def test_run_kernel_means_leave_each_training_sample_out_of_its_own(toy):
+    """The within-run kernel means behind the smoother and ABCC's within-run context: read at a test sample, the
+    smoother's change; read at a training sample with ``leave_out``, blind to that sample's own target."""
+    from opir.baselines.regression import kernel_mean, run_kernel_means
+
+    _, table, splits = toy
+    train, test = _indices(table, splits, "random")
+    run_key, elapsed = table.run_key(), table.samples["elapsed_s"]
+
+    def change_of(index):
+        return (table.absorbance[table.samples["row"][index]] - table.absorbance[table.samples["initial_row"][index]])
+
+    means, present, widths = run_kernel_means(run_key, elapsed, change_of, train, test, (0.5, 1.0, 2.0))
+    smoothed, sigma = within_run_smoother(table, train, test, (0.5, 1.0, 2.0))
+    initial = table.absorbance[table.samples["initial_row"][test]]
+    np.testing.assert_allclose(means, smoothed[:, 0] - initial)
+    assert present.all() and widths == sigma
+    own, own_present, own_widths = run_kernel_means(run_key, elapsed, change_of, train, train, (0.5, 1.0, 2.0),
+                                                    leave_out=True)
+    assert own_present.all() and own_widths == widths and np.isfinite(own).all()
+    # leave-one-out: a reading ignores its own observation, and far from all others the nearest other stands in
+    times, values = np.array([0.0, 1.0, 2.0, 3.0]), np.random.default_rng(0).normal(size=(4, 3))
+    itself = np.eye(4, dtype=bool)
+    moved = values.copy()
+    moved[2] += 100.0
+    before, after = (kernel_mean(times, v, times, 1.0, itself) for v in (values, moved))
+    np.testing.assert_array_equal(before[2], after[2])
+    assert np.abs(before[1] - after[1]).min() > 1.0
+    far = kernel_mean(np.array([0.0, 1e6]), values[:2], np.array([0.0, 1e6]), 1.0, np.eye(2, dtype=bool))
+    np.testing.assert_array_equal(far, values[[1, 0]])
+    alone, alone_present, _ = run_kernel_means(run_key, elapsed, change_of, train[:1], train[:1], (1.0,),
+                                               leave_out=True)
+    assert not alone_present.any() and np.all(alone == 0)
+
+
 def test_predict_baseline_files_and_evaluation(toy, tmp_path):
     paths, table, splits = toy
     for model, params in PARAMS.items():

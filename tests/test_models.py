@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -466,6 +467,67 @@ def test_run_codes_condition_seen_runs_and_leave_unseen_cells_to_the_rest(datase
         predict_abcc(d / "samples.h5", None, d / "mixture.h5", d / "splits.json", None, split, d / f"coded_{split}",
                      None, d / f"coded_{split}.h5", MODEL_SETTINGS["predict"], "cpu")
         assert np.all(np.isfinite(read_predictions(d / f"coded_{split}.h5").prediction))
+
+
+def test_run_context_conditions_seen_runs_on_their_other_training_spectra(dataset):
+    """The within-run context (``run_context``): training samples see the kernel mean of their run's other training
+    changes (never their own), test samples that of their run's training changes, a cell never seen zeros; the
+    dropped rows of a batch lose it with their code; a model trained with it predicts on both splits."""
+    from opir.formats.predictions import read_predictions
+    from opir.predict.abcc import _test_context, load_abcc, predict_abcc
+    from opir.train.abcc import drop_run_codes, train_abcc
+    from opir.train.context import context_channels, within_run_context
+
+    d = dataset
+    train_ids = load_split(d / "splits.json", "random")["train"]
+    change, present, widths = within_run_context(d / "samples.h5", train_ids, train_ids, [0.5, 1.0, 2.0], True)
+    assert present.all() and set(widths) == {"sys_a/r1", "sys_b/r1"}
+    channels = context_channels(change, present, 0.5, 48)
+    assert channels.shape == (len(train_ids), 2, 48) and torch.all(channels[:, 1] == 1)
+    torch.testing.assert_close(channels[:, 0, : change.shape[1]], torch.from_numpy(change / 0.5).float())
+    # a run with a single training sample: left out of its own mean, it has none
+    alone = [train_ids[0]]
+    _, present_alone, _ = within_run_context(d / "samples.h5", alone, alone, [1.0], True)
+    assert not present_alone.any()
+    assert torch.all(context_channels(change[:1], present_alone, 0.5, 48) == 0)
+
+    settings = {**MODEL_SETTINGS, "space": "spectrum", "chemical_flow": False, "two_stream": False,
+                "run_code_dim": 4, "run_code_dropout": 0.5, "run_context": True}
+    for split in ("random", "system"):
+        train_abcc(d / "samples.h5", None, d / "mixture.h5", d / "splits.json", split, "context", settings,
+                   d / f"context_{split}", d / f"ckpt_context_{split}", "cpu", progress=False)
+    model, meta = load_abcc(d / "context_random")
+    assert model.config.run_context and model.config.initial_channels == 3
+    assert set(meta["run_context_widths_s"]) == {"sys_a/r1", "sys_b/r1"}
+
+    # a dropped row loses its code and its context, and keeps s(v_0)
+    batch = Condition(torch.ones(16, 3, 4), torch.zeros(16, 2), torch.zeros(16, 2), run=torch.tensor([1, 2] * 8))
+    dropped = drop_run_codes(batch, 0.5, 7, 0, context=True)
+    gone = dropped.run == 0
+    assert 0 < int(gone.sum()) < 16 and torch.all(dropped.initial_latent[:, 0] == 1)
+    assert torch.all(dropped.initial_latent[gone, 1:] == 0) and torch.all(dropped.initial_latent[~gone, 1:] == 1)
+    assert torch.equal(drop_run_codes(batch, 0.5, 7, 0).run, dropped.run)  # the same rows as without context
+
+    # test samples: the context of their run's training samples; withheld, or a run never seen: none
+    def context_of(split, model_meta, knows_runs):
+        test = load_split(d / "splits.json", split)["test"]
+        data = SimpleNamespace(sample_id=np.asarray(test), condition=SimpleNamespace(
+            initial_latent=torch.zeros(len(test), 1, 48)))
+        return _test_context(d / "samples.h5", d / "splits.json", split, data, model_meta["settings"], model_meta,
+                             knows_runs)
+
+    assert torch.all(context_of("random", meta, True)[:, 1] == 1)
+    assert torch.all(context_of("random", meta, False) == 0)
+    assert torch.all(context_of("system", load_abcc(d / "context_system")[1], True) == 0)
+    # opir predict forecasts a cell it has no spectra of
+    from opir.forecast.sampling import initial_state
+
+    state = initial_state(np.zeros(N_POINTS), SimpleNamespace(meta=meta, model=model))
+    assert state.shape == (1, 3, 48) and torch.all(state[:, 1:] == 0)
+    for split in ("random", "system"):
+        predict_abcc(d / "samples.h5", None, d / "mixture.h5", d / "splits.json", None, split,
+                     d / f"context_{split}", None, d / f"context_{split}.h5", MODEL_SETTINGS["predict"], "cpu")
+        assert np.all(np.isfinite(read_predictions(d / f"context_{split}.h5").prediction))
 
 
 def tiny_abcc(**switches):

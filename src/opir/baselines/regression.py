@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -199,18 +200,68 @@ def voltage_regression_per_run(
     return prediction[:, None, :]
 
 
-def _kernel_mean(times: np.ndarray, values: np.ndarray, at: np.ndarray, sigma: float, leave_out: bool = False):
-    """Gaussian-kernel (Nadaraya-Watson) mean of ``values`` (n, N) observed at ``times``, read at ``at``."""
-    weights = np.exp(-0.5 * ((at[:, None] - times[None, :]) / sigma) ** 2)
-    if leave_out:
-        np.fill_diagonal(weights, 0.0)
+def kernel_mean(times: np.ndarray, values: np.ndarray, at: np.ndarray, sigma: float,
+                exclude: np.ndarray | None = None) -> np.ndarray:
+    """Gaussian-kernel (Nadaraya-Watson) mean of ``values`` (n, N) observed at ``times``, read at ``at``.
+    ``exclude`` (len(at), n) bool masks observations out of each reading (leave-one-out: a sample's own)."""
+    distance = np.abs(at[:, None] - times[None, :])
+    if exclude is not None:
+        distance = np.where(exclude, np.inf, distance)
+    weights = np.exp(-0.5 * (distance / sigma) ** 2)
     total = weights.sum(axis=1, keepdims=True)
-    # far from every observation the weights underflow: the nearest observation stands in
-    nearest = np.argmin(np.abs(at[:, None] - times[None, :]), axis=1)
+    # far from every observation the weights underflow: the nearest one left stands in
+    nearest = np.argmin(distance, axis=1)
     fallback = np.zeros_like(weights)
     fallback[np.arange(len(at)), nearest] = 1.0
     weights = np.where(total > 1e-300, weights / np.where(total > 1e-300, total, 1.0), fallback)
     return weights @ values
+
+
+def kernel_width(times: np.ndarray, values: np.ndarray, bandwidths) -> float:
+    """The kernel width (s) of one run's training samples: the multiple in ``bandwidths`` of their median spacing
+    with the least leave-one-out MAE (the first multiple of a unit spacing for a single sample)."""
+    spacing = float(np.median(np.diff(np.sort(times)))) if times.size > 1 else 1.0
+    candidates = [b * max(spacing, 1e-9) for b in bandwidths]
+    if times.size < 2:
+        return candidates[0]
+    itself = np.eye(times.size, dtype=bool)
+    errors = [np.abs(kernel_mean(times, values, times, s, itself) - values).mean() for s in candidates]
+    return candidates[int(np.argmin(errors))]
+
+
+def run_kernel_means(
+    run_key: np.ndarray, elapsed_s: np.ndarray, change_of: Callable[[np.ndarray], np.ndarray],
+    train_idx: np.ndarray, query_idx: np.ndarray, bandwidths, leave_out: bool = False,
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """For each query sample, the Gaussian-kernel mean in elapsed time of its run's training changes
+    s(v_m) - s(v_0) (``change_of(index)``, (n, N_f)), the width chosen per run by :func:`kernel_width` on the
+    training samples alone; ``run_key`` and ``elapsed_s`` are per sample, indexed as ``train_idx`` and ``query_idx``.
+    ``leave_out``: a query sample that is itself a training sample is left out of its own mean (what a model
+    trained on these means sees of a test sample). Returns the means (n_query, N_f), whether each query sample has
+    one (False: its run has no other training sample), and the width per run (s)."""
+    means: np.ndarray | None = None
+    present = np.zeros(query_idx.size, dtype=bool)
+    widths: dict[str, float] = {}
+    for run in np.unique(run_key[query_idx]):
+        own = train_idx[run_key[train_idx] == run]
+        members = np.flatnonzero(run_key[query_idx] == run)
+        exclude = query_idx[members, None] == own[None, :] if leave_out else None
+        usable = own.size - (exclude.sum(axis=1) if exclude is not None else np.zeros(members.size, int)) > 0
+        if not usable.any():
+            continue
+        times = elapsed_s[own].astype(np.float64)
+        changes = change_of(own)
+        if means is None:
+            means = np.zeros((query_idx.size, changes.shape[1]), dtype=np.float64)
+        sigma = kernel_width(times, changes, bandwidths)
+        at = elapsed_s[query_idx[members]].astype(np.float64)
+        means[members] = kernel_mean(times, changes, at, sigma, exclude)
+        means[members[~usable]] = 0.0
+        present[members] = usable
+        widths[str(run)] = sigma
+    if means is None:  # no query sample has a run with training samples
+        means = np.zeros((query_idx.size, change_of(query_idx[:0]).shape[1]), dtype=np.float64)
+    return means, present, widths
 
 
 def within_run_smoother(
@@ -220,36 +271,21 @@ def within_run_smoother(
     bandwidths=(0.5, 1.0, 2.0, 4.0, 8.0),
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Each test sample's own s(v_0) plus the Gaussian-kernel mean, in elapsed time, of its run's training changes
-    s(v_m) - s(v_0). The kernel width (a multiple in ``bandwidths`` of the run's median training spacing) is chosen
-    per run by leave-one-out error on the training samples alone. A reference row like Persistence: it knows the
-    run's measured training spectra, which no forecaster of a new cell has. Returns (n_test, 1, N_f) and the width
-    chosen per run (s)."""
-    samples = table.samples
+    s(v_m) - s(v_0) (:func:`run_kernel_means`: the kernel width, a multiple in ``bandwidths`` of the run's median
+    training spacing, chosen per run by leave-one-out error on the training samples alone). A reference row like
+    Persistence: it knows the run's measured training spectra, which no forecaster of a new cell has. Returns
+    (n_test, 1, N_f) and the width chosen per run (s)."""
     run_key = table.run_key()
-    prediction = np.empty((test_idx.size, table.absorbance.shape[1]), dtype=np.float64)
-    chosen: dict[str, float] = {}
-    for run in np.unique(run_key[test_idx]):
-        own = train_idx[run_key[train_idx] == run]
-        if own.size == 0:
-            raise DataError(f"{table.path}: run {run} has no training samples; the within-run smoother needs some "
-                            f"(it is a row of the random split only)")  # fmt: skip
-        times = samples["elapsed_s"][own].astype(np.float64)
-        changes = _change(table, own)
-        spacing = float(np.median(np.diff(np.sort(times)))) if own.size > 1 else 1.0
-        candidates = [b * max(spacing, 1e-9) for b in bandwidths]
-        if own.size > 1:
-            errors = [np.abs(_kernel_mean(times, changes, times, s, leave_out=True) - changes).mean()
-                      for s in candidates]  # fmt: skip
-            sigma = candidates[int(np.argmin(errors))]
-        else:
-            sigma = candidates[0]
-        members = np.flatnonzero(run_key[test_idx] == run)
-        at = samples["elapsed_s"][test_idx[members]].astype(np.float64)
-        initial = table.absorbance[samples["initial_row"][test_idx[members]]].astype(np.float64)
-        prediction[members] = initial + _kernel_mean(times, changes, at, sigma)
-        chosen[str(run)] = sigma
-        log.info("within-run smoother: %s, %d training samples, kernel sigma %.4g s", run, own.size, sigma)
-    return prediction[:, None, :], chosen
+    orphans = sorted(set(run_key[test_idx].tolist()) - set(run_key[train_idx].tolist()))
+    if orphans:
+        raise DataError(f"{table.path}: run {orphans[0]} has no training samples; the within-run smoother needs "
+                        f"some (it is a row of the random split only)")  # fmt: skip
+    means, _, chosen = run_kernel_means(run_key, table.samples["elapsed_s"], lambda index: _change(table, index),
+                                        train_idx, test_idx, bandwidths)
+    for run, sigma in chosen.items():
+        log.info("within-run smoother: %s, kernel sigma %.4g s", run, sigma)
+    initial = table.absorbance[table.samples["initial_row"][test_idx]].astype(np.float64)
+    return (initial + means)[:, None, :], chosen
 
 
 # --------------------------------------------------------------------------------------------------------------

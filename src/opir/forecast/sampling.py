@@ -20,6 +20,7 @@ from opir.models.vae import encode_images
 from opir.preprocess.profile import profile_features
 from opir.preprocess.spectra import apply
 from opir.render.waveform import spectrum_to_waveform
+from opir.train.context import absent_context
 from opir.train.data import pad_points, spectral_length
 from opir.training import autocast_factory
 
@@ -45,7 +46,9 @@ def initial_state(spectrum: np.ndarray, fm: ForecastModel):
     spectrum = np.asarray(spectrum, dtype=np.float32)[None]
     if model_space(fm.meta) == "spectrum":
         length = spectral_length(spectrum.shape[1], int(fm.meta["settings"]["spectral_patch_size"]))
-        return torch.from_numpy(pad_points(spectrum, length)[:, None]).float()
+        state = torch.from_numpy(pad_points(spectrum, length)[:, None]).float()
+        # a cell being forecast has no training spectra: no within-run context
+        return torch.cat([state, absent_context(1, length)], dim=1) if fm.model.config.run_context else state
     image = spectrum_to_waveform(spectrum, fm.readout.style)
     latent = encode_images(fm.vae, image, 1, fm.device) * float(fm.vae.config.scaling_factor)
     return torch.from_numpy(latent).float()

@@ -70,12 +70,17 @@ class ABCCConfig:
     # run), and the codes' size (0: none, the paper's condition)
     run_ids: tuple[str, ...] = ()
     run_code_dim: int = 0
+    # the 1D variant's initial state also carries the within-run context (opir.train.context): the mean change of
+    # the run's other training samples near the sample in time, and its presence flag (zeros: a cell never seen)
+    run_context: bool = False
 
     def __post_init__(self):
         if self.latent_channels + self.residual_channels < 1:
             raise ValueError("ABCC generates nothing: latent_channels + residual_channels must be >= 1")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective {self.objective!r}: one of {', '.join(OBJECTIVES)}")
+        if self.run_context and self.spatial_dims != 1:
+            raise ValueError("run_context is a setting of the 1D (spectral) variant only")
 
     @property
     def state_channels(self) -> int:

@@ -18,6 +18,7 @@ from opir.formats.samples import load_split, read_sample_arrays
 from opir.models.abcc import ABCC, ABCCConfig
 from opir.models.meanflow import noise_seed
 from opir.render.waveform import CurveStyle, read_style
+from opir.train.context import absent_context, context_channels, within_run_context
 from opir.train.data import load_abcc_data
 from opir.train.readout import readout_for
 from opir.training import autocast_factory
@@ -63,7 +64,10 @@ def predict_abcc(
                           settings, spectrum_scale=meta.get("spectrum_scale"),
                           electrodes_h5=electrodes_h5 if model.config.electrode_dim else None)
     config = model.config
-    use_codes = config.run_codes and bool(predict_cfg.get("run_codes", True))
+    knows_runs = bool(predict_cfg.get("run_codes", True))  # false: every test run as a cell never seen
+    use_codes = config.run_codes and knows_runs
+    if config.run_context:
+        data = data.with_context(_test_context(samples_h5, splits_json, split, data, settings, meta, knows_runs))
     data = data.with_run_codes(config) if use_codes else data
     if use_codes:
         unseen = sorted(set(data.run_key.tolist()) - set(config.run_ids))
@@ -103,8 +107,27 @@ def predict_abcc(
     file_attrs = dict(attrs or {})
     file_attrs.update({"draws": draws, "sampler": sampler_name(config, int(predict_cfg["euler_steps"])),
                        "noise": "shared" if shared else "independent", "run_codes": use_codes,
+                       "run_context": bool(config.run_context and knows_runs),
                        "images_without_ink_above_background": fallbacks, "space": space,
                        "residual_stream": bool(config.residual_channels), "two_stream": bool(config.two_stream)})
     write_predictions(out_h5, data.sample_id, wavenumber, prediction, file_attrs, model=meta["model"])
     log.info("%s: %d samples x %d draws in %.1f s", out_h5, len(data.sample_id), draws, seconds)
     return {"seconds": seconds, "spectra_per_second": prediction.shape[0] * draws / max(seconds, 1e-9)}
+
+
+def _test_context(samples_h5, splits_json, split, data, settings, meta, knows_runs: bool) -> torch.Tensor:
+    """The within-run context channels of the test samples: from the split's training samples of each test run
+    (none for a run without any, or for every run when ``knows_runs`` is false)."""
+    length = int(data.condition.initial_latent.shape[-1])
+    if not knows_runs:
+        return absent_context(len(data.sample_id), length)
+    change, present, widths = within_run_context(samples_h5, load_split(splits_json, split)["train"],
+                                                 list(data.sample_id), settings["run_context_bandwidths"],
+                                                 leave_out=False)
+    trained = meta.get("run_context_widths_s") or {}
+    changed = sorted(run for run, width in widths.items() if run in trained and not np.isclose(width, trained[run]))
+    if changed:
+        raise DataError(f"{splits_json} ({split}): the training samples of run(s) {', '.join(changed)} differ from "
+                        f"those the model was trained with (another kernel width); retrain it on this split")
+    log.info("within-run context for %d of %d test samples", int(present.sum()), len(present))
+    return context_channels(change, present, float(meta["spectrum_scale"]), length)

@@ -21,6 +21,7 @@ from opir.models.abcc import ABCC, PhysicsBatch
 from opir.models.conditioning import Condition
 from opir.models.physics import detect_peaks
 from opir.render.waveform import read_style
+from opir.train.context import context_channels, within_run_context
 from opir.train.data import (
     ABCCData,
     abcc_config_for,
@@ -49,15 +50,22 @@ def peak_weight_at(step: int, weight: float, every: int) -> float:
     return weight * every if (step + 1) % every == 0 else 0.0
 
 
-def drop_run_codes(cond: Condition, rate: float, step: int, seed: int) -> Condition:
-    """The batch with each run code replaced by the unseen run's (0) at ``rate``, so that the model also learns to
-    forecast a cell it has no code for (the system split's test runs, ``opir predict``). Seeded by the step, so a
-    resumed run drops the same codes."""
-    if rate <= 0 or cond.run is None:
+def drop_run_codes(cond: Condition, rate: float, step: int, seed: int, context: bool = False) -> Condition:
+    """The batch with each run code replaced by the unseen run's (0) at ``rate``, and, with ``context``, the
+    within-run context channels of the same rows zeroed, so that the model also learns to forecast a cell it has no
+    code and no spectra of (the system split's test runs, ``opir predict``). Seeded by the step, so a resumed run
+    drops the same rows."""
+    if rate <= 0 or (cond.run is None and not context):
         return cond
     generator = torch.Generator().manual_seed(seed * 100_019 + step)
-    keep = (torch.rand(len(cond.run), generator=generator) >= rate).to(cond.run.device)
-    return cond.with_run(cond.run * keep)
+    keep = torch.rand(len(cond), generator=generator) >= rate
+    if cond.run is not None:
+        cond = cond.with_run(cond.run * keep.to(cond.run.device))
+    if context:
+        initial = cond.initial_latent
+        kept = keep.to(initial.device, initial.dtype)[:, None, None]
+        cond = dataclasses.replace(cond, initial_latent=torch.cat([initial[:, :1], initial[:, 1:] * kept], dim=1))
+    return cond
 
 
 def train_abcc(
@@ -95,6 +103,16 @@ def train_abcc(
                           residual_h5=residual_h5 if use_residual else None,
                           streams_h5=streams_h5 if two_stream else None, spectrum_scale=spectrum_scale,
                           electrodes_h5=electrodes_h5 if use_electrode else None)
+    context_widths = None
+    if cfg["run_context"]:
+        if space != "spectrum":
+            raise DataError(f"{split}/{model_name}: run_context is a setting of the 1D variant (space: spectrum)")
+        change, present, context_widths = within_run_context(samples_h5, train_ids, train_ids,
+                                                             cfg["run_context_bandwidths"], leave_out=True)
+        data = data.with_context(context_channels(change, present, spectrum_scale,
+                                                  data.condition.initial_latent.shape[-1]))
+        log.info("%s/%s: within-run context for %d of %d training samples (%d runs)", split, model_name,
+                 int(present.sum()), len(present), len(context_widths))
     config = abcc_config_for(cfg, data)
     data = data.with_run_codes(config)
     train_config = train_config_for(cfg["train"], len(data.sample_id))
@@ -123,7 +141,7 @@ def train_abcc(
     initial_spectrum = data.initial_spectrum.to(device_)
 
     peak_every = int(losses["peak_every"])
-    code_dropout = float(cfg["run_code_dropout"]) if config.run_codes else 0.0
+    code_dropout = float(cfg["run_code_dropout"]) if config.run_codes or config.run_context else 0.0
     balance = float(cfg.get("run_balance", 0.0))  # settings from before the switch have none
     sample_weights = run_balance_weights(data.run_key, balance) if balance > 0 else None
 
@@ -147,8 +165,8 @@ def train_abcc(
             physics_samples=int(losses["physics_samples"]),
             stream_target=stream_target[idx] if stream_scale is not None else None,
         )
-        return model.loss(target[idx], drop_run_codes(condition.index(idx), code_dropout, step, train_config.seed),
-                          generator, autocast, physics)
+        cond = drop_run_codes(condition.index(idx), code_dropout, step, train_config.seed, config.run_context)
+        return model.loss(target[idx], cond, generator, autocast, physics)
 
     fingerprint = data.fingerprint()
     ema, result = train(model, loss_fn, train_config, checkpoint_dir, device_, run_settings=cfg,
@@ -164,6 +182,7 @@ def train_abcc(
         "training_data_sha256": fingerprint,
         "device": str(device_), "space": space, "n_points": int(data.initial_spectrum.shape[1]),
         "spectrum_scale": spectrum_scale,
+        "run_context_widths_s": context_widths,
         "stream_scale": stream_scale.flatten().tolist() if stream_scale is not None else None,
         "fusion": fusion,
         # how the inputs were made, so predictions with this model can be reproduced from raw spectra

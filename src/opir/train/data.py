@@ -43,6 +43,12 @@ class ABCCData:
         run = config.run_index(self.run_key) if config.run_codes else None
         return dataclasses.replace(self, condition=self.condition.with_run(run))
 
+    def with_context(self, channels: torch.Tensor) -> ABCCData:
+        """The same data with the within-run context channels (n, 2, L) after s(v_0) in the initial state
+        (:mod:`opir.train.context`)."""
+        initial = torch.cat([self.condition.initial_latent, channels.to(self.condition.initial_latent)], dim=1)
+        return dataclasses.replace(self, condition=dataclasses.replace(self.condition, initial_latent=initial))
+
     def fingerprint(self) -> str:
         """:func:`opir.training.data_fingerprint` of every tensor a trainer can read from this data."""
         condition = self.condition
@@ -170,7 +176,9 @@ def abcc_config_for(cfg: dict[str, Any], data: ABCCData) -> ABCCConfig:
         layout = dict(latent_channels=waveform, residual_channels=target.shape[1] - waveform, spatial_dims=2,
                       patch_size=int(cfg["patch_size"]))
     else:
-        layout = dict(latent_channels=0, residual_channels=1, condition_channels=1, spatial_dims=1,
+        # s(v_0), then the within-run context's two channels where the settings give it
+        layout = dict(latent_channels=0, residual_channels=1,
+                      condition_channels=int(data.condition.initial_latent.shape[1]), spatial_dims=1,
                       patch_size=int(cfg["spectral_patch_size"]))
     stream_points = int(data.stream_target.shape[-1]) if two_stream and data.stream_target is not None else 0
     if two_stream and not stream_points:
@@ -194,6 +202,7 @@ def abcc_config_for(cfg: dict[str, Any], data: ABCCData) -> ABCCConfig:
         profile_readout=int(cfg.get("profile_readout", 0)),
         run_ids=tuple(sorted(set(data.run_key.tolist()))) if int(cfg.get("run_code_dim", 0)) else (),
         run_code_dim=int(cfg.get("run_code_dim", 0)),
+        run_context=bool(cfg.get("run_context", False)),
         **layout,
     )
 
