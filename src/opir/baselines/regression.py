@@ -239,28 +239,24 @@ def run_kernel_means(
     ``leave_out``: a query sample that is itself a training sample is left out of its own mean (what a model
     trained on these means sees of a test sample). Returns the means (n_query, N_f), whether each query sample has
     one (False: its run has no other training sample), and the width per run (s)."""
-    means: np.ndarray | None = None
+    means = np.zeros((query_idx.size, change_of(query_idx[:0]).shape[1]), dtype=np.float64)
     present = np.zeros(query_idx.size, dtype=bool)
     widths: dict[str, float] = {}
     for run in np.unique(run_key[query_idx]):
         own = train_idx[run_key[train_idx] == run]
         members = np.flatnonzero(run_key[query_idx] == run)
         exclude = query_idx[members, None] == own[None, :] if leave_out else None
-        usable = own.size - (exclude.sum(axis=1) if exclude is not None else np.zeros(members.size, int)) > 0
+        usable = own.size - (exclude.sum(axis=1) if leave_out else np.zeros(members.size, dtype=int)) > 0
         if not usable.any():
             continue
         times = elapsed_s[own].astype(np.float64)
         changes = change_of(own)
-        if means is None:
-            means = np.zeros((query_idx.size, changes.shape[1]), dtype=np.float64)
         sigma = kernel_width(times, changes, bandwidths)
         at = elapsed_s[query_idx[members]].astype(np.float64)
         means[members] = kernel_mean(times, changes, at, sigma, exclude)
         means[members[~usable]] = 0.0
         present[members] = usable
         widths[str(run)] = sigma
-    if means is None:  # no query sample has a run with training samples
-        means = np.zeros((query_idx.size, change_of(query_idx[:0]).shape[1]), dtype=np.float64)
     return means, present, widths
 
 

@@ -42,7 +42,12 @@ class SampleTable:
 
     def run_key(self) -> np.ndarray:
         """'{system}/{run}' of every sample."""
-        return np.char.add(np.char.add(self.samples["system_id"], "/"), self.samples["run_id"])
+        return run_keys(self.samples["system_id"], self.samples["run_id"])
+
+
+def run_keys(system_id: np.ndarray, run_id: np.ndarray) -> np.ndarray:
+    """'{system}/{run}', the key of a run across systems, element by element."""
+    return np.char.add(np.char.add(np.asarray(system_id).astype(str), "/"), np.asarray(run_id).astype(str))
 
 
 _SAMPLE_KEYS = ("sample_id", "row", "initial_row", "m", "system_id", "run_id", "voltage_v", "elapsed_s")

@@ -13,7 +13,7 @@ import torch
 
 from opir.baselines.regression import run_kernel_means
 from opir.core.errors import DataError
-from opir.formats.samples import read_sample_arrays, read_spectra
+from opir.formats.samples import read_sample_arrays, read_spectra, run_keys
 from opir.train.data import pad_points
 
 #: Channels the context adds to the 1D variant's initial state s(v_0): the mean change and its presence flag.
@@ -47,11 +47,11 @@ def within_run_context(
     train_idx = np.array([position[s] for s in train_ids], dtype=np.int64)
     query_idx = np.array([position[s] for s in query_ids], dtype=np.int64)
     rows, initial = table["samples/row"], table["samples/initial_row"]
-    spectra = read_spectra(samples_h5, slice(None))
-    run_key = np.char.add(np.char.add(table["samples/system_id"].astype(str), "/"), table["samples/run_id"].astype(str))
+    run_key = run_keys(table["samples/system_id"], table["samples/run_id"])
 
-    def change_of(index: np.ndarray) -> np.ndarray:
-        return spectra[rows[index]].astype(np.float64) - spectra[initial[index]].astype(np.float64)
+    def change_of(index: np.ndarray) -> np.ndarray:  # one run's training changes: only their rows are read
+        return (read_spectra(samples_h5, rows[index]).astype(np.float64)
+                - read_spectra(samples_h5, initial[index]).astype(np.float64))  # fmt: skip
 
     means, present, widths = run_kernel_means(run_key, table["samples/elapsed_s"], change_of, train_idx, query_idx,
                                               bandwidths, leave_out=leave_out)
