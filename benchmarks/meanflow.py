@@ -27,11 +27,11 @@ sys.path.insert(0, str(REPO / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PRESETS = {
-    # image 64 px, VAE (32, 64, 64) -> 4 x 16 x 16 latents; backbone from config/config.yaml
-    "demo": {"image_size": 64, "vae_channels": [32, 64, 64], "layers_per_block": 1, "vae_in": 1, "from_config": True},
+    # image 64 px; the VAE (-> 4 x 16 x 16 latents) and the backbone from config/config.yaml
+    "demo": {"image_size": 64, "vae_in": 1, "from_config": True},
     # the paper: 256 px, sd-vae-ft-ema-sized decoder (4 x 32 x 32), SiT-B/2, batch 160
-    "paper": {"image_size": 256, "vae_channels": [128, 256, 512, 512], "layers_per_block": 2, "vae_in": 3,
-              "hidden_size": 768, "depth": 12, "num_heads": 12, "patch_size": 2, "batch_size": 160},
+    "paper": {"image_size": 256, "vae_channels": [128, 256, 512, 512], "layers_per_block": 2, "norm_num_groups": 32,
+              "vae_in": 3, "hidden_size": 768, "depth": 12, "num_heads": 12, "patch_size": 2, "batch_size": 160},
 }
 
 
@@ -39,7 +39,12 @@ def settings(preset: str) -> dict:
     import yaml
 
     spec = dict(PRESETS[preset])
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]["abcc"]
+    models = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]
+    config = models["abcc"]
+    if spec.get("from_config"):
+        vae = models["vae"]
+        spec.update(vae_channels=vae["block_out_channels"], layers_per_block=vae["layers_per_block"],
+                    norm_num_groups=vae["norm_num_groups"])
     abcc = {k: config[k] for k in ("hidden_size", "depth", "num_heads", "patch_size", "mlp_ratio", "attention")}
     abcc.update({k: spec[k] for k in ("hidden_size", "depth", "num_heads", "patch_size") if k in spec})
     spec["abcc"] = abcc
@@ -130,7 +135,8 @@ def phase_predict(spec: dict, repeats: int, queue) -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1e-3 * torch.randn_like(p))
-    vae = build_small_vae(spec["image_size"], spec["vae_channels"], 4, spec["layers_per_block"], 32, False)
+    vae = build_small_vae(spec["image_size"], spec["vae_channels"], 4, spec["layers_per_block"],
+                          spec["norm_num_groups"], False)
     if spec["vae_in"] == 3:  # the SD VAE is a 3-channel model; its decoder's cost is what matters here
         from diffusers import AutoencoderKL
 
