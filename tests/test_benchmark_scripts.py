@@ -96,8 +96,13 @@ def test_record_is_regenerated_from_the_tables(finished_workspace, tmp_path):
     assert set(row) == {"mae", "mse", "rmse", "sam", "cossim", "r2", "dilate"}
     assert abs(row["mae"] - 100 * _mae(finished_workspace, "random", "persistence")) < 1e-3
     assert "Within-run smoother" in record["random"] and "Within-run smoother" not in record["system"]
-    assert "Flagship **ABCC-1D" in (tmp_path / "r.md").read_text()
-    assert "## Goals" in (tmp_path / "r.md").read_text()
+    text = (tmp_path / "r.md").read_text()
+    assert "Flagship **ABCC-1D" in text and "## Goals" in text
+    # where the time went: every job's benchmark file, summed by stage, the wall-time goal the one given
+    seconds = _script("record").job_seconds(finished_workspace)
+    assert "train/random/abcc1d" in seconds and all(s > 0 for s in seconds.values())
+    assert f"Sum of the {len(seconds)} jobs' snakemake benchmark files" in text
+    assert "goal <= 7200 s" in text
 
 
 def test_record_reads_each_goal_off_the_tables():
