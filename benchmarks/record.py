@@ -174,10 +174,6 @@ def job_seconds(workdir: Path) -> dict[str, float]:
     return seconds
 
 
-def jobs_wall_s(workdir: Path) -> float:
-    return sum(job_seconds(workdir).values())
-
-
 def job_time_lines(seconds: dict[str, float], longest: int = 8) -> list[str]:
     """Where a run's time went, so that runs on machines of different speed can be compared job by job."""
     if not seconds:
@@ -246,12 +242,12 @@ def main() -> None:
             lines.append("")
     if flagship_label is None:
         raise SystemExit(f"{tables}: no table has a row of model {args.flagship!r}")
+    seconds = job_seconds(args.workdir)
     record.update(
         flagship=flagship_label,
         commit=commit(args.workdir),
-        wall_s=round(args.wall_s if args.wall_s is not None else jobs_wall_s(args.workdir), 1),
+        wall_s=round(args.wall_s if args.wall_s is not None else sum(seconds.values()), 1),
     )
-    seconds = job_seconds(args.workdir)
     hedged = None
     if args.electrode_bound is not None:
         hedged = json.loads(args.electrode_bound.read_text().strip().splitlines()[-1])["hedged_oracle"]
