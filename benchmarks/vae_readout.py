@@ -78,10 +78,10 @@ def main() -> None:
     order = np.argsort(np.argsort(rows))  # read_images returns rows sorted
     images = read_images(results / "render" / "waveform.h5", rows)[order]
     target = table.absorbance[rows]
-    device = torch.device("cpu")
+    device, batch = torch.device("cpu"), int(vae_config["encode_batch_size"])
     with torch.no_grad():
-        latents = encode_images(vae, images, 64, device)
-        decoded = decode_latents(vae, torch.from_numpy(latents), 64, device)
+        latents = encode_images(vae, images, batch, device)
+        decoded = decode_latents(vae, torch.from_numpy(latents), batch, device)
     spectra, without_ink = images_to_spectra(decoded, target.shape[1], read_style(results / "render" / "waveform.h5"),
                                              background_grey)
     print(json.dumps({
