@@ -42,18 +42,22 @@ SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "srun", "
 # Files that differ between two runs by design: logs, timings, and the report of where each job ran.
 NOT_COMPARED = ("results/logs/", "results/benchmarks/", "results/cluster/")
 # Default: every rule of the workflow but the four that aggregate all models of a split (Tables 2-4, Fig. 4, the
-# training curves), on the system split: data stages, embeddings, MCR and Fig. 5, rendering, VAE and latents, ABCC
-# (train, predict, package), one latent and one 1D neural baseline, every baseline and reference row, evaluation,
-# Figs. 1 and 2, and the GPU device report; 47 jobs on tests/slurm/config.yaml, which the cluster profile's job
-# groups bundle into fewer SLURM jobs. Two models are evaluated (one rule, as many jobs as models), the others stop
-# at their predictions. `all` (119 jobs) had done 84 after 9.5 min here, past CI's 10 minutes on 2 cores: each rule
-# job still starts snakemake once inside its allocation, and a group job runs its jobs one after another
-# (docs/slurm.md, "The test").
+# training curves), on the system split: data stages, embeddings, MCR and Fig. 5, rendering, the VAE and both
+# streams' latents, ABCC (the flagship, abcc1d: train, predict, package), one 1D neural baseline, every baseline
+# and reference row, evaluation, Figs. 1 and 2, and the GPU device report, which the cluster profile's job groups
+# bundle into fewer SLURM jobs. The latent models (ABCC, SiT) run the same rules as the 1D ones (train_abcc,
+# predict_abcc, nb_train, nb_predict) after the VAE: leaving them out, and Fig. 5 on the perturbed copy instead of a
+# prediction (tests/slurm/config.yaml), takes the longest chain of the DAG (render -> VAE -> latents -> train ->
+# predict -> evaluate) off the run's critical path (296 s instead of 370 s here). Two models are evaluated (one rule,
+# as many jobs as models), the others stop at their predictions. `all` (119 jobs) had done 84 after 9.5 min here,
+# past CI's 10 minutes on 2 cores: each rule job still starts snakemake once inside its allocation, and a group job
+# runs its jobs one after another (docs/slurm.md, "The test").
 DEFAULT_TARGETS = " ".join([
-    *(f"results/metrics/system/{model}.json" for model in ("abcc", "voltage_regression")),
+    *(f"results/metrics/system/{model}.json" for model in ("abcc1d", "voltage_regression")),
     *(f"results/predictions/system/{model}.h5" for model in (
-        "sit_regression", "gru_forecaster", "nearest_trajectory", "random", "persistence", "noise_floor")),
-    "results/packages/system/abcc",
+        "gru_forecaster", "nearest_trajectory", "random", "persistence", "noise_floor")),
+    *(f"results/latent/system/{stream}.h5" for stream in ("waveform", "variation")),
+    "results/packages/system/abcc1d",
     "results/mcr/validation.json",
     *(f"results/figures/{figure}.png" for figure in (
         "fig1_operando", "fig2_data", "render_illustration", "fig5_sei_pathway")),
