@@ -472,7 +472,8 @@ def test_run_codes_condition_seen_runs_and_leave_unseen_cells_to_the_rest(datase
 def test_run_context_conditions_seen_runs_on_their_other_training_spectra(dataset):
     """The within-run context (``run_context``): training samples see the kernel mean of their run's other training
     changes (never their own), test samples that of their run's training changes, a cell never seen zeros; the
-    dropped rows of a batch lose it with their code; a model trained with it predicts on both splits."""
+    dropped rows of a batch lose it with their code; a model trained with it, its flow anchored on it
+    (``context_anchor``), predicts on both splits."""
     from opir.formats.predictions import read_predictions
     from opir.predict.abcc import _test_context, load_abcc, predict_abcc
     from opir.train.abcc import drop_run_codes, train_abcc
@@ -492,12 +493,15 @@ def test_run_context_conditions_seen_runs_on_their_other_training_spectra(datase
     assert torch.all(context_channels(change[:1], present_alone, 0.5, 48) == 0)
 
     settings = {**MODEL_SETTINGS, "space": "spectrum", "chemical_flow": False, "two_stream": False,
-                "run_code_dim": 4, "run_code_dropout": 0.5, "run_context": True}
+                "run_code_dim": 4, "run_code_dropout": 0.5, "run_context": True, "context_anchor": True}
+    with pytest.raises(DataError, match="set run_context: true as well"):
+        train_abcc(d / "samples.h5", None, d / "mixture.h5", d / "splits.json", "random", "anchor_alone",
+                   {**settings, "run_context": False}, d / "anchor_alone", d / "ckpt_anchor_alone", "cpu")
     for split in ("random", "system"):
         train_abcc(d / "samples.h5", None, d / "mixture.h5", d / "splits.json", split, "context", settings,
                    d / f"context_{split}", d / f"ckpt_context_{split}", "cpu", progress=False)
     model, meta = load_abcc(d / "context_random")
-    assert model.config.run_context and model.config.initial_channels == 3
+    assert model.config.run_context and model.config.context_anchor and model.config.initial_channels == 3
     assert set(meta["run_context_widths_s"]) == {"sys_a/r1", "sys_b/r1"}
 
     # a dropped row loses its code and its context, and keeps s(v_0)
@@ -803,6 +807,37 @@ def test_regression_objective_is_the_same_network_trained_with_mse():
     assert torch.equal(a, b)
     assert not torch.equal(generator_.sample_state(cond, torch.Generator().manual_seed(1)),
                            generator_.sample_state(cond, torch.Generator().manual_seed(2)))
+
+
+@pytest.mark.parametrize("objective", ["meanflow", "regression"])
+def test_context_anchor_generates_the_change_less_the_context(objective):
+    """``context_anchor``: the same network generates the change less the within-run context, and the sampler adds
+    the context back: draws, loss and physics terms are those of the unanchored model shifted by the context
+    channel, so a row without context (absent or dropped: zeros) is generated as before."""
+    from opir.models.abcc import ABCCConfig, PhysicsBatch
+
+    spectral = dict(latent_channels=0, residual_channels=1, condition_channels=3, spatial_dims=1, latent_size=8,
+                    run_context=True, objective=objective)
+    plain, anchored = tiny_abcc(**spectral), tiny_abcc(**spectral, context_anchor=True)
+    anchored.load_state_dict(plain.state_dict())
+    context = torch.randn(4, 1, 8)
+    context[3] = 0  # a row without context
+    cond = Condition(torch.cat([torch.randn(4, 1, 8), context, (context != 0).float()], dim=1), torch.randn(4, 3),
+                     torch.randn(4, 2))
+    x = torch.randn(4, 1, 8)
+    for steps in (0, 3):
+        drawn = anchored.sample_state(cond, torch.Generator().manual_seed(1), steps)
+        torch.testing.assert_close(drawn, plain.sample_state(cond, torch.Generator().manual_seed(1), steps) + context)
+    physics = PhysicsBatch(mass_weight=1.0)
+    terms = anchored.loss(x, cond, torch.Generator().manual_seed(0), physics=physics)
+    shifted = plain.loss(x - context, cond, torch.Generator().manual_seed(0), physics=physics)
+    assert set(terms) == set(shifted)
+    for name in terms:
+        torch.testing.assert_close(terms[name], shifted[name])
+    with pytest.raises(ValueError, match="context_anchor needs run_context"):
+        ABCCConfig(**{**anchored.config.to_dict(), "run_context": False})
+    assert ABCCConfig.from_dict({k: v for k, v in anchored.config.to_dict().items() if k != "context_anchor"}
+                                ).context_anchor is False  # model.json files from before the switch
 
 
 def test_peak_every_k_steps_keeps_the_expected_weight():

@@ -13,7 +13,6 @@ from typing import Any
 import h5py
 import numpy as np
 import pandas as pd
-from scipy.optimize import nnls
 
 from opir.core.errors import ConfigError, DataError
 from opir.core.h5io import atomic_h5, atomic_path, provenance, read_strings, write_axis, write_nxdata
@@ -50,6 +49,9 @@ def fit_concentrations(
     B = np.zeros((0, ST.shape[1])) if baseline is None else np.asarray(baseline, float)
     design = np.vstack([ST, B, -B])
     if solver == "scipy_nnls":
+        # scipy.optimize takes 0.7 s to import; every ABCC job reads the streams through this module, few solve
+        from scipy.optimize import nnls
+
         A = design.T
         coef = np.empty((D.shape[0], design.shape[0]))
         for n, d in enumerate(D):

@@ -73,6 +73,10 @@ class ABCCConfig:
     # the 1D variant's initial state also carries the within-run context (opir.train.context): the mean change of
     # the run's other training samples near the sample in time, and its presence flag (zeros: a cell never seen)
     run_context: bool = False
+    # with run_context: the flow generates the sample's change less its context (the within-run estimate, zero
+    # where absent or dropped), and the sampler adds the context back, so an untrained network starts at the
+    # within-run smoother instead of at noise (docs/method.md, "Within-run context")
+    context_anchor: bool = False
 
     def __post_init__(self):
         if self.latent_channels + self.residual_channels < 1:
@@ -81,6 +85,8 @@ class ABCCConfig:
             raise ValueError(f"objective {self.objective!r}: one of {', '.join(OBJECTIVES)}")
         if self.run_context and self.spatial_dims != 1:
             raise ValueError("run_context is a setting of the 1D (spectral) variant only")
+        if self.context_anchor and not self.run_context:
+            raise ValueError("context_anchor needs run_context: the anchor is the within-run context")
 
     @property
     def state_channels(self) -> int:
@@ -205,6 +211,11 @@ class ABCC(nn.Module):
         the batch rows that z holds, when only some)."""
         return lambda z, r, t, drop, rows=None: self(z, r, t, cond if rows is None else cond.index(rows), drop)
 
+    def anchor(self, cond: Condition) -> torch.Tensor | float:
+        """What the generated state is relative to: the within-run context's change channel (the second last of
+        the initial state, scaled like the state; zero where absent or dropped) with ``context_anchor``, else 0."""
+        return cond.initial_latent[:, -2:-1].float() if self.config.context_anchor else 0.0
+
     def streams_from_features(self, features: torch.Tensor) -> torch.Tensor:
         """Branch mean tokens (B, 2, hidden) -> predicted MCR stream changes (B, 2, stream_points)."""
         return torch.stack([head(features[:, i]) for i, head in enumerate(self.stream_heads)], dim=1)
@@ -218,7 +229,7 @@ class ABCC(nn.Module):
         ones = torch.ones(zero.shape[0], device=zero.device)
         with autocast():
             u, features = self(zero, torch.zeros_like(ones), ones, cond, None, return_features=True)
-        return zero - u.float(), features
+        return zero - u.float() + self.anchor(cond), features
 
     def _regression_terms(
         self, x: torch.Tensor, cond: Condition, autocast: Callable[[], contextlib.AbstractContextManager],
@@ -241,12 +252,14 @@ class ABCC(nn.Module):
                 return terms
         else:
             extras: dict = {}
-            terms = meanflow_loss(self.u_fn(cond), x, self.config.meanflow, generator, autocast, extras)
+            terms = meanflow_loss(self.u_fn(cond), x - self.anchor(cond), self.config.meanflow, generator, autocast,
+                                  extras)
             terms["meanflow"] = terms["loss"].detach()
             if physics is None or not physics.active:
                 return terms
             # The physics terms judge the clean state the model would produce from the same noisy point:
-            # x_hat = z_t - t u(z_t, 0, t | C), which at t = 1 is exactly the one-step sampler's output.
+            # x_hat = z_t - t u(z_t, 0, t | C) (plus the anchor), which at t = 1 is exactly the one-step sampler's
+            # output.
             z_t, t = extras["z_t"], extras["t"]
             if 0 < physics.physics_samples < len(x):
                 subset = torch.randperm(len(x), generator=generator)[: physics.physics_samples].sort().values
@@ -255,7 +268,7 @@ class ABCC(nn.Module):
                 physics = physics.index_rows(subset)
             with autocast():
                 u0, features = self(z_t, torch.zeros_like(t), t, cond, None, return_features=True)
-            x_hat = z_t - _expand(t, z_t) * u0.float()
+            x_hat = z_t - _expand(t, z_t) * u0.float() + self.anchor(cond)
         total = terms["loss"]
         cfg = self.config
         if physics.mass_weight > 0:
@@ -306,8 +319,8 @@ class ABCC(nn.Module):
             return self._regression_output(cond, torch.zeros(shape, device=cond.profile.device))[0]
         eps = draw_noise(shape, generator, shared_noise).to(cond.profile.device)
         if euler_steps > 0:
-            return sample_euler(self.u_fn(cond), eps, euler_steps)
-        return sample_one_step(self.u_fn(cond), eps)
+            return sample_euler(self.u_fn(cond), eps, euler_steps) + self.anchor(cond)
+        return sample_one_step(self.u_fn(cond), eps) + self.anchor(cond)
 
     @torch.no_grad()
     def sample(self, cond: Condition, generator: torch.Generator, euler_steps: int = 0) -> torch.Tensor:

@@ -104,6 +104,9 @@ def train_abcc(
                           streams_h5=streams_h5 if two_stream else None, spectrum_scale=spectrum_scale,
                           electrodes_h5=electrodes_h5 if use_electrode else None)
     context_widths = None
+    if cfg["context_anchor"] and not cfg["run_context"]:
+        raise DataError(f"{split}/{model_name}: context_anchor anchors the flow on the within-run context; set "
+                        "run_context: true as well")
     if cfg["run_context"]:
         if space != "spectrum":
             raise DataError(f"{split}/{model_name}: run_context is a setting of the 1D variant (space: spectrum)")

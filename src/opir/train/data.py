@@ -203,6 +203,7 @@ def abcc_config_for(cfg: dict[str, Any], data: ABCCData) -> ABCCConfig:
         run_ids=tuple(sorted(set(data.run_key.tolist()))) if int(cfg.get("run_code_dim", 0)) else (),
         run_code_dim=int(cfg.get("run_code_dim", 0)),
         run_context=bool(cfg.get("run_context", False)),
+        context_anchor=bool(cfg.get("context_anchor", False)),
         **layout,
     )
 
