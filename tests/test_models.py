@@ -116,6 +116,20 @@ def test_model_settings_merge_and_reject_unknown_keys():
         resolve_model_config(models, "c")
 
 
+def test_train_params_leave_out_later_switches_that_are_off():
+    """A switch added after models were trained (``LATER_SWITCHES``) is not in the train rule's params while it is
+    off, so snakemake keeps the models trained before it; turned on, it is there and retrains."""
+    from opir.models.settings import LATER_SWITCHES, abcc_train_settings
+
+    models = {"abcc": {"depth": 4, "run_context": False, "context_anchor": False, "predict": {
+        "batch_size": 8, "background_grey": 0.9, "euler_steps": 0, "draws": 4}}, "variants": {
+        "a": {}, "b": {"run_context": True, "context_anchor": True}}}
+    assert set(LATER_SWITCHES) == {"context_anchor"}
+    assert abcc_train_settings(models, "a") == {"depth": 4, "run_context": False, "predict": {
+        "batch_size": 8, "background_grey": 0.9, "euler_steps": 0}}
+    assert abcc_train_settings(models, "b")["context_anchor"] is True
+
+
 # --------------------------------------------------------------------------------------------------------------
 # VAE
 # --------------------------------------------------------------------------------------------------------------

@@ -63,12 +63,21 @@ def trained_model(models: dict[str, Any], name: str) -> str:
 #: of draws and their seed are the predictions' business alone.
 TRAIN_PREDICT_KEYS = ("batch_size", "background_grey", "euler_steps")
 
+#: Switches added to ``models.abcc`` after models had been trained, each with the value that trains what was trained
+#: before it. At that value a switch is left out of the train rule's ``params`` (training fills it back from the
+#: schema's default), so a workspace made before the switch keeps its trained models instead of retraining them all.
+LATER_SWITCHES = {"context_anchor": False}
+
 
 def abcc_train_settings(models: dict[str, Any], name: str) -> dict[str, Any]:
     """What training model ``name`` reads (the train rule's ``params``): :func:`resolve_model_config` with only the
-    :data:`TRAIN_PREDICT_KEYS` of its ``predict`` section, so that asking for more draws retrains nothing."""
+    :data:`TRAIN_PREDICT_KEYS` of its ``predict`` section, so that asking for more draws retrains nothing, and
+    without the :data:`LATER_SWITCHES` that are off."""
     settings = resolve_model_config(models, name)
     settings["predict"] = {key: settings["predict"][key] for key in TRAIN_PREDICT_KEYS}
+    for key, before in LATER_SWITCHES.items():
+        if key in settings and settings[key] == before:
+            del settings[key]
     return settings
 
 
