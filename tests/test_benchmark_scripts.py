@@ -253,6 +253,37 @@ def test_system_holdout_chooses_the_weight_on_held_out_training_systems(finished
                - 100 * _mae(finished_workspace, "system", "voltage_regression")) < 1e-3  # fmt: skip
 
 
+def test_sample_holdout_draws_the_validation_test_from_training_samples():
+    holdout = _script("sample_holdout")
+    train = [f"s{i}" for i in range(20)]
+    split = holdout.holdout_samples(train, 0.1, 7)
+    assert len(split["test"]) == 2 and sorted(split["train"] + split["test"]) == sorted(train)
+    assert split == holdout.holdout_samples(train, 0.1, 7) != holdout.holdout_samples(train, 0.1, 8)
+    assert split["train"] == [s for s in train if s in split["train"]]  # the order of the split file
+    for fraction in (0.0, 0.01, 1.0):
+        with pytest.raises(SystemExit, match="--fraction"):
+            holdout.holdout_samples(train, fraction, 7)
+
+
+def test_sample_holdout_scores_a_recipe_beside_the_yardsticks_without_test_samples(finished_workspace, tmp_path):
+    """benchmarks/sample_holdout.py on the test workspace: the validation split is made of the random split's
+    training samples alone, the yardsticks and the flagship's recipe (with an override) are scored on it."""
+    splits = json.loads((finished_workspace / "results/dataset/splits.json").read_text())["random"]
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sample_holdout.py"), str(finished_workspace),
+                           "--out", str(tmp_path / "holdout"), "--configfile", str(REPO / "tests/config/config.yaml"),
+                           "--overrides", "{train: {seed: 3}}", "--euler-steps", "2"],
+                          capture_output=True, text=True, check=True, timeout=600)  # fmt: skip
+    report = json.loads(done.stdout)
+    validation = json.loads((tmp_path / "holdout/results/dataset/splits.json").read_text())["random"]
+    assert set(validation["train"]) | set(validation["test"]) == set(splits["train"])
+    assert not set(validation["train"]) & set(validation["test"]) and not set(validation["test"]) & set(splits["test"])
+    assert report["n_validation"] == len(validation["test"]) == round(0.1 * len(splits["train"]))
+    assert set(report["scores"]) == {"within_run_smoother", "voltage_regression_per_run", "abcc1d",
+                                     "abcc1d, 2 Euler steps"}
+    assert all(np.isfinite(list(row.values())).all() for row in report["scores"].values())
+    trained = json.loads((tmp_path / "holdout/model/model.json").read_text())["settings"]
+    assert trained["train"]["seed"] == 3 and trained["run_context"] is True  # the test config's abcc1d, overridden
+
 def test_hedged_row_blends_the_flagship_with_a_weight_from_held_out_training_systems(finished_workspace):
     """evaluate.hedge (the test config: two held-out groups): each group's splits hold out training systems only,
     the weight is the least mean validation MAE, and the Table 3 row is w * each flagship draw + (1 - w) * the
