@@ -51,7 +51,8 @@ def _system_holdout():
 
 
 _SYSTEM_HOLDOUT = _system_holdout()
-LINKED, in_table_units, layered = _SYSTEM_HOLDOUT.LINKED, _SYSTEM_HOLDOUT.in_table_units, _SYSTEM_HOLDOUT.layered
+in_table_units, layered_config = _SYSTEM_HOLDOUT.in_table_units, _SYSTEM_HOLDOUT.layered_config
+trained_1d_variant, link_inputs = _SYSTEM_HOLDOUT.trained_1d_variant, _SYSTEM_HOLDOUT.link_inputs
 
 #: The yardsticks of the random split a recipe has to beat there (the rows of Table 2 fitted per run).
 YARDSTICKS = ("within_run_smoother", "voltage_regression_per_run")
@@ -93,22 +94,15 @@ def main() -> None:
     from opir.evaluate.metrics import evaluate_file
     from opir.models.settings import merge_overrides, resolve_model_config
 
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    if args.configfile is not None:
-        config = layered(config, yaml.safe_load(args.configfile.read_text()) or {})
-    variant = config["models"]["variants"].get(args.model)
-    if variant is None or variant.get("space") != "spectrum" or "trained_as" in variant:
-        raise SystemExit(f"--model {args.model}: not a trained 1D ABCC variant of the config")
+    config = layered_config(args.configfile)
+    trained_1d_variant(config, args.model)
     # the variant's whole settings, --overrides over them; abcc_settings.py lays them over models.abcc unchanged
     recipe = merge_overrides(resolve_model_config(config["models"], args.model), yaml.safe_load(args.overrides) or {},
                              "--overrides")
     results, val = args.workdir / "results", args.out / "results"
 
     # 1. the validation workspace
-    for rel in (*LINKED, *(str(p.relative_to(results)) for p in (results / "embed").glob("mixture_*.h5"))):
-        (val / rel).parent.mkdir(parents=True, exist_ok=True)
-        if not (val / rel).exists():
-            (val / rel).symlink_to((results / rel).resolve())
+    link_inputs(results, val)
     splits = json.loads((results / "dataset/splits.json").read_text())
     validation = holdout_samples(list(splits["random"]["train"]), args.fraction, args.seed)
     (val / "dataset/splits.json").write_text(json.dumps({"random": validation, "system": splits["system"]}))

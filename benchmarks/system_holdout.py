@@ -50,6 +50,31 @@ def layered(base: dict, over: dict) -> dict:
     return out
 
 
+def layered_config(configfile: Path | None) -> dict:
+    """config/config.yaml with ``configfile`` layered over it, as snakemake does with --configfile."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    return config if configfile is None else layered(config, yaml.safe_load(configfile.read_text()) or {})
+
+
+def trained_1d_variant(config: dict, model: str) -> dict:
+    """The ``models.variants`` entry of ``model``, which must train a 1D ABCC."""
+    variant = config["models"]["variants"].get(model)
+    if variant is None or variant.get("space") != "spectrum" or "trained_as" in variant:
+        raise SystemExit(f"--model {model}: not a trained 1D ABCC variant of the config")
+    return variant
+
+
+def link_inputs(results: Path, val: Path) -> None:
+    """The validation workspace ``val`` (a results folder) gets links to the inputs the recipes read from
+    ``results``: the samples, electrodes, MCR streams and every mixture embedding."""
+    for rel in (*LINKED, *(str(p.relative_to(results)) for p in (results / "embed").glob("mixture_*.h5"))):
+        (val / rel).parent.mkdir(parents=True, exist_ok=True)
+        if not (val / rel).exists():
+            (val / rel).symlink_to((results / rel).resolve())
+
+
 def holdout_split(splits: dict, system_of: dict[str, str], held_out: set[str]) -> dict[str, list[str]]:
     """The system split's training samples, divided: train on the systems not held out, test on the held-out ones
     (the workflow's rule, opir.evaluate.hedge)."""
@@ -86,19 +111,12 @@ def main() -> None:
     from opir.baselines.regression import predict_baseline
     from opir.evaluate.hedge import validation_curve
 
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    if args.configfile is not None:
-        config = layered(config, yaml.safe_load(args.configfile.read_text()) or {})
-    variant = config["models"]["variants"].get(args.model)
-    if variant is None or variant.get("space") != "spectrum" or "trained_as" in variant:
-        raise SystemExit(f"--model {args.model}: not a trained 1D ABCC variant of the config")
+    config = layered_config(args.configfile)
+    variant = trained_1d_variant(config, args.model)
     results, val = args.workdir / "results", args.out / "results"
 
     # 1. the validation workspace
-    for rel in (*LINKED, *(str(p.relative_to(results)) for p in (results / "embed").glob("mixture_*.h5"))):
-        (val / rel).parent.mkdir(parents=True, exist_ok=True)
-        if not (val / rel).exists():
-            (val / rel).symlink_to((results / rel).resolve())
+    link_inputs(results, val)
     with h5py.File(results / "dataset/samples.h5") as h5:
         system_of = dict(
             zip(h5["samples/sample_id"][()].astype(str), h5["samples/system_id"][()].astype(str), strict=True)
