@@ -41,7 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def _system_holdout():
     """benchmarks/system_holdout.py, loaded by path: the benchmarks folder on sys.path would shadow packages by its
-    scripts' names (benchmarks/coverage.py is not the coverage package numba imports)."""
+    scripts' names (a script once named coverage.py hid the coverage package that numba imports)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("system_holdout", REPO / "benchmarks" / "system_holdout.py")

@@ -255,7 +255,7 @@ def test_system_holdout_chooses_the_weight_on_held_out_training_systems(finished
 
 def test_sample_holdout_draws_the_validation_test_from_training_samples():
     holdout = _script("sample_holdout")
-    assert str(REPO / "benchmarks") not in sys.path  # its scripts would shadow packages (benchmarks/coverage.py)
+    assert str(REPO / "benchmarks") not in sys.path  # its scripts would shadow packages by their names
     train = [f"s{i}" for i in range(20)]
     split = holdout.holdout_samples(train, 0.1, 7)
     assert len(split["test"]) == 2 and sorted(split["train"] + split["test"]) == sorted(train)

@@ -6,10 +6,10 @@ The band of a test sample is, per wavenumber, the 5 % and 95 % quantiles of the 
 noise-free truth (truth.h5, row-aligned with samples.h5).
 
     # draws from a predictions file (k = models.abcc.predict.draws of the workflow)
-    python benchmarks/coverage.py --predictions results/predictions/system/abcc.h5 \
+    python benchmarks/band_coverage.py --predictions results/predictions/system/abcc.h5 \
         --samples results/dataset/samples.h5 --truth results/dataset/truth.h5
     # or draw them with opir predict's own path from a packaged model directory (opir package), k = --draws
-    python benchmarks/coverage.py --model-dir results/models/system/abcc --split system --draws 32 \
+    python benchmarks/band_coverage.py --model-dir results/models/system/abcc --split system --draws 32 \
         --samples results/dataset/samples.h5 --splits results/dataset/splits.json \
         --mixture results/embed/mixture_3d.h5 --truth results/dataset/truth.h5
 """
