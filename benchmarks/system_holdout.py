@@ -1,7 +1,8 @@
 """Hedging under shift, chosen by holding out training systems: a validation split, a blend weight, its test score.
 Prints one JSON line.
 
-    python benchmarks/system_holdout.py WORKDIR --hold-out sn_lp30 cu_emc --out DIR [--configfile config/bench.yaml]
+    python benchmarks/system_holdout.py WORKDIR --hold-out sn_lp30 cu_emc --out DIR [--configfile config/bench.yaml] \
+        [--overrides '{train: {seed: 1}}'] [--euler-steps 4]
 
 WORKDIR is a working directory the workflow has run in (results/dataset/{samples.h5,splits.json,electrodes.h5}, the
 mixture embeddings, results/mcr/streams.h5, and the system split's predictions of --model and of the pooled voltage
@@ -15,7 +16,12 @@ regression). The script
 3. scores blends w * model + (1 - w) * voltage regression (means of the draws) on the held-out systems for every w
    of --weights, and picks the w with the least MAE there;
 4. applies that w to WORKDIR's test predictions of the two models and scores the blend on the system split's test
-   samples, beside the two models alone.
+   samples, beside the two models alone (skipped, with "test": null, when WORKDIR has no system-split predictions:
+   a workspace made only up to the inputs the recipe reads).
+
+--euler-steps also scores the trained network sampled with that many Euler steps of u(z, t, t) on the held-out
+systems ("samplers"): the one-step / few-step choice on training systems alone, as the issue asks of any model
+selection under shift. --overrides go over the variant's settings (e.g. another training seed).
 
 The weight is chosen on training systems alone: this is the selection rule the issue allows ("by leaving one
 training system out, never by test targets"). Whether it transfers is what the printed test scores say. Metrics are
@@ -101,7 +107,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the validation workspace (reused if it exists)")
     parser.add_argument("--configfile", type=Path, default=None, help="layered over config/config.yaml")
     parser.add_argument("--model", default="abcc1d", help="the ABCC variant to blend (a models.variants name)")
+    parser.add_argument("--overrides", default="{}", help="YAML over the variant's settings")
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--euler-steps", type=int, nargs="+", default=None,
+                        help="also score the network sampled with these numbers of Euler steps on the held-out systems")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -110,9 +119,13 @@ def main() -> None:
 
     from opir.baselines.regression import predict_baseline
     from opir.evaluate.hedge import validation_curve
+    from opir.models.settings import merge_overrides, resolve_model_config
 
     config = layered_config(args.configfile)
-    variant = trained_1d_variant(config, args.model)
+    trained_1d_variant(config, args.model)
+    # the variant's whole settings, --overrides over them; abcc_settings.py lays them over models.abcc unchanged
+    variant = merge_overrides(resolve_model_config(config["models"], args.model), yaml.safe_load(args.overrides) or {},
+                              "--overrides")  # fmt: skip
     results, val = args.workdir / "results", args.out / "results"
 
     # 1. the validation workspace
@@ -129,10 +142,12 @@ def main() -> None:
 
     # 2. the model's recipe trained on the remaining systems; the voltage regression fitted there
     trained = (args.out / "model" / "model.json").exists()
-    if not trained or not (args.out / "predictions.h5").exists():
+    scored = [args.out / "predictions.h5", *(args.out / f"predictions_euler{n}.h5" for n in args.euler_steps or [])]
+    if not trained or not all(path.exists() for path in scored):
         subprocess.run([sys.executable, str(REPO / "benchmarks/abcc_settings.py"), str(args.out), "system",
                         json.dumps(variant), "--configfile", str(merged), "--threads", str(args.threads), "--out",
-                        str(args.out), *(["--score-only"] if trained else [])],
+                        str(args.out), *(["--score-only"] if trained else []),
+                        *(["--euler-steps", *map(str, args.euler_steps)] if args.euler_steps else [])],
                        check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     dilate = config["evaluate"]["dilate"]
     samples, val_splits = val / "dataset/samples.h5", val / "dataset/splits.json"
@@ -147,24 +162,33 @@ def main() -> None:
     # 3. the weight, chosen on the held-out training systems
     on_validation = blend_scores(args.out / "predictions.h5", val_regression, samples, val_splits)
     chosen = min(on_validation, key=lambda w: on_validation[w]["mae"])
+    samplers = {}  # the network alone (w = 1) with each sampler
+    for n in [0, *(args.euler_steps or [])]:
+        model_h5 = args.out / ("predictions.h5" if n == 0 else f"predictions_euler{n}.h5")
+        alone = validation_curve(model_h5, val_regression, samples, val_splits, [1.0], dilate)
+        samplers["one step" if n == 0 else f"{n} Euler steps"] = in_table_units(alone)[1.0]
 
-    # 4. applied to the benchmark's test predictions
+    # 4. applied to the benchmark's test predictions, where the workspace has them
     test_model = results / "predictions/system" / f"{args.model}.h5"
     test_regression = results / "predictions/system/voltage_regression.h5"
-    for path in (test_model, test_regression):
-        if not path.exists():
-            raise SystemExit(f"{path}: missing; run the workflow's system split first")
-    on_test = blend_scores(test_model, test_regression, results / "dataset/samples.h5", results / "dataset/splits.json")
+    on_test = None
+    if test_model.exists() and test_regression.exists():
+        on_test = blend_scores(test_model, test_regression, results / "dataset/samples.h5",
+                               results / "dataset/splits.json")  # fmt: skip
     print(
         json.dumps(
             {
                 "hold_out": sorted(args.hold_out),
                 "model": args.model,
+                "overrides": yaml.safe_load(args.overrides) or {},
                 "n_validation": len(validation["test"]),
                 "n_validation_train": len(validation["train"]),
                 "chosen_weight": chosen,
                 "validation": {str(w): s for w, s in on_validation.items()},
-                "test": {
+                "samplers": samplers,
+                "test": None
+                if on_test is None
+                else {
                     "chosen": on_test[chosen],
                     "model_alone": on_test.get(1.0),
                     "regression_alone": on_test.get(0.0),
