@@ -54,7 +54,7 @@ def main() -> None:
     from opir.core.config import validate_with_schema
     from opir.core.errors import ConfigError
     from opir.evaluate.metrics import evaluate_file
-    from opir.models.settings import merge_overrides, resolve_model_config
+    from opir.models.settings import merge_overrides, resolve_model_config, split_predict_settings
     from opir.predict.abcc import predict_abcc
     from opir.train.abcc import train_abcc
 
@@ -63,6 +63,7 @@ def main() -> None:
     validate_with_schema(config, "config.schema.yaml", "config")
     settings = merge_overrides(resolve_model_config(config["models"], "abcc"), yaml.safe_load(args.overrides) or {},
                                "overrides")
+    settings["predict"] = split_predict_settings(settings["predict"], args.split)  # the split's sampler
     if settings.get("space") != "spectrum":
         raise ConfigError("this benchmark trains the 1D variant only: add 'space: spectrum' to the overrides")
     results = args.workdir / "results"

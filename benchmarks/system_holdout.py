@@ -119,7 +119,7 @@ def main() -> None:
 
     from opir.baselines.regression import predict_baseline
     from opir.evaluate.hedge import validation_curve
-    from opir.models.settings import merge_overrides, resolve_model_config
+    from opir.models.settings import merge_overrides, resolve_model_config, split_predict_settings
 
     config = layered_config(args.configfile)
     trained_1d_variant(config, args.model)
@@ -162,9 +162,11 @@ def main() -> None:
     # 3. the weight, chosen on the held-out training systems
     on_validation = blend_scores(args.out / "predictions.h5", val_regression, samples, val_splits)
     chosen = min(on_validation, key=lambda w: on_validation[w]["mae"])
-    samplers = {}  # the network alone (w = 1) with each sampler
-    for n in [0, *(args.euler_steps or [])]:
-        model_h5 = args.out / ("predictions.h5" if n == 0 else f"predictions_euler{n}.h5")
+    # the network alone (w = 1) with each sampler: the recipe's own on the system split, and every --euler-steps
+    own = split_predict_settings(variant["predict"], "system")["euler_steps"]
+    samplers = {}
+    for n, model_h5 in [(own, args.out / "predictions.h5"),
+                        *((n, args.out / f"predictions_euler{n}.h5") for n in args.euler_steps or [])]:  # fmt: skip
         alone = validation_curve(model_h5, val_regression, samples, val_splits, [1.0], dilate)
         samplers["one step" if n == 0 else f"{n} Euler steps"] = in_table_units(alone)[1.0]
 

@@ -233,6 +233,7 @@ def test_system_holdout_divides_only_the_training_systems():
 def test_system_holdout_chooses_the_weight_on_held_out_training_systems(finished_workspace, tmp_path):
     """benchmarks/system_holdout.py on the test workspace: the flagship's recipe trained without one training
     system, the blend weight chosen there, and the test scores of the two models alone equal the workflow's own."""
+    holdout = _script("system_holdout")
     results = finished_workspace / "results"
     train = json.loads((results / "dataset/splits.json").read_text())["system"]["train"]
     table = load_samples(results / "dataset/samples.h5")
@@ -240,7 +241,7 @@ def test_system_holdout_chooses_the_weight_on_held_out_training_systems(finished
     held_out = sorted({system_of[s] for s in train})[0]
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "system_holdout.py"), str(finished_workspace),
                            "--hold-out", held_out, "--out", str(tmp_path / "holdout"), "--configfile",
-                           str(REPO / "tests/config/config.yaml"), "--threads", "1"],
+                           str(REPO / "tests/config/config.yaml"), "--threads", "1", "--euler-steps", "2"],
                           capture_output=True, text=True, check=True, timeout=600)  # fmt: skip
     report = json.loads(done.stdout)
     validation = json.loads((tmp_path / "holdout/results/dataset/splits.json").read_text())["system"]
@@ -251,6 +252,21 @@ def test_system_holdout_chooses_the_weight_on_held_out_training_systems(finished
     assert abs(report["test"]["model_alone"]["mae"] - 100 * _mae(finished_workspace, "system", "abcc1d")) < 1e-3
     assert abs(report["test"]["regression_alone"]["mae"]
                - 100 * _mae(finished_workspace, "system", "voltage_regression")) < 1e-3  # fmt: skip
+    # the sampler choice on the held-out systems: the network alone, one step and 2 Euler steps
+    assert report["samplers"]["one step"] == report["validation"]["1.0"]
+    assert set(report["samplers"]) == {"one step", "2 Euler steps"}
+    assert report["samplers"]["2 Euler steps"]["mae"] != report["samplers"]["one step"]["mae"]
+
+    # a workspace made only up to the recipe's inputs (no test predictions): the validation runs, the test step not
+    inputs_only = tmp_path / "inputs_only" / "results"
+    holdout.link_inputs(results, inputs_only)
+    (inputs_only / "dataset/splits.json").symlink_to(results / "dataset/splits.json")
+    again = subprocess.run([sys.executable, str(REPO / "benchmarks" / "system_holdout.py"), str(inputs_only.parent),
+                            "--hold-out", held_out, "--out", str(tmp_path / "holdout"), "--configfile",
+                            str(REPO / "tests/config/config.yaml"), "--euler-steps", "2"],
+                           capture_output=True, text=True, check=True, timeout=600)  # fmt: skip
+    repeated = json.loads(again.stdout)
+    assert repeated["test"] is None and repeated["samplers"] == report["samplers"]
 
 
 def test_sample_holdout_draws_the_validation_test_from_training_samples():

@@ -125,9 +125,46 @@ def test_train_params_leave_out_later_switches_that_are_off():
         "batch_size": 8, "background_grey": 0.9, "euler_steps": 0, "draws": 4}}, "variants": {
         "a": {}, "b": {"run_context": True, "context_anchor": True}}}
     assert set(LATER_SWITCHES) == {"context_anchor"}
-    assert abcc_train_settings(models, "a") == {"depth": 4, "run_context": False, "predict": {
+    assert abcc_train_settings(models, "a", "random") == {"depth": 4, "run_context": False, "predict": {
         "batch_size": 8, "background_grey": 0.9, "euler_steps": 0}}
-    assert abcc_train_settings(models, "b")["context_anchor"] is True
+    assert abcc_train_settings(models, "b", "random")["context_anchor"] is True
+
+
+def test_the_sampler_may_differ_by_split():
+    """`predict.euler_steps_by_split`: a model samples one split with one step and the other with Euler steps (each
+    chosen on that split's held-out training data); the model trained on a split keeps its sampler for `opir
+    predict`; without the mapping the rule params are what they were before it existed."""
+    import yaml
+
+    from opir.core.config import validate_with_schema
+    from opir.models.settings import abcc_predict_settings, abcc_train_settings
+
+    predict = {"batch_size": 8, "background_grey": 0.9, "euler_steps": 0, "draws": 4,
+               "euler_steps_by_split": {"random": None, "system": None}}
+    models = {"abcc": {"depth": 4, "splits": ["random", "system"], "predict": predict}, "variants": {
+        "a": {}, "b": {"predict": {"euler_steps_by_split": {"system": 4}}},
+        "b_one_step": {"trained_as": "b", "predict": {"euler_steps_by_split": {"system": 0}}, "splits": ["system"]},
+        "b_euler2": {"trained_as": "b", "predict": {"euler_steps": 2}}}}
+    assert abcc_predict_settings(models, "a", "system") == {k: v for k, v in predict.items()
+                                                            if k != "euler_steps_by_split"}  # fmt: skip
+    steps = {(m, split): abcc_predict_settings(models, m, split)["euler_steps"]
+             for m in ("b", "b_euler2") for split in ("random", "system")}  # fmt: skip
+    # the per-split choice wins over euler_steps, also in a prediction-only row that inherits it
+    assert steps == {("b", "random"): 0, ("b", "system"): 4, ("b_euler2", "random"): 2, ("b_euler2", "system"): 4}
+    assert abcc_predict_settings(models, "b_one_step", "system")["euler_steps"] == 0
+    assert abcc_train_settings(models, "b", "system")["predict"] == {"batch_size": 8, "background_grey": 0.9,
+                                                                     "euler_steps": 4}  # fmt: skip
+    assert abcc_train_settings(models, "b", "random")["predict"]["euler_steps"] == 0
+    assert abcc_train_settings(models, "a", "system") == abcc_train_settings(models, "a", "random")
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    config["models"]["variants"]["abcc1d"]["predict"]["euler_steps_by_split"] = {"sytem": 4}
+    validate_with_schema(config, "config.schema.yaml", "config")  # fills models.abcc's defaults; variants are
+    with pytest.raises(ConfigError, match=r"abcc1d.predict.euler_steps_by_split.sytem: unknown key; allowed: random"):
+        resolve_model_config(config["models"], "abcc1d")  # checked against them when resolved
+    config["models"]["abcc"]["predict"]["euler_steps_by_split"] = {"system": -1}
+    with pytest.raises(ConfigError, match=r"euler_steps_by_split.system: -1 is less than the minimum"):
+        validate_with_schema(config, "config.schema.yaml", "config")
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import re
 from opir.core.compute import gpus_requested
 from opir.evaluate.settings import held_out_groups
 from opir.evaluate.tables import TABLES as BENCHMARK_TABLES, table_caption, table_models
-from opir.models.settings import abcc_train_settings, resolve_model_config
+from opir.models.settings import abcc_predict_settings, abcc_train_settings
 
 # the models of each table, in row order (a baseline only in the tables of its splits: the per-run yardsticks are
 # rows of the random split alone); Table 4 also reads its rows' seed replicates, which it pools into their rows
@@ -159,7 +159,7 @@ rule hedge_train:
         runtime=720,
     params:
         settings=lambda wildcards: abcc_train_settings(
-            config["models"], wildcards.model
+            config["models"], wildcards.model, wildcards.split
         ),
         device=config["compute"]["device"],
         checkpoint_dir=lambda wildcards: f"results/checkpoints/hedge/{wildcards.model}/{wildcards.group}",
@@ -187,9 +187,9 @@ rule hedge_validate:
         mem_mb=8000,
         runtime=120,
     params:
-        predict=lambda wildcards: resolve_model_config(
-            config["models"], wildcards.model
-        )["predict"],
+        predict=lambda wildcards: abcc_predict_settings(
+            config["models"], wildcards.model, wildcards.split
+        ),
         partner=config["evaluate"]["hedge"]["partner"],
         partner_settings=config["evaluate"]["voltage_regression"],
         weights=config["evaluate"]["hedge"]["weights"],

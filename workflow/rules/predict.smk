@@ -3,7 +3,7 @@
 # the predictions format that evaluation reads (opir.train; docs/formats.md). Inputs: abcc_predict_inputs
 # (common.smk).
 from opir.core.compute import gpus_requested
-from opir.models.settings import resolve_model_config
+from opir.models.settings import abcc_predict_settings
 
 
 rule predict_abcc:
@@ -25,9 +25,9 @@ rule predict_abcc:
         mem_mb=8000,
         runtime=120,
     params:
-        predict=lambda wildcards: resolve_model_config(
-            config["models"], wildcards.model
-        )["predict"],
+        predict=lambda wildcards: abcc_predict_settings(
+            config["models"], wildcards.model, wildcards.split
+        ),
         device=config["compute"]["device"],
     script:
         "../scripts/predict_abcc.py"

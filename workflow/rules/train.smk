@@ -31,7 +31,7 @@ rule train_abcc:
     params:
         # everything the model is: the training reads it, and model.json keeps it for prediction and `opir predict`
         settings=lambda wildcards: abcc_train_settings(
-            config["models"], wildcards.model
+            config["models"], wildcards.model, wildcards.split
         ),
         device=config["compute"]["device"],
         checkpoint_dir=lambda wildcards: f"results/checkpoints/{wildcards.split}/{wildcards.model}",

@@ -69,12 +69,31 @@ TRAIN_PREDICT_KEYS = ("batch_size", "background_grey", "euler_steps")
 LATER_SWITCHES = {"context_anchor": False}
 
 
-def abcc_train_settings(models: dict[str, Any], name: str) -> dict[str, Any]:
-    """What training model ``name`` reads (the train rule's ``params``): :func:`resolve_model_config` with only the
-    :data:`TRAIN_PREDICT_KEYS` of its ``predict`` section, so that asking for more draws retrains nothing, and
-    without the :data:`LATER_SWITCHES` that are off."""
+def split_predict_settings(predict: dict[str, Any], split: str) -> dict[str, Any]:
+    """A model's ``predict`` settings on ``split``: ``euler_steps_by_split[split]``, where not null, is its sampler
+    (one step or N Euler steps, chosen per split on that split's held-out training data), and the per-split mapping
+    itself is left out, so that a model without one has the same settings (and rule params) as before it existed."""
+    resolved = {key: value for key, value in predict.items() if key != "euler_steps_by_split"}
+    chosen = (predict.get("euler_steps_by_split") or {}).get(split)
+    if chosen is not None:
+        resolved["euler_steps"] = chosen
+    return resolved
+
+
+def abcc_predict_settings(models: dict[str, Any], name: str, split: str) -> dict[str, Any]:
+    """How model ``name`` predicts on ``split`` (the predict rule's ``params``): :func:`split_predict_settings` of
+    its resolved ``predict`` section."""
+    return split_predict_settings(resolve_model_config(models, name)["predict"], split)
+
+
+def abcc_train_settings(models: dict[str, Any], name: str, split: str) -> dict[str, Any]:
+    """What training model ``name`` on ``split`` reads (the train rule's ``params``): :func:`resolve_model_config`
+    with only the :data:`TRAIN_PREDICT_KEYS` of its ``predict`` section on that split (model.json keeps the sampler
+    for ``opir predict``), so that asking for more draws retrains nothing, and without the :data:`LATER_SWITCHES`
+    that are off."""
     settings = resolve_model_config(models, name)
-    settings["predict"] = {key: settings["predict"][key] for key in TRAIN_PREDICT_KEYS}
+    predict = split_predict_settings(settings["predict"], split)
+    settings["predict"] = {key: predict[key] for key in TRAIN_PREDICT_KEYS}
     for key, before in LATER_SWITCHES.items():
         if key in settings and settings[key] == before:
             del settings[key]
