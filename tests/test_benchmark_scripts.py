@@ -154,11 +154,22 @@ def test_yardstick_rows_of_the_latent_bound_and_the_regression(finished_workspac
     from opir.formats.predictions import read_predictions
 
     results = finished_workspace / "results"
+    # the sampler per split (predict.euler_steps_by_split): the flagship samples the system split with Euler steps
+    # and keeps them in its model folder for `opir predict`; the other sampler of the same network is a row beside it
+    samplers = {"random": {"abcc1d": "meanflow_one_step", "abcc1d_euler4": "euler"},
+                "system": {"abcc1d": "euler", "abcc1d_one_step": "meanflow_one_step"}}
+    for split, rows in samplers.items():
+        for model, sampler in rows.items():
+            with h5py.File(results / f"predictions/{split}/{model}.h5", "r") as handle:
+                assert handle.attrs["sampler"] == sampler
+        meta = json.loads((results / f"models/{split}/abcc1d/model.json").read_text())
+        assert meta["settings"]["predict"]["euler_steps"] == (4 if split == "system" else 0)
+    assert not (results / "predictions/system/abcc1d_euler4.h5").exists()
+    assert not (results / "predictions/random/abcc1d_one_step.h5").exists()
     for split in ("random", "system"):
-        # the few-step row samples the flagship's own folder: no model of its own
-        with h5py.File(results / f"predictions/{split}/abcc1d_euler4.h5", "r") as handle:
-            assert handle.attrs["sampler"] == "euler"
+        # the prediction-only rows sample the flagship's own folder: no model of their own
         assert not (results / f"models/{split}/abcc1d_euler4").exists()
+        assert not (results / f"models/{split}/abcc1d_one_step").exists()
         # the flagship reads its run codes where it has them; the withheld row (random split only) forecasts every
         # test run as a cell it never saw, with the same network
         with h5py.File(results / f"predictions/{split}/abcc1d.h5", "r") as handle:
@@ -209,7 +220,7 @@ def test_ensemble_pools_the_draws_of_its_members(finished_workspace):
     """benchmarks/ensemble.py: two predictions files of the same samples pooled; a member scores as the workflow's
     own metrics file says."""
     results = finished_workspace / "results"
-    members = [results / "predictions/system/abcc1d.h5", results / "predictions/system/abcc1d_euler4.h5"]
+    members = [results / "predictions/system/abcc1d.h5", results / "predictions/system/abcc1d_one_step.h5"]
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ensemble.py"), str(finished_workspace),
                            "--split", "system", *map(str, members)],
                           capture_output=True, text=True, check=True, timeout=300)  # fmt: skip
