@@ -57,11 +57,17 @@ def layered(base: dict, over: dict) -> dict:
 
 
 def layered_config(configfile: Path | None) -> dict:
-    """config/config.yaml with ``configfile`` layered over it, as snakemake does with --configfile."""
+    """config/config.yaml with ``configfile`` layered over it, as snakemake does with --configfile, validated and
+    with the schema's defaults filled in, as the workflow does at start-up (a variant's settings are checked
+    against the defaults when resolved)."""
     import yaml
 
+    from opir.core.config import validate_with_schema
+
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    return config if configfile is None else layered(config, yaml.safe_load(configfile.read_text()) or {})
+    if configfile is not None:
+        config = layered(config, yaml.safe_load(configfile.read_text()) or {})
+    return validate_with_schema(config, "config.schema.yaml", "config")
 
 
 def trained_1d_variant(config: dict, model: str) -> dict:

@@ -191,8 +191,9 @@ def test_yardstick_rows_of_the_latent_bound_and_the_regression(finished_workspac
                     "abcc1d", "--md", str(tmp_path / "r.md"), "--json", str(tmp_path / "r.json")],
                    capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
     record = json.loads((tmp_path / "r.json").read_text())
+    other_sampler = {"random": "ABCC-1D, 4 Euler steps", "system": "ABCC-1D, one step"}
     for split in ("random", "system"):
-        assert {"Regression (same backbone, 1D)", "ABCC-1D, 4 Euler steps", "VAE read-out bound (waveform)",
+        assert {"Regression (same backbone, 1D)", other_sampler[split], "VAE read-out bound (waveform)",
                 "VAE read-out bound (Chemical Flow)"} <= set(record[split])
     standing = (tmp_path / "r.md").read_text()
     assert ("oracle rows aside: Noise floor, VAE read-out bound (waveform), VAE read-out bound (Chemical Flow)"
@@ -252,7 +253,7 @@ def test_system_holdout_chooses_the_weight_on_held_out_training_systems(finished
     held_out = sorted({system_of[s] for s in train})[0]
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "system_holdout.py"), str(finished_workspace),
                            "--hold-out", held_out, "--out", str(tmp_path / "holdout"), "--configfile",
-                           str(REPO / "tests/config/config.yaml"), "--threads", "1", "--euler-steps", "2"],
+                           str(REPO / "tests/config/config.yaml"), "--threads", "1", "--euler-steps", "0"],
                           capture_output=True, text=True, check=True, timeout=600)  # fmt: skip
     report = json.loads(done.stdout)
     validation = json.loads((tmp_path / "holdout/results/dataset/splits.json").read_text())["system"]
@@ -263,10 +264,11 @@ def test_system_holdout_chooses_the_weight_on_held_out_training_systems(finished
     assert abs(report["test"]["model_alone"]["mae"] - 100 * _mae(finished_workspace, "system", "abcc1d")) < 1e-3
     assert abs(report["test"]["regression_alone"]["mae"]
                - 100 * _mae(finished_workspace, "system", "voltage_regression")) < 1e-3  # fmt: skip
-    # the sampler choice on the held-out systems: the network alone, one step and 2 Euler steps
-    assert report["samplers"]["one step"] == report["validation"]["1.0"]
-    assert set(report["samplers"]) == {"one step", "2 Euler steps"}
-    assert report["samplers"]["2 Euler steps"]["mae"] != report["samplers"]["one step"]["mae"]
+    # the sampler choice on the held-out systems, the network alone: its own on the system split (the test config's
+    # euler_steps_by_split: 4 Euler steps) and one step (--euler-steps 0)
+    assert report["samplers"]["4 Euler steps"] == report["validation"]["1.0"]
+    assert set(report["samplers"]) == {"4 Euler steps", "one step"}
+    assert report["samplers"]["one step"]["mae"] != report["samplers"]["4 Euler steps"]["mae"]
 
     # a workspace made only up to the recipe's inputs (no test predictions): the validation runs, the test step not
     inputs_only = tmp_path / "inputs_only" / "results"
@@ -274,7 +276,7 @@ def test_system_holdout_chooses_the_weight_on_held_out_training_systems(finished
     (inputs_only / "dataset/splits.json").symlink_to(results / "dataset/splits.json")
     again = subprocess.run([sys.executable, str(REPO / "benchmarks" / "system_holdout.py"), str(inputs_only.parent),
                             "--hold-out", held_out, "--out", str(tmp_path / "holdout"), "--configfile",
-                            str(REPO / "tests/config/config.yaml"), "--euler-steps", "2"],
+                            str(REPO / "tests/config/config.yaml"), "--euler-steps", "0"],
                            capture_output=True, text=True, check=True, timeout=600)  # fmt: skip
     repeated = json.loads(again.stdout)
     assert repeated["test"] is None and repeated["samplers"] == report["samplers"]
