@@ -51,7 +51,7 @@ def _system_holdout():
 
 
 _SYSTEM_HOLDOUT = _system_holdout()
-in_table_units, layered_config = _SYSTEM_HOLDOUT.in_table_units, _SYSTEM_HOLDOUT.layered_config
+table_units, layered_config = _SYSTEM_HOLDOUT.table_units, _SYSTEM_HOLDOUT.layered_config
 trained_1d_variant, link_inputs = _SYSTEM_HOLDOUT.trained_1d_variant, _SYSTEM_HOLDOUT.link_inputs
 
 #: The yardsticks of the random split a recipe has to beat there (the rows of Table 2 fitted per run).
@@ -68,11 +68,6 @@ def holdout_samples(train: list[str], fraction: float, seed: int) -> dict[str, l
         raise SystemExit(f"--fraction {fraction} of {len(train)} training samples holds out {n}: none or all")
     held = set(random.Random(seed).sample(train, n))
     return {"train": [s for s in train if s not in held], "test": [s for s in train if s in held]}
-
-
-def table_units(summary: dict) -> dict[str, float]:
-    """A metrics file's summary (means) in the tables' units, as system_holdout.py prints its blends."""
-    return in_table_units({1.0: {k: v["mean"] for k, v in summary.items()}})[1.0]
 
 
 def main() -> None:

@@ -106,6 +106,11 @@ def in_table_units(curve: dict[str, dict[str, float]]) -> dict[float, dict[str, 
     return {float(w): {k: round(v * scale.get(k, 1.0), 4) for k, v in m.items()} for w, m in curve.items()}
 
 
+def table_units(summary: dict) -> dict[str, float]:
+    """A metrics file's summary (means) in the tables' units, as the blends are printed."""
+    return in_table_units({1.0: {k: v["mean"] for k, v in summary.items()}})[1.0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workdir", type=Path)
@@ -168,13 +173,13 @@ def main() -> None:
     # 3. the weight, chosen on the held-out training systems
     on_validation = blend_scores(args.out / "predictions.h5", val_regression, samples, val_splits)
     chosen = min(on_validation, key=lambda w: on_validation[w]["mae"])
-    # the network alone (w = 1) with each sampler: the recipe's own on the system split, and every --euler-steps
+    # the network alone with each sampler, as abcc_settings.py scored it: the recipe's own on the system split
+    # (metrics.json), and every --euler-steps (metrics_euler<N>.json)
     own = split_predict_settings(variant["predict"], "system")["euler_steps"]
     samplers = {}
-    for n, model_h5 in [(own, args.out / "predictions.h5"),
-                        *((n, args.out / f"predictions_euler{n}.h5") for n in args.euler_steps or [])]:  # fmt: skip
-        alone = validation_curve(model_h5, val_regression, samples, val_splits, [1.0], dilate)
-        samplers["one step" if n == 0 else f"{n} Euler steps"] = in_table_units(alone)[1.0]
+    for n, name in [(own, "metrics.json"), *((n, f"metrics_euler{n}.json") for n in args.euler_steps or [])]:
+        summary = json.loads((args.out / name).read_text())["summary"]
+        samplers["one step" if n == 0 else f"{n} Euler steps"] = table_units(summary)
 
     # 4. applied to the benchmark's test predictions, where the workspace has them
     test_model = results / "predictions/system" / f"{args.model}.h5"
