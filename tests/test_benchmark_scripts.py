@@ -127,6 +127,14 @@ def test_record_reads_each_goal_off_the_tables():
     assert "1.07x the hedged-oracle bound 4.100 (goal <= 1.1x): met" in text
     # the reference rows are not ablations; "w/o B" is better in MAE
     assert "missed: 1 of 2 rows are not, w/o B (MAE)" in text
+    # the latent ABCC against the voltage regression, beside the read-out bounds of its VAE
+    record["random"] |= {"ABCC": row(4.5, 1.2), "Voltage regression": row(2.25, 0.4), "Bound (waveform)": row(3.6, 0.9)}
+    latent = "\n".join(goal_lines(record, "Flagship", {}, hedged_oracle=None, table4_references=(), random_labels={
+        "abcc": "ABCC", "voltage_regression": "Voltage regression", "vae_readout_waveform": "Bound (waveform)"}))
+    assert ("the latent ABCC (ABCC) MAE 4.500 against the voltage regression's 2.250 (goal: below it): missed by "
+            "2.00x; its VAE's read-out of the test targets' own images: Bound (waveform) 3.600 (1.60x the voltage "
+            "regression)") in latent
+    assert "latent ABCC" not in text
     unmeasured = "\n".join(goal_lines(record, "Flagship", {}, hedged_oracle=None, table4_references=()))
     assert "hedged-oracle bound: not measured" in unmeasured
 
