@@ -98,6 +98,10 @@ def test_record_is_regenerated_from_the_tables(finished_workspace, tmp_path):
     assert "Within-run smoother" in record["random"] and "Within-run smoother" not in record["system"]
     text = (tmp_path / "r.md").read_text()
     assert "Flagship **ABCC-1D" in text and "## Goals" in text
+    # the latent ABCC's goal, and Table 4's rows by test run (the full model first, the reference rows left out)
+    assert "- random split: the latent ABCC (ABCC) MAE" in text
+    by_run = text.split("## Table 4 by test run")[1].split("## ")[0]
+    assert "| ABCC | " in by_run and "w/o Chemical Flow" in by_run and "Persistence" not in by_run
     # where the time went: every job's benchmark file, summed by stage, the wall-time goal the one given
     seconds = _script("record").job_seconds(finished_workspace)
     assert "train/random/abcc1d" in seconds and all(s > 0 for s in seconds.values())
@@ -154,6 +158,33 @@ def test_record_reads_each_goal_off_the_tables():
                                  learned_random=["Flagship", "Smoother", "Ridge"]))
     assert "7 of 7 metrics (random split), 7 of 7 metrics (system split) (goal: all 7 on both): met" in demo
     assert "among the 3 learned rows (the reference and oracle rows aside): met" in demo
+
+
+def test_record_breaks_table4_down_by_test_run(tmp_path):
+    """Table 4's rows by test run: each run's MAE is the mean of its samples', each row the mean over its seed
+    replicates' metrics files; reference rows and rows without metrics are left out."""
+    record = _script("record")
+
+    def metrics(model, maes, dilates):
+        ids = [f"sys_a/run01/{i:05d}" for i in range(3)] + ["sys_b/run01/00001"]
+        per_run = {"sys_a/run01": {"n": 3, "dilate": dilates[0]}, "sys_b/run01": {"n": 1, "dilate": dilates[1]}}
+        per_sample = {"sample_id": ids, "mae": maes}
+        (tmp_path / f"{model}.json").write_text(json.dumps({"per_run": per_run, "per_sample": per_sample}))
+
+    metrics("full", [0.01, 0.02, 0.03, 0.10], [1.0, 4.0])
+    metrics("full_seed1", [0.03, 0.04, 0.05, 0.20], [3.0, 6.0])
+    metrics("wo_a", [0.05, 0.05, 0.05, 0.01], [2.0, 0.5])
+    assert record.run_scores(tmp_path, "full") == {
+        "sys_a/run01": {"mae": pytest.approx(3.0), "dilate": 2.0, "n": 3},
+        "sys_b/run01": {"mae": pytest.approx(15.0), "dilate": 5.0, "n": 1},
+    }
+    lines = record.table4_run_lines(tmp_path, {"ABCC": "full", "w/o A": "wo_a", "w/o B": "wo_b",
+                                               "Persistence": "persistence"}, references={"Persistence"})  # fmt: skip
+    assert "| Model | sys_a/run01 (3 samples) | sys_b/run01 (1 samples) |" in lines
+    assert "| ABCC | 3.000 / 2.000 | 15.000 / 5.000 |" in lines
+    assert "| w/o A | 5.000 / 2.000 | 1.000 / 0.500 |" in lines
+    assert not any("w/o B" in line or "Persistence" in line for line in lines)
+    assert record.table4_run_lines(tmp_path / "absent", {"ABCC": "full"}, references=()) == []
 
 
 def test_yardstick_rows_of_the_latent_bound_and_the_regression(finished_workspace, tmp_path):
