@@ -21,11 +21,8 @@ install: $(VENV)/.installed
 run: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/snakemake --cores $(CORES)
 
-# two workers (pytest-xdist): the SLURM test waits on its cluster while the test workspace's snakemake run computes;
-# tests/conftest.py keeps each module, and the modules that share the workspace, on one worker; the 15 slowest are
-# printed, so that a CI log says where its time went
 test: install
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist loadgroup --durations=15
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check src tests workflow benchmarks

@@ -37,18 +37,6 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
     return result
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test`: two workers, `--dist loadgroup`) a module's tests stay on one worker, so its
-    module fixtures are built once; the modules that read the finished workspace share one worker, so the session
-    fixture (the test config end to end, minutes) runs once; the SLURM test, which mostly waits on its cluster, runs
-    beside them."""
-    shared = {item.module.__name__ for item in items if "finished_workspace" in item.fixturenames}
-    for item in items:
-        module = item.module.__name__
-        group = "finished_workspace" if module in shared else module
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture
 def realdata() -> Path:
     if not REALDATA.exists():
