@@ -21,8 +21,9 @@ install: $(VENV)/.installed
 run: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/snakemake --cores $(CORES)
 
+# the 15 slowest tests are printed, so that a CI log says where its time went
 test: install
-	HF_HUB_OFFLINE=1 $(PY) -m pytest
+	HF_HUB_OFFLINE=1 $(PY) -m pytest --durations=15
 
 lint: install
 	$(VENV)/bin/ruff check src tests workflow benchmarks
