@@ -203,6 +203,8 @@ def test_predict_end_to_end_without_the_results_folder(workspace, packaged, run_
         np.testing.assert_allclose(group["band_q95"][()], high, atol=1e-5)
         assert np.all(draws.std(axis=1).mean(axis=1) > 0), "the draws of a spectrum must differ"
         assert handle.attrs["producer_rule"] == "opir predict" and handle.attrs["electrode"] == "Cu"
+        # the test system's own recipe: inside the training mixtures' domain or moved into it, and said which
+        assert handle.attrs["mixture_domain"] == "training" and handle.attrs["mixture_moved"] >= 0
         # the sheet's name resolved to its descriptors, through the electrodes.h5 the model directory carries
         assert json.loads(handle.attrs["electrode_descriptors"])["electrode_class"] == "collector"
     table = pd.read_csv(tmp_path / "out/forecast.csv")
@@ -250,6 +252,31 @@ def test_initial_latent_matches_the_training_latents(workspace, packaged, run_in
     assert with_fec.shape == by_name.shape and not np.allclose(with_fec, by_name)
     with pytest.raises(ConfigError, match="'Fluoroethylene' is neither a known molecule"):
         embed_electrolyte("LiPF6:1.0M; Fluoroethylene:1", fm)
+
+
+@pytest.mark.workflow
+def test_an_electrolyte_outside_the_training_mixtures_is_placed_in_their_domain(workspace, packaged, caplog):
+    """The package records the mixtures of the split's training systems; a seen recipe is read as it is, EC alone
+    with 1.2 M salt (a test system's, beyond the training EC fractions and molarity) is moved into their domain with
+    a warning, and --mixture-domain open extrapolates."""
+    from opir.forecast.output import place_electrolyte
+    from opir.formats.samples import load_split
+
+    fm = load_forecast_model(packaged, "cpu")
+    train = load_split(workspace / "results/dataset/splits.json", "system")["train"]
+    assert set(fm.training_mixtures) == {sample.split("/")[0] for sample in train}
+    lp30 = embed_electrolyte("LiPF6:1.0M; EC:0.5; DMC:0.5", fm)
+    placed, moved = place_electrolyte(lp30, "LP30", fm, "training")
+    assert moved == 0 and np.array_equal(placed, lp30)
+    ec = embed_electrolyte("LiPF6:1.2M; EC:1", fm)
+    with caplog.at_level("WARNING"):
+        placed, moved = place_electrolyte(ec, "LiPF6:1.2M; EC:1", fm, "training")
+    assert moved > 0 and not np.allclose(placed, ec)
+    assert "'LiPF6:1.2M; EC:1' lies outside the mixtures the model trained on" in caplog.text
+    placed, moved = place_electrolyte(ec, "LiPF6:1.2M; EC:1", fm, "open")
+    assert moved is None and np.array_equal(placed, ec)
+    with pytest.raises(ConfigError, match="--mixture-domain 'nearest'"):
+        place_electrolyte(ec, "x", fm, "nearest")
 
 
 @pytest.mark.workflow

@@ -352,6 +352,54 @@ def test_stages_end_to_end(dataset):
     assert np.all(np.isfinite(predictions.prediction)) and timing["spectra_per_second"] > 0
     # the draws differ (a generative model), which is what the uncertainty bands are made of
     assert np.abs(predictions.prediction[:, 0] - predictions.prediction[:, 1]).max() > 0
+    # the system split trains on sys_a alone: sys_b's mixture lies outside that domain, is placed at sys_a's, and
+    # the file says so; 'open' extrapolates, so the same noise gives other forecasts (a little other: two training
+    # steps from adaLN-zero leave the condition little say)
+    with h5py.File(d / "pred.h5") as h5:
+        assert h5.attrs["mixture_domain"] == "training"
+        assert set(json.loads(h5.attrs["mixtures_moved"])) == {"sys_b"}
+    extrapolate = {**MODEL_SETTINGS["predict"], "mixture_domain": "open"}
+    predict_abcc(d / "samples.h5", d / "latent.h5", d / "mixture.h5", d / "splits.json", d / "waveform.h5",
+                 "system", d / "model", d / "vae", d / "open.h5", extrapolate, "cpu", electrodes_h5=d / "electrodes.h5")
+    with h5py.File(d / "open.h5") as h5:
+        assert h5.attrs["mixture_domain"] == "open" and json.loads(h5.attrs["mixtures_moved"]) == {}
+    assert not np.array_equal(read_predictions(d / "open.h5").prediction, predictions.prediction)
+
+
+def test_mixture_domain_leaves_seen_mixtures_alone_and_places_the_others_at_its_nearest_point():
+    from opir.models.domain import MixtureDomain
+
+    rng = np.random.default_rng(0)
+    molecules = 3.0 * rng.standard_normal((4, 40))
+    # seen: the first molecule alone, a 1:1 blend with the second, a 3:7 blend with the third (a 2-d affine span);
+    # repeated as a system's samples repeat its mixture
+    seen = (np.array([[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0.3, 0, 0.7, 0]]) @ molecules).astype(np.float32)
+    mean, std = seen.mean(axis=0), 1.0 + rng.random(40)  # an encoder's standardization
+    for metric in ((None, None), (mean, std)):
+        domain = MixtureDomain.fit(np.repeat(seen, [5, 1, 2], axis=0), *metric)
+        assert domain.axes.shape == (2, 40)
+        placed, moved = domain.place(seen)
+        assert np.array_equal(placed, seen) and not moved.any(), "a training mixture is read bit for bit"
+        blend = (0.4 * seen[0] + 0.6 * seen[1])[None]  # between seen mixtures: inside
+        assert np.array_equal(domain.place(blend)[0], blend)
+        # the second molecule alone (2 x the blend - the first) lies on the span but beyond the training range; a new
+        # fourth molecule lies off the span. Both are moved into the box, onto the span, by a reported distance
+        for outside in ((2 * seen[1] - seen[0])[None], (0.5 * seen[0] + 0.5 * molecules[3])[None]):
+            placed, moved = domain.place(outside.astype(np.float32))
+            assert moved[0] > 0.05 and not np.allclose(placed, outside)
+            offset = (placed[0].astype(np.float64) - domain.mean) / domain.std - domain.center
+            coords = domain.axes @ offset
+            np.testing.assert_allclose(coords @ domain.axes, offset, atol=1e-4)  # on the span
+            assert np.all(coords >= domain.low - 1e-4) and np.all(coords <= domain.high + 1e-4)  # in the box
+            # the nearest point: no training mixture's standardized offset is closer than the placed one
+            standardized = (outside[0] - domain.mean) / domain.std - domain.center
+            nearest = np.linalg.norm(standardized - offset)
+            seen_offsets = (seen.astype(np.float64) - domain.mean) / domain.std - domain.center
+            assert nearest <= np.linalg.norm(standardized - seen_offsets, axis=1).min() + 1e-6
+    one = MixtureDomain.fit(seen[:1])  # a single training mixture: every other mixture is placed on it
+    placed, moved = one.place(seen)
+    np.testing.assert_allclose(placed, np.repeat(seen[:1], 3, axis=0), rtol=1e-6)
+    assert moved[0] == 0 and np.all(moved[1:] > 0)
 
 
 def test_missing_mixture_embedding_is_named(dataset):

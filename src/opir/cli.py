@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="draws sampled at once (default 64)")
     p.add_argument("--voltage-tolerance", type=float, default=0.05, metavar="V",
                    help="how far (V) the profile may leave the training voltage range (default 0.05)")
+    p.add_argument("--mixture-domain", default="training", choices=["training", "open"],
+                   help="training (default): an electrolyte outside the mixtures the model trained on is forecast as "
+                   "the nearest of them, with a warning; open: extrapolate")
     p.add_argument("--plot-voltages", type=_voltages, default=None, metavar="V1,V2,...",
                    help="voltages whose spectra the PNG shows (default: 4 steps spread over the profile)")
     p.add_argument("--block", default="AB", help="OPUS block to read (default AB)")
@@ -118,7 +121,7 @@ def _predict(args: argparse.Namespace) -> dict:
     return predict(args.model, args.spectrum, args.voltage_profile, args.electrolyte, args.out,
                    electrode=args.electrode, draws=args.draws, seed=args.seed, device=args.device,
                    batch_size=args.batch_size, voltage_tolerance_v=args.voltage_tolerance,
-                   plot_voltages=args.plot_voltages, block=args.block)
+                   plot_voltages=args.plot_voltages, block=args.block, mixture_domain=args.mixture_domain)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

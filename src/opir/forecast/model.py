@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ class ForecastModel:
     molecules: pd.DataFrame  # name, smiles, role
     molecule_embeddings: dict[str, np.ndarray]
     device: Any
+    # system_id -> mixture embedding of the training systems (opir.models.domain); empty for a directory packaged
+    # before they were recorded
+    training_mixtures: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def wavenumber_cm1(self) -> np.ndarray:
@@ -74,4 +77,8 @@ def load_forecast_model(model_dir: str | Path, device: str = "auto") -> Forecast
         table = pd.DataFrame({"name": names, "smiles": read_strings(group["smiles"]),
                               "role": read_strings(group["role"])})
         embeddings = dict(zip(names, group["embedding"][()], strict=True))
-    return ForecastModel(model_dir, model, meta, forecast, vae, readout, table, embeddings, device_)
+        trained_on = {}
+        if "training_mixtures" in handle:
+            mixtures = handle["training_mixtures"]
+            trained_on = dict(zip(read_strings(mixtures["system_id"]), mixtures["mixture_embedding"][()], strict=True))
+    return ForecastModel(model_dir, model, meta, forecast, vae, readout, table, embeddings, device_, trained_on)

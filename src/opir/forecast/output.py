@@ -29,6 +29,7 @@ from opir.forecast.inputs import (
 from opir.forecast.model import ForecastModel, load_forecast_model
 from opir.forecast.sampling import build_conditions, initial_state, preprocess_static, sample_sequence
 from opir.formats.model_dir import FORECAST_JSON, check_model_dir
+from opir.models.domain import MixtureDomain
 from opir.predict.abcc import sampler_name
 from opir.report.forecast import plot_forecast
 
@@ -45,6 +46,9 @@ class Forecast:
     voltage_v: np.ndarray
     draws: np.ndarray  # (M, k, N_f)
     band_offsets: np.ndarray | None = None  # conformal widening of the band (N_f,), None: raw quantiles
+    # how far the electrolyte's mixture was moved into the training mixtures' domain (their spreads; 0: inside),
+    # None: not placed (mixture_domain 'open', or a model directory that records no training mixtures)
+    mixture_moved: float | None = None
 
     @property
     def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,9 +58,11 @@ class Forecast:
 def forecast(
     fm: ForecastModel, spectrum: StaticSpectrum, profile: VoltageProfile, electrolyte: str, draws: int, seed: int = 0,
     batch_size: int = 64, voltage_tolerance_v: float = 0.05, electrode: np.ndarray | None = None,
+    mixture_domain: str = "training",
 ) -> Forecast:
     """The whole forecast of one static spectrum (see the module docstring); ``electrode``: the descriptor features
-    of the cell's electrode, for a model that reads them."""
+    of the cell's electrode, for a model that reads them. ``mixture_domain`` 'training' places an electrolyte outside
+    the training mixtures' domain at its nearest point (opir.models.domain), 'open' extrapolates."""
     if draws < 2:
         raise ConfigError(f"--draws {draws}: at least 2 draws are needed for an uncertainty band")
     if fm.model.config.electrode_dim and electrode is None:
@@ -67,7 +73,7 @@ def forecast(
     if elapsed > fm.forecast.get("elapsed_max_s", np.inf):
         log.warning("the profile lasts %.0f s, beyond the longest training sequence (%.0f s): extrapolation in time",
                     elapsed, fm.forecast["elapsed_max_s"])
-    mixture = embed_electrolyte(electrolyte, fm)
+    mixture, moved = place_electrolyte(embed_electrolyte(electrolyte, fm), electrolyte, fm, mixture_domain)
     processed, scale = preprocess_static(spectrum, fm)
     with torch.no_grad():
         latent = initial_state(processed, fm)
@@ -76,7 +82,29 @@ def forecast(
         s0 = np.repeat(processed[None], len(condition), axis=0)
         sampled = sample_sequence(fm, condition, s0, draws, seed, batch_size)
     return Forecast(fm.wavenumber_cm1, processed, scale, float(profile.voltage_v[0]),
-                    profile.time_s[1:] - profile.time_s[0], profile.voltage_v[1:], sampled, band_offsets(fm))
+                    profile.time_s[1:] - profile.time_s[0], profile.voltage_v[1:], sampled, band_offsets(fm), moved)
+
+
+def place_electrolyte(mixture: np.ndarray, electrolyte: str, fm: ForecastModel,
+                      mixture_domain: str) -> tuple[np.ndarray, float | None]:
+    """The mixture embedding the network reads, and how far it was moved into the training mixtures' domain."""
+    if mixture_domain not in ("training", "open"):
+        raise ConfigError(f"--mixture-domain {mixture_domain!r}: training or open")
+    if mixture_domain == "open":
+        return mixture, None
+    if not fm.training_mixtures:
+        log.warning("%s records no training mixtures (packaged before opir recorded them): the electrolyte's mixture "
+                    "is used as it is, however far from the training chemistry", fm.path)
+        return mixture, None
+    domain = MixtureDomain.fit(np.stack(list(fm.training_mixtures.values())),
+                               *fm.model.condition_encoder.mixture_standardization())
+    placed, moved = domain.place(np.asarray(mixture)[None])
+    if moved[0] > 0:
+        log.warning("--electrolyte %r lies outside the mixtures the model trained on (%s; %.3g x their spread away): "
+                    "forecast at the nearest point of their domain, i.e. as the nearest known chemistry, not as this "
+                    "one (--mixture-domain open extrapolates instead)", electrolyte, ", ".join(fm.training_mixtures),
+                    moved[0])
+    return placed[0], float(moved[0])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -126,6 +154,7 @@ def predict(
     model_dir: str | Path, spectrum_path: str | Path, profile_path: str | Path, electrolyte: str, out_dir: str | Path,
     electrode: str | None = None, draws: int = 32, seed: int = 0, device: str = "auto", batch_size: int = 64,
     voltage_tolerance_v: float = 0.05, plot_voltages: Sequence[float] | None = None, block: str = "AB",
+    mixture_domain: str = "training",
 ) -> dict[str, Path]:
     """``opir predict``: read and check every input before any model work, forecast, write forecast.{h5,csv,png}.
     ``electrode`` (a systems-sheet row's name or the descriptor values, :func:`resolve_electrode`) is resolved to
@@ -136,11 +165,13 @@ def predict(
     spectrum = read_static_spectrum(spectrum_path, block)
     fm = load_forecast_model(model_dir, device)
     features = described[1].features() if described else None
-    result = forecast(fm, spectrum, profile, electrolyte, draws, seed, batch_size, voltage_tolerance_v, features)
+    result = forecast(fm, spectrum, profile, electrolyte, draws, seed, batch_size, voltage_tolerance_v, features,
+                      mixture_domain)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {"model_dir": str(Path(model_dir).resolve()), "electrolyte": electrolyte, "electrode": electrode,
-                "draws": draws, "seed": seed, "voltage_tolerance_v": voltage_tolerance_v, "block": block}
+                "draws": draws, "seed": seed, "voltage_tolerance_v": voltage_tolerance_v, "block": block,
+                "mixture_domain": mixture_domain}
     euler_steps = int(fm.meta["settings"].get("predict", {}).get("euler_steps", 0))
     attrs = provenance("opir predict", settings, [spectrum_path, profile_path, Path(model_dir) / "model.safetensors",
                                                   Path(model_dir) / FORECAST_JSON])
@@ -148,6 +179,8 @@ def predict(
               "electrode": electrode or "", "draws": draws,
               "electrode_descriptors": json.dumps(described[1].as_row()) if described else "",
               "sampler": sampler_name(fm.model.config, euler_steps),
+              "mixture_domain": mixture_domain,
+              "mixture_moved": np.nan if result.mixture_moved is None else result.mixture_moved,
               "band_quantiles": list(BAND_QUANTILES),
               "band_calibration": "none (raw quantiles of the draws)" if result.band_offsets is None else
               fm.forecast["band_calibration"]["method"]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -90,6 +91,12 @@ class ConditionEncoder(nn.Module):
         std = mixtures.float().std(dim=0, unbiased=False)
         self.mixture_mean.copy_(mixtures.float().mean(dim=0))
         self.mixture_std.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)))
+
+    def mixture_standardization(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The mean and std the encoder standardizes the mixture embedding with (None, None: it reads it raw)."""
+        if not self.scale_mixture:
+            return None, None
+        return self.mixture_mean.detach().cpu().double().numpy(), self.mixture_std.detach().cpu().double().numpy()
 
     def forward(self, cond: Condition, drop: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         mixture = (cond.mixture - self.mixture_mean) / self.mixture_std if self.scale_mixture else cond.mixture

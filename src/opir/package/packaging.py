@@ -28,6 +28,7 @@ from opir.formats.model_dir import (
     model_space,
 )
 from opir.formats.samples import load_split, read_preprocess_params, read_sample_arrays, read_spectra
+from opir.train.data import training_mixtures
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +114,22 @@ def package_model(
     if electrodes_h5 is not None:
         read_electrodes(electrodes_h5)  # a file that does not read stops packaging here, not a forecast later
         shutil.copy2(electrodes_h5, target / ELECTRODES_H5)
+    split = meta.get("split")
+    trained_on = {}
+    if splits_json is not None and Path(splits_json).exists() and split:
+        trained_on = training_mixtures(samples_h5, mixture_h5, load_split(splits_json, split)["train"])
     with atomic_h5(target / MOLECULES_H5, provenance("opir package", None, [mixture_h5])) as handle:
         group = write_nxdata(handle, "molecules", "embedding", molecules["embedding"],
                              [("name", molecules["name"]), "."],
                              long_name=f"{attrs['method']} embedding per molecule, as in training")
         write_axis(group, "smiles", molecules["smiles"])
         write_axis(group, "role", molecules["role"])
+        if trained_on:
+            write_nxdata(handle, "training_mixtures", "mixture_embedding", np.stack(list(trained_on.values())),
+                         [("system_id", np.array(list(trained_on))), "."],
+                         long_name="mixture embedding of each training system: the domain opir predict places "
+                                   "an unseen electrolyte in (opir.models.domain)")
 
-    split = meta.get("split")
     forecast = {
         "format": MODEL_DIR_FORMAT,
         "format_version": MODEL_DIR_FORMAT_VERSION,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -16,10 +17,11 @@ from opir.formats.model_dir import read_model_meta, read_model_weights
 from opir.formats.predictions import write_predictions
 from opir.formats.samples import load_split, read_sample_arrays
 from opir.models.abcc import ABCC, ABCCConfig
+from opir.models.domain import MixtureDomain
 from opir.models.meanflow import noise_seed
 from opir.render.waveform import CurveStyle, read_style
 from opir.train.context import absent_context, context_channels, within_run_context
-from opir.train.data import load_abcc_data
+from opir.train.data import ABCCData, load_abcc_data, training_mixtures
 from opir.train.readout import readout_for
 from opir.training import autocast_factory
 
@@ -46,6 +48,25 @@ def sampler_name(config: ABCCConfig, euler_steps: int) -> str:
     return "euler" if euler_steps else "meanflow_one_step"
 
 
+def mixture_domain(model: ABCC, training: dict[str, np.ndarray]) -> MixtureDomain:
+    """The domain of the mixtures ``model`` trained on (system_id -> embedding), in the metric its encoder reads."""
+    return MixtureDomain.fit(np.stack(list(training.values())), *model.condition_encoder.mixture_standardization())
+
+
+def place_mixtures(data: ABCCData, domain: MixtureDomain, what: str) -> tuple[ABCCData, dict[str, float]]:
+    """``data`` with each mixture outside ``domain`` placed at its nearest point (inside ones untouched), and how far
+    each moved system's mixture was moved (in units of the training mixtures' spread), logged as a warning."""
+    placed, moved = domain.place(data.condition.mixture.numpy())
+    systems = np.array([key.split("/", 1)[0] for key in data.run_key])
+    distances = {str(system): round(float(moved[systems == system].max()), 4) for system in np.unique(systems)
+                 if moved[systems == system].max() > 0}
+    for system, distance in sorted(distances.items()):
+        log.warning("%s: the mixture of %s lies outside the mixtures the model trained on (%.3g x their spread away); "
+                    "it is forecast at the nearest point of their domain, not extrapolated (predict.mixture_domain)",
+                    what, system, distance)
+    return data.with_mixture(torch.from_numpy(placed)), distances
+
+
 def predict_abcc(
     samples_h5: str | Path, latent_h5: str | Path | None, mixture_h5: str | Path, splits_json: str | Path,
     waveform_h5: str | Path | None, split: str, model_dir: str | Path, vae_dir: str | Path | None, out_h5: str | Path,
@@ -64,6 +85,13 @@ def predict_abcc(
                           settings, spectrum_scale=meta.get("spectrum_scale"),
                           electrodes_h5=electrodes_h5 if model.config.electrode_dim else None)
     config = model.config
+    placement = predict_cfg.get("mixture_domain", "training")
+    moved: dict[str, float] = {}
+    if placement == "training":
+        training = training_mixtures(samples_h5, mixture_h5, load_split(splits_json, split)["train"])
+        data, moved = place_mixtures(data, mixture_domain(model, training), str(out_h5))
+    elif placement != "open":
+        raise DataError(f"predict.mixture_domain: {placement!r} is neither 'training' nor 'open'")
     knows_runs = bool(predict_cfg.get("run_codes", True))  # false: every test run as a cell never seen
     use_codes = config.run_codes and knows_runs
     if config.run_context:
@@ -109,7 +137,8 @@ def predict_abcc(
                        "noise": "shared" if shared else "independent", "run_codes": use_codes,
                        "run_context": bool(config.run_context and knows_runs),
                        "images_without_ink_above_background": fallbacks, "space": space,
-                       "residual_stream": bool(config.residual_channels), "two_stream": bool(config.two_stream)})
+                       "residual_stream": bool(config.residual_channels), "two_stream": bool(config.two_stream),
+                       "mixture_domain": placement, "mixtures_moved": json.dumps(moved)})
     write_predictions(out_h5, data.sample_id, wavenumber, prediction, file_attrs, model=meta["model"])
     log.info("%s: %d samples x %d draws in %.1f s", out_h5, len(data.sample_id), draws, seconds)
     return {"seconds": seconds, "spectra_per_second": prediction.shape[0] * draws / max(seconds, 1e-9)}

@@ -49,6 +49,10 @@ class ABCCData:
         initial = torch.cat([self.condition.initial_latent, channels.to(self.condition.initial_latent)], dim=1)
         return dataclasses.replace(self, condition=dataclasses.replace(self.condition, initial_latent=initial))
 
+    def with_mixture(self, mixture: torch.Tensor) -> ABCCData:
+        """The same data with another mixture embedding per sample (n, D) in the condition."""
+        return dataclasses.replace(self, condition=dataclasses.replace(self.condition, mixture=mixture))
+
     def fingerprint(self) -> str:
         """:func:`opir.training.data_fingerprint` of every tensor a trainer can read from this data."""
         condition = self.condition
@@ -150,6 +154,20 @@ def load_abcc_data(
                                                                   strict=True)])
     return ABCCData(np.asarray(sample_ids), torch.from_numpy(np.ascontiguousarray(target)).float(), condition,
                     torch.from_numpy(s_0), torch.from_numpy(s_m), streams, run_key)
+
+
+def training_mixtures(samples_h5: str | Path, mixture_h5: str | Path, sample_ids: list[str]) -> dict[str, np.ndarray]:
+    """system_id -> mixture embedding of each system with a sample among ``sample_ids`` (a split's training samples):
+    the mixtures a model trained on those samples has seen (:class:`opir.models.domain.MixtureDomain`)."""
+    table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/system_id"])
+    systems = sorted(set(table["samples/system_id"][np.isin(table["samples/sample_id"], list(sample_ids))].tolist()))
+    if not systems:
+        raise DataError(f"{samples_h5}: none of the {len(sample_ids)} training samples is in the sample table")
+    mixtures = read_mixture_embeddings(mixture_h5)
+    unknown = [s for s in systems if s not in mixtures]
+    if unknown:
+        raise DataError(f"{mixture_h5}: no mixture embedding for system(s) {', '.join(unknown)}")
+    return {system: mixtures[system] for system in systems}
 
 
 def fit_spectrum_scale(samples_h5: str | Path, sample_ids: list[str]) -> float:
