@@ -367,7 +367,7 @@ def test_stages_end_to_end(dataset):
 
 
 def test_mixture_domain_leaves_seen_mixtures_alone_and_places_the_others_at_its_nearest_point():
-    from opir.models.domain import MixtureDomain
+    from opir.models.domain import MixtureDomain, place_system_mixtures
 
     rng = np.random.default_rng(0)
     molecules = 3.0 * rng.standard_normal((4, 40))
@@ -400,6 +400,11 @@ def test_mixture_domain_leaves_seen_mixtures_alone_and_places_the_others_at_its_
     placed, moved = one.place(seen)
     np.testing.assert_allclose(placed, np.repeat(seen[:1], 3, axis=0), rtol=1e-6)
     assert moved[0] == 0 and np.all(moved[1:] > 0)
+    # by system, as the 1D baselines read them: only the test systems outside move
+    systems = {"a": seen[0], "b": seen[1], "c": seen[2], "beyond": 2 * seen[1] - seen[0]}
+    placed, moved = place_system_mixtures(systems, ["a", "b", "c"], ["b", "beyond"])
+    assert set(moved) == {"beyond"} and np.array_equal(placed["b"], seen[1]) and placed["a"] is systems["a"]
+    assert not np.allclose(placed["beyond"], systems["beyond"])
 
 
 def test_missing_mixture_embedding_is_named(dataset):

@@ -252,6 +252,8 @@ def test_latent_baselines_end_to_end(latents):
     assert np.abs(flow.prediction[:, 0] - flow.prediction[:, 1]).max() > 0  # draws differ
     with h5py.File(d / "sit_flow_matching.h5") as h5:
         assert h5.attrs["sampler"] == "euler_3" and h5.attrs["model"] == "sit_flow_matching"
+        # trained on sys_a alone: sys_b's mixture is placed at sys_a's (opir.models.domain), and the file says so
+        assert h5.attrs["mixture_domain"] == "training" and set(json.loads(h5.attrs["mixtures_moved"])) == {"sys_b"}
 
 
 @pytest.mark.parametrize("name", ["gru_forecaster", "trajectory_flow"])
@@ -270,6 +272,8 @@ def test_spectrum_baselines_never_read_test_targets(dataset, name):
     assert list(predictions.sample_id) == test_ids
     assert np.all(np.isfinite(predictions.prediction)) and meta["train_steps"] == SPECTRUM_STEPS
     assert meta["delta_scale"] > 0 and len(meta["training_runs"]) == 4
+    with h5py.File(dataset / f"{name}.h5") as h5:  # the random split's test systems are all seen: none moved
+        assert h5.attrs["mixture_domain"] == "training" and json.loads(h5.attrs["mixtures_moved"]) == {}
 
 
 def _mae_and_persistence_mae(dataset, predictions) -> tuple[float, float]:

@@ -18,9 +18,12 @@ user sees that the forecast is a hedge, not a prediction of the new chemistry's 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # Relative size below which a singular value counts as zero (the span's rank) and a coordinate or residual as inside.
 RANK_TOLERANCE = 1e-6
@@ -73,3 +76,27 @@ class MixtureDomain:
         placed = ((placed_offsets + self.center) * self.std + self.mean).astype(mixtures.dtype)
         placed[inside] = mixtures[inside]
         return placed, np.where(inside, 0.0, moved)
+
+
+def place_system_mixtures(mixtures: dict[str, np.ndarray], training_systems: list[str], test_systems: list[str],
+                          mean: np.ndarray | None = None,
+                          std: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """``mixtures`` (system_id -> raw embedding) with each of ``test_systems`` placed in the domain of
+    ``training_systems`` (in the metric ``mean``/``std``), and how far each moved system was moved."""
+    domain = MixtureDomain.fit(np.stack([mixtures[s] for s in training_systems]), mean, std)
+    placed = dict(mixtures)
+    moved = {}
+    for system in test_systems:
+        new, distance = domain.place(np.asarray(mixtures[system])[None])
+        placed[system] = new[0]
+        if distance[0] > 0:
+            moved[system] = round(float(distance[0]), 4)
+    return placed, moved
+
+
+def log_moved(what: str, moved: dict[str, float]) -> None:
+    """One warning per system whose mixture was placed in the training mixtures' domain."""
+    for system, distance in sorted(moved.items()):
+        log.warning("%s: the mixture of %s lies outside the mixtures the model trained on (%.3g x their spread away); "
+                    "it is forecast at the nearest point of their domain, not extrapolated (predict.mixture_domain)",
+                    what, system, distance)

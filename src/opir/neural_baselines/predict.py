@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from opir.core.errors import ConfigError
 from opir.formats.predictions import write_predictions
 from opir.formats.samples import load_split, read_sample_arrays
 from opir.latent.vae import load_vae
+from opir.models.domain import log_moved, place_system_mixtures
 from opir.models.meanflow import draw_noise, noise_seed, sample_euler
 from opir.models.nb_nets import (
     velocity_from_data_prediction,
@@ -24,6 +26,7 @@ from opir.models.vae import decode_latents
 from opir.neural_baselines.series import build_runs, clip_from_run
 from opir.neural_baselines.settings import LATENT_BASELINES
 from opir.neural_baselines.train import gru_batch, load_baseline, spectrum_data, stack_clips, trajectory_network
+from opir.predict.abcc import placed_test_mixtures
 from opir.render.waveform import read_style
 from opir.train.data import load_abcc_data
 from opir.train.readout import images_to_spectra
@@ -65,6 +68,8 @@ def _predict_latent(model, meta, samples_h5, splits_json, mixture_h5, latent_h5,
 
     settings = meta["settings"]
     data = load_abcc_data(samples_h5, latent_h5, mixture_h5, load_split(splits_json, split)["test"], settings)
+    data, placement, moved = placed_test_mixtures(data, model, cfg, samples_h5, mixture_h5, splits_json, split,
+                                                  f"{meta['model']} on {split}")
     vae = load_vae(vae_dir)
     scaling = float(vae.config.scaling_factor)
     style = read_style(waveform_h5)
@@ -93,7 +98,8 @@ def _predict_latent(model, meta, samples_h5, splits_json, mixture_h5, latent_h5,
     if fallbacks:
         log.warning("%d decoded images had no ink above the background threshold; read without it", fallbacks)
     extra = {"sampler": f"euler_{steps}" if flow else "deterministic", "images_without_ink_above_background": fallbacks,
-             **({"noise": "shared" if shared else "independent"} if flow else {})}
+             **({"noise": "shared" if shared else "independent"} if flow else {}),
+             "mixture_domain": placement, "mixtures_moved": json.dumps(moved)}
     return data.sample_id, wavenumber, prediction, extra
 
 
@@ -101,6 +107,14 @@ def _predict_spectrum(model, meta, samples_h5, splits_json, mixture_h5, split, c
     settings = meta["settings"]
     condition = settings["condition"]
     table, train_idx, test_idx, mixtures = spectrum_data(samples_h5, splits_json, mixture_h5, split, "test")
+    placement, moved = cfg.get("mixture_domain", "training"), {}
+    if placement == "training":  # these networks read the raw embedding: the domain in its own metric
+        systems = table.samples["system_id"]
+        mixtures, moved = place_system_mixtures(mixtures, sorted(set(systems[train_idx].tolist())),
+                                                sorted(set(systems[test_idx].tolist())))
+        log_moved(f"{meta['model']} on {split}", moved)
+    elif placement != "open":
+        raise ConfigError(f"predict.mixture_domain: {placement!r} is neither 'training' nor 'open'")
     order = np.argsort(test_idx, kind="stable")
     sorted_idx = test_idx[order]
     runs = build_runs(table, sorted_idx, train_idx)  # only s(v_0) and training targets are ever read
@@ -132,5 +146,6 @@ def _predict_spectrum(model, meta, samples_h5, splits_json, mixture_h5, split, c
     prediction = np.empty_like(out_sorted)
     prediction[order] = out_sorted
     sample_id = table.samples["sample_id"][test_idx]
-    extra = {"sampler": f"euler_{settings['euler_steps']}" if generative else "deterministic"}
+    extra = {"sampler": f"euler_{settings['euler_steps']}" if generative else "deterministic",
+             "mixture_domain": placement, "mixtures_moved": json.dumps(moved)}
     return sample_id, table.wavenumber_cm1, prediction, extra

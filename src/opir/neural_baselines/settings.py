@@ -64,10 +64,10 @@ def baseline_train_settings(models: dict[str, Any], name: str) -> dict[str, Any]
 #: deterministic models draw once and need no seed; the latent ones decode in batches through the VAE. The sampler
 #: of the flow models (``euler_steps``) is a setting of the model folder (model.json), not of the prediction.
 PREDICT_KEYS = {
-    "sit_regression": ("batch_size", "background_grey"),
-    "sit_flow_matching": ("draws", "batch_size", "seed", "noise", "background_grey"),
-    "gru_forecaster": (),
-    "trajectory_flow": ("draws", "seed"),
+    "sit_regression": ("batch_size", "background_grey", "mixture_domain"),
+    "sit_flow_matching": ("draws", "batch_size", "seed", "noise", "background_grey", "mixture_domain"),
+    "gru_forecaster": ("mixture_domain",),
+    "trajectory_flow": ("draws", "seed", "mixture_domain"),
 }
 
 

@@ -17,7 +17,7 @@ from opir.formats.model_dir import read_model_meta, read_model_weights
 from opir.formats.predictions import write_predictions
 from opir.formats.samples import load_split, read_sample_arrays
 from opir.models.abcc import ABCC, ABCCConfig
-from opir.models.domain import MixtureDomain
+from opir.models.domain import MixtureDomain, log_moved
 from opir.models.meanflow import noise_seed
 from opir.render.waveform import CurveStyle, read_style
 from opir.train.context import absent_context, context_channels, within_run_context
@@ -60,11 +60,23 @@ def place_mixtures(data: ABCCData, domain: MixtureDomain, what: str) -> tuple[AB
     systems = np.array([key.split("/", 1)[0] for key in data.run_key])
     distances = {str(system): round(float(moved[systems == system].max()), 4) for system in np.unique(systems)
                  if moved[systems == system].max() > 0}
-    for system, distance in sorted(distances.items()):
-        log.warning("%s: the mixture of %s lies outside the mixtures the model trained on (%.3g x their spread away); "
-                    "it is forecast at the nearest point of their domain, not extrapolated (predict.mixture_domain)",
-                    what, system, distance)
+    log_moved(what, distances)
     return data.with_mixture(torch.from_numpy(placed)), distances
+
+
+def placed_test_mixtures(data: ABCCData, model, predict_cfg: dict[str, Any], samples_h5: str | Path,
+                         mixture_h5: str | Path, splits_json: str | Path, split: str,
+                         what: str) -> tuple[ABCCData, str, dict[str, float]]:
+    """``predict.mixture_domain`` applied to the test data of a model with a :class:`ConditionEncoder`
+    (``model.condition_encoder``): the setting and the systems moved, with how far."""
+    placement = predict_cfg.get("mixture_domain", "training")
+    if placement == "open":
+        return data, placement, {}
+    if placement != "training":
+        raise DataError(f"predict.mixture_domain: {placement!r} is neither 'training' nor 'open'")
+    training = training_mixtures(samples_h5, mixture_h5, load_split(splits_json, split)["train"])
+    data, moved = place_mixtures(data, mixture_domain(model, training), what)
+    return data, placement, moved
 
 
 def predict_abcc(
@@ -85,13 +97,8 @@ def predict_abcc(
                           settings, spectrum_scale=meta.get("spectrum_scale"),
                           electrodes_h5=electrodes_h5 if model.config.electrode_dim else None)
     config = model.config
-    placement = predict_cfg.get("mixture_domain", "training")
-    moved: dict[str, float] = {}
-    if placement == "training":
-        training = training_mixtures(samples_h5, mixture_h5, load_split(splits_json, split)["train"])
-        data, moved = place_mixtures(data, mixture_domain(model, training), str(out_h5))
-    elif placement != "open":
-        raise DataError(f"predict.mixture_domain: {placement!r} is neither 'training' nor 'open'")
+    data, placement, moved = placed_test_mixtures(data, model, predict_cfg, samples_h5, mixture_h5, splits_json, split,
+                                                  str(out_h5))
     knows_runs = bool(predict_cfg.get("run_codes", True))  # false: every test run as a cell never seen
     use_codes = config.run_codes and knows_runs
     if config.run_context:
