@@ -87,17 +87,20 @@ def test_time_interpolation_report(finished_workspace):
 def test_record_is_regenerated_from_the_tables(finished_workspace, tmp_path):
     """benchmarks/record.py: the JSON holds every row of each table under its label, in the table's units."""
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "record.py"), str(finished_workspace),
-                           "--flagship", "abcc1d", "--md", str(tmp_path / "r.md"), "--json", str(tmp_path / "r.json")],
+                           "--flagship", "abcc1d", "--md", str(tmp_path / "r.md"), "--json", str(tmp_path / "r.json"),
+                           "--provenance", "one run of the test config"],
                           capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
     assert json.loads(done.stdout)["flagship"] == "ABCC-1D (spectral MeanFlow, run codes, ours)"
     record = json.loads((tmp_path / "r.json").read_text())
     assert {"random", "system", "ablations", "flagship", "wall_s", "commit"} <= set(record)
+    assert record["provenance"] == "one run of the test config"
     row = record["random"]["Persistence"]
     assert set(row) == {"mae", "mse", "rmse", "sam", "cossim", "r2", "dilate"}
     assert abs(row["mae"] - 100 * _mae(finished_workspace, "random", "persistence")) < 1e-3
     assert "Within-run smoother" in record["random"] and "Within-run smoother" not in record["system"]
     text = (tmp_path / "r.md").read_text()
     assert "Flagship **ABCC-1D" in text and "## Goals" in text
+    assert "How the workspace was made: one run of the test config" in text
     # the latent ABCC's goal, and Table 4's rows by test run (the full model first, the reference rows left out)
     assert "- random split: the latent ABCC (ABCC) MAE" in text
     by_run = text.split("## Table 4 by test run")[1].split("## ")[0]
