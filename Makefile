@@ -21,11 +21,9 @@ install: $(VENV)/.installed
 run: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/snakemake --cores $(CORES)
 
-# two workers (pytest-xdist): the tests of the finished test workspace on one, the SLURM module's run through a real
-# cluster and the other modules on the other (tests/conftest.py); the 15 slowest tests are printed, so that a CI log
-# says where its time went
+# the 15 slowest tests are printed, so that a CI log says where its time went
 test: install
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist loadgroup --durations=15
+	HF_HUB_OFFLINE=1 $(PY) -m pytest --durations=15
 
 lint: install
 	$(VENV)/bin/ruff check src tests workflow benchmarks

@@ -37,17 +37,6 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
     return result
 
 
-def pytest_collection_modifyitems(config, items):
-    """Scheduling units for two workers (`pytest -n 2 --dist loadgroup`, pytest-xdist): every test that reads the
-    finished test workspace in one group, so that the workspace is made once, and each other module in a group of
-    its own, so that its module fixtures are made once. The longest units, the workspace's tests and the SLURM
-    module's run through a real cluster, then run on different workers (docs/decisions.md, seventeenth session).
-    Without xdist the marks do nothing."""
-    for item in items:
-        group = "workspace" if "finished_workspace" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture
 def realdata() -> Path:
     if not REALDATA.exists():
