@@ -81,9 +81,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    import h5py
     import torch
-    from system_holdout import holdout_split, layered_config
+    from system_holdout import holdout_split, layered_config, sample_systems, table_units
 
     from opir.evaluate.metrics import evaluate_file
     from opir.formats.embeddings import read_mixture_embeddings
@@ -100,9 +99,7 @@ def main() -> None:
     files = model_files(results, settings, embedding)
 
     # 1. the validation split
-    with h5py.File(files["samples"]) as h5:
-        system_of = dict(zip(h5["samples/sample_id"][()].astype(str), h5["samples/system_id"][()].astype(str),
-                             strict=True))  # fmt: skip
+    system_of = sample_systems(files["samples"])
     splits = json.loads((results / "dataset/splits.json").read_text())
     args.out.mkdir(parents=True, exist_ok=True)
     splits_json = args.out / "splits.json"
@@ -147,9 +144,8 @@ def main() -> None:
                      electrodes_h5=files["electrodes"])
         metrics = evaluate_file(out, files["samples"], moved_json, "system", args.model,
                                 args.out / f"metrics_{placement}.json", config["evaluate"]["dilate"])
-        scores[placement] = {"all": {k: round(v["mean"] * (100 if k == "mae" else 1), 4)
-                                     for k, v in metrics["summary"].items() if k in ("mae", "dilate")},
-                             **per_system(metrics)}  # fmt: skip
+        overall = table_units(metrics["summary"])
+        scores[placement] = {"all": {k: overall[k] for k in ("mae", "dilate")}, **per_system(metrics)}
     print(json.dumps({**result, "scores": scores}))
 
 

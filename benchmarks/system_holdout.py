@@ -87,6 +87,14 @@ def link_inputs(results: Path, val: Path) -> None:
             (val / rel).symlink_to((results / rel).resolve())
 
 
+def sample_systems(samples_h5: Path) -> dict[str, str]:
+    """sample_id -> system_id of every sample of the sample table."""
+    from opir.formats.samples import read_sample_arrays
+
+    table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/system_id"])
+    return dict(zip(table["samples/sample_id"].astype(str), table["samples/system_id"].astype(str), strict=True))
+
+
 def holdout_split(splits: dict, system_of: dict[str, str], held_out: set[str]) -> dict[str, list[str]]:
     """The system split's training samples, divided: train on the systems not held out, test on the held-out ones
     (the workflow's rule, opir.evaluate.hedge)."""
@@ -125,7 +133,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    import h5py
     import yaml
 
     from opir.baselines.regression import predict_baseline
@@ -141,10 +148,7 @@ def main() -> None:
 
     # 1. the validation workspace
     link_inputs(results, val)
-    with h5py.File(results / "dataset/samples.h5") as h5:
-        system_of = dict(
-            zip(h5["samples/sample_id"][()].astype(str), h5["samples/system_id"][()].astype(str), strict=True)
-        )
+    system_of = sample_systems(results / "dataset/samples.h5")
     splits = json.loads((results / "dataset/splits.json").read_text())
     validation = holdout_split(splits, system_of, set(args.hold_out))
     (val / "dataset/splits.json").write_text(json.dumps({"random": splits["random"], "system": validation}))

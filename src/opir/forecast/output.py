@@ -29,7 +29,8 @@ from opir.forecast.inputs import (
 from opir.forecast.model import ForecastModel, load_forecast_model
 from opir.forecast.sampling import build_conditions, initial_state, preprocess_static, sample_sequence
 from opir.formats.model_dir import FORECAST_JSON, check_model_dir
-from opir.models.domain import MixtureDomain
+from opir.models.domain import check_placement
+from opir.predict.abcc import mixture_domain as mixture_domain_of
 from opir.predict.abcc import sampler_name
 from opir.report.forecast import plot_forecast
 
@@ -88,17 +89,13 @@ def forecast(
 def place_electrolyte(mixture: np.ndarray, electrolyte: str, fm: ForecastModel,
                       mixture_domain: str) -> tuple[np.ndarray, float | None]:
     """The mixture embedding the network reads, and how far it was moved into the training mixtures' domain."""
-    if mixture_domain not in ("training", "open"):
-        raise ConfigError(f"--mixture-domain {mixture_domain!r}: training or open")
-    if mixture_domain == "open":
+    if check_placement(mixture_domain, "--mixture-domain") == "open":
         return mixture, None
     if not fm.training_mixtures:
         log.warning("%s records no training mixtures (packaged before opir recorded them): the electrolyte's mixture "
                     "is used as it is, however far from the training chemistry", fm.path)
         return mixture, None
-    domain = MixtureDomain.fit(np.stack(list(fm.training_mixtures.values())),
-                               *fm.model.condition_encoder.mixture_standardization())
-    placed, moved = domain.place(np.asarray(mixture)[None])
+    placed, moved = mixture_domain_of(fm.model, fm.training_mixtures).place(np.asarray(mixture)[None])
     if moved[0] > 0:
         log.warning("--electrolyte %r lies outside the mixtures the model trained on (%s; %.3g x their spread away): "
                     "forecast at the nearest point of their domain, i.e. as the nearest known chemistry, not as this "

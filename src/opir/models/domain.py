@@ -23,7 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from opir.core.errors import ConfigError
+
 log = logging.getLogger(__name__)
+
+#: predict.mixture_domain: place unseen mixtures in the training domain, or read them as they are (the paper)
+PLACEMENTS = ("training", "open")
 
 # Relative size below which a singular value counts as zero (the span's rank) and a coordinate or residual as inside.
 RANK_TOLERANCE = 1e-6
@@ -76,6 +81,13 @@ class MixtureDomain:
         placed = ((placed_offsets + self.center) * self.std + self.mean).astype(mixtures.dtype)
         placed[inside] = mixtures[inside]
         return placed, np.where(inside, 0.0, moved)
+
+
+def check_placement(placement: str, where: str) -> str:
+    """``placement`` if it is one of :data:`PLACEMENTS`, else a ConfigError naming ``where`` it was set."""
+    if placement not in PLACEMENTS:
+        raise ConfigError(f"{where} {placement!r}: one of {', '.join(PLACEMENTS)}")
+    return placement
 
 
 def place_system_mixtures(mixtures: dict[str, np.ndarray], training_systems: list[str], test_systems: list[str],

@@ -17,7 +17,7 @@ from opir.core.errors import ConfigError
 from opir.formats.predictions import write_predictions
 from opir.formats.samples import load_split, read_sample_arrays
 from opir.latent.vae import load_vae
-from opir.models.domain import log_moved, place_system_mixtures
+from opir.models.domain import check_placement, log_moved, place_system_mixtures
 from opir.models.meanflow import draw_noise, noise_seed, sample_euler
 from opir.models.nb_nets import (
     velocity_from_data_prediction,
@@ -107,14 +107,12 @@ def _predict_spectrum(model, meta, samples_h5, splits_json, mixture_h5, split, c
     settings = meta["settings"]
     condition = settings["condition"]
     table, train_idx, test_idx, mixtures = spectrum_data(samples_h5, splits_json, mixture_h5, split, "test")
-    placement, moved = cfg.get("mixture_domain", "training"), {}
+    placement, moved = check_placement(cfg.get("mixture_domain", "training"), "predict.mixture_domain"), {}
     if placement == "training":  # these networks read the raw embedding: the domain in its own metric
         systems = table.samples["system_id"]
         mixtures, moved = place_system_mixtures(mixtures, sorted(set(systems[train_idx].tolist())),
                                                 sorted(set(systems[test_idx].tolist())))
         log_moved(f"{meta['model']} on {split}", moved)
-    elif placement != "open":
-        raise ConfigError(f"predict.mixture_domain: {placement!r} is neither 'training' nor 'open'")
     order = np.argsort(test_idx, kind="stable")
     sorted_idx = test_idx[order]
     runs = build_runs(table, sorted_idx, train_idx)  # only s(v_0) and training targets are ever read

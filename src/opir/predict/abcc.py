@@ -17,7 +17,7 @@ from opir.formats.model_dir import read_model_meta, read_model_weights
 from opir.formats.predictions import write_predictions
 from opir.formats.samples import load_split, read_sample_arrays
 from opir.models.abcc import ABCC, ABCCConfig
-from opir.models.domain import MixtureDomain, log_moved
+from opir.models.domain import MixtureDomain, check_placement, log_moved
 from opir.models.meanflow import noise_seed
 from opir.render.waveform import CurveStyle, read_style
 from opir.train.context import absent_context, context_channels, within_run_context
@@ -69,11 +69,9 @@ def placed_test_mixtures(data: ABCCData, model, predict_cfg: dict[str, Any], sam
                          what: str) -> tuple[ABCCData, str, dict[str, float]]:
     """``predict.mixture_domain`` applied to the test data of a model with a :class:`ConditionEncoder`
     (``model.condition_encoder``): the setting and the systems moved, with how far."""
-    placement = predict_cfg.get("mixture_domain", "training")
+    placement = check_placement(predict_cfg.get("mixture_domain", "training"), "predict.mixture_domain")
     if placement == "open":
         return data, placement, {}
-    if placement != "training":
-        raise DataError(f"predict.mixture_domain: {placement!r} is neither 'training' nor 'open'")
     training = training_mixtures(samples_h5, mixture_h5, load_split(splits_json, split)["train"])
     data, moved = place_mixtures(data, mixture_domain(model, training), what)
     return data, placement, moved
