@@ -64,7 +64,7 @@ def main() -> None:
 
         from opir.forecast.band import band_offsets
         from opir.forecast.model import load_forecast_model
-        from opir.forecast.sampling import forecast_samples
+        from opir.forecast.sampling import forecast_samples, hedge_dataset_draws
         from opir.formats.embeddings import read_mixture_embeddings
         from opir.formats.samples import load_split
 
@@ -73,7 +73,10 @@ def main() -> None:
         sample_ids = np.asarray(load_split(args.splits, args.split)["test"])
         draws = forecast_samples(fm, args.samples, list(sample_ids), read_mixture_embeddings(args.mixture), args.draws,
                                  args.seed)
-        source = f"{args.model_dir} (opir predict path, {args.draws} draws, seed {args.seed})"
+        # as opir predict forecasts: blended with the partner when the directory carries a hedge
+        draws = hedge_dataset_draws(fm, args.samples, list(sample_ids), draws)
+        hedged = f", hedged at weight {fm.hedge['weight']}" if fm.hedge else ""
+        source = f"{args.model_dir} (opir predict path, {args.draws} draws, seed {args.seed}{hedged})"
         offsets = band_offsets(fm)
     seconds = time.perf_counter() - t0
     rows = table.samples["row"][table.sample_index(sample_ids, source)]

@@ -12,6 +12,9 @@ from helpers import write_toy_dataset
 
 from opir.baselines.references import noise_floor_reference, persistence_reference, random_reference
 from opir.baselines.regression import (
+    VoltageRegressionMap,
+    _ridge,
+    fit_voltage_regression,
     nearest_trajectory,
     predict_baseline,
     voltage_regression,
@@ -120,6 +123,38 @@ def test_voltage_regression_learns_the_change(toy):
     persistence_error = np.abs(persistence_reference(table, test)[:, 0] - target).mean()
     regression_error = np.abs(voltage_regression(table, train, test, 1e-3, 2, [1.0, 0.5])[:, 0] - target).mean()
     assert regression_error < 0.3 * persistence_error
+
+
+@pytest.mark.parametrize("degree", [1, 2])
+def test_voltage_regression_as_arrays_predicts_as_scikit_learn(toy, tmp_path, degree):
+    """The fitted pipeline as plain arrays (what a model directory carries for the hedge) predicts what the
+    scikit-learn pipeline predicts, survives a safetensors round trip, and a damaged file is named."""
+    from opir.formats.model_dir import IncompatibleModelError, read_hedge_partner, write_hedge_partner
+    from opir.preprocess.profile import sample_profile_features
+
+    _, table, splits = toy
+    train, test = _indices(table, splits, "system")
+    thresholds = [1.0, 0.5]
+    spectra = table.absorbance.astype(np.float64)
+    change = spectra[table.samples["row"][train]] - spectra[table.samples["initial_row"][train]]
+    pipeline = _ridge(degree, 1e-3).fit(sample_profile_features(table, train, thresholds), change)
+    features = sample_profile_features(table, test, thresholds)
+    fitted = fit_voltage_regression(table, train, 1e-3, degree, thresholds)
+    np.testing.assert_allclose(fitted.predict_change(features), pipeline.predict(features), rtol=1e-9, atol=1e-12)
+    write_hedge_partner(tmp_path / "partner.safetensors", fitted.arrays(), "voltage_regression")
+    arrays, partner = read_hedge_partner(tmp_path / "partner.safetensors")
+    assert partner == "voltage_regression"
+    again = VoltageRegressionMap.from_arrays(arrays)
+    np.testing.assert_array_equal(again.predict_change(features), fitted.predict_change(features))
+    with pytest.raises(DataError, match="profile features expected"):
+        fitted.predict_change(features[:, :-1])
+    with pytest.raises(DataError, match="missing coef"):
+        VoltageRegressionMap.from_arrays({k: v for k, v in arrays.items() if k != "coef"})
+    with pytest.raises(DataError, match="shapes do not fit"):
+        VoltageRegressionMap.from_arrays({**arrays, "intercept": arrays["intercept"][:-1]})
+    (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    with pytest.raises(IncompatibleModelError, match="bad.safetensors: unreadable"):
+        read_hedge_partner(tmp_path / "bad.safetensors")
 
 
 def test_random_split_yardsticks_read_the_runs_own_training_samples(toy, tmp_path):

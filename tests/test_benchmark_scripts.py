@@ -101,6 +101,11 @@ def test_record_is_regenerated_from_the_tables(finished_workspace, tmp_path):
     text = (tmp_path / "r.md").read_text()
     assert "Flagship **ABCC-1D" in text and "## Goals" in text
     assert "How the workspace was made: one run of the test config" in text
+    # the test config hedges the flagship: the system split's goals are read for its package's row too
+    hedged = record["flagship_as_packaged"]["system"]
+    assert hedged in record["system"] and hedged not in record["random"]
+    assert f"The flagship as its package forecasts a new cell, hedged (**{hedged}**" in text
+    assert "- system split, the flagship as packaged (" in text
     # the latent ABCC's goal, and Table 4's rows by test run (the full model first, the reference rows left out)
     assert "- random split: the latent ABCC (ABCC) MAE" in text
     by_run = text.split("## Table 4 by test run")[1].split("## ")[0]

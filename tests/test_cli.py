@@ -216,14 +216,15 @@ def test_predict_end_to_end_without_the_results_folder(workspace, packaged, run_
 @pytest.mark.workflow
 def test_the_flagship_is_packaged_and_predicts_without_a_vae(workspace, run_inputs, tmp_path):
     """The workflow packages the README's flagship (ABCC-1D, models.package.models): a folder with no VAE whose
-    forecast starts from the input spectrum and whose draws differ."""
+    forecast starts from the input spectrum and whose draws differ (the model's own: its hedge, tested below, may
+    give the model no weight)."""
     model = shutil.copytree(workspace / "results/packages/system/abcc1d", tmp_path / "abcc1d")
     assert not (model / "vae").exists()
     assert json.loads((model / "model.json").read_text())["settings"]["space"] == "spectrum"
     result = subprocess.run(
         [str(OPIR), "predict", "--model", str(model), "--spectrum", str(run_inputs["spectrum"]), "--voltage-profile",
          str(run_inputs["profile"]), "--electrolyte", run_inputs["recipe"], "--electrode", "CoO/SuperP", "--out",
-         str(tmp_path / "out"), "--draws", "3"],
+         str(tmp_path / "out"), "--draws", "3", "--no-hedge"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     with h5py.File(tmp_path / "out/forecast.h5", "r") as handle:
@@ -231,6 +232,59 @@ def test_the_flagship_is_packaged_and_predicts_without_a_vae(workspace, run_inpu
         assert draws.shape == (len(run_inputs["voltage"]) - 1, 3, len(run_inputs["initial"]))
         assert np.all(np.isfinite(draws)) and np.all(draws.std(axis=1).mean(axis=1) > 0)
         assert json.loads(handle.attrs["electrode_descriptors"])["electrode_class"] == "conversion"
+
+
+@pytest.mark.workflow
+def test_the_flagship_package_carries_the_hedge_of_its_table_row(workspace, run_inputs, tmp_path):
+    """The system split's flagship package carries Table 3's hedge (the test config hedges abcc1d): the weight the
+    workflow chose, and a partner that forecasts the test samples exactly as the workflow's voltage-regression row.
+    `opir predict` blends by default and records the weight; `--no-hedge` forecasts with the model alone."""
+    from opir.forecast.inputs import resolve_electrode
+    from opir.forecast.output import forecast
+    from opir.forecast.sampling import hedge_draws, partner_thresholds
+    from opir.formats.predictions import read_predictions
+    from opir.formats.samples import load_samples
+    from opir.preprocess.profile import run_profile_features, sample_profile_features
+
+    package = workspace / "results/packages/system/abcc1d"
+    choice = json.loads((workspace / "results/hedge/system/abcc1d/weight.json").read_text())
+    fm = load_forecast_model(package, "cpu")
+    assert fm.hedge["weight"] == choice["weight"] and fm.hedge["partner"] == "voltage_regression"
+    assert fm.forecast["band_calibration"]["hedged"] and fm.forecast["band_calibration_model_alone"]
+    row = read_predictions(workspace / "results/predictions/system/voltage_regression.h5")
+    table = load_samples(workspace / "results/dataset/samples.h5")
+    index = table.sample_index(list(row.sample_id), "test samples")
+    partner = table.absorbance[table.samples["initial_row"][index]] + fm.hedge_partner.predict_change(
+        sample_profile_features(table, index, fm.hedge["partner_settings"]["exposure_thresholds_v"]))
+    np.testing.assert_allclose(partner, row.mean, atol=1e-5)
+
+    # the blend itself, at a weight where both parts show: the draws minus w x the model's own are one spectrum
+    spectrum = read_static_spectrum(run_inputs["spectrum"])
+    profile = read_voltage_profile(run_inputs["profile"])
+    fm.forecast["hedge"] = {**fm.hedge, "weight": 0.25}
+    electrode = resolve_electrode("CoO/SuperP", package)[1].features()
+    alone = forecast(fm.without_hedge(), spectrum, profile, run_inputs["recipe"], draws=3, electrode=electrode)
+    hedged = forecast(fm, spectrum, profile, run_inputs["recipe"], draws=3, electrode=electrode)
+    assert hedged.hedge_weight == 0.25 and alone.hedge_weight is None
+    rest = hedged.draws - 0.25 * alone.draws
+    np.testing.assert_allclose(rest, np.repeat(rest[:, :1], 3, axis=1), atol=1e-5)
+    features = run_profile_features(profile.voltage_v, profile.time_s, partner_thresholds(fm))[1:]
+    np.testing.assert_allclose(hedge_draws(fm, alone.draws, np.repeat(alone.input_spectrum[None], len(rest), 0),
+                                           features), hedged.draws, atol=1e-6)
+
+    for flags, weight in (([], choice["weight"]), (["--no-hedge"], None)):
+        out = tmp_path / ("alone" if flags else "hedged")
+        result = subprocess.run(
+            [str(OPIR), "predict", "--model", str(package), "--spectrum", str(run_inputs["spectrum"]),
+             "--voltage-profile", str(run_inputs["profile"]), "--electrolyte", run_inputs["recipe"], "--electrode",
+             "CoO/SuperP", "--out", str(out), "--draws", "3", *flags],
+            capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        with h5py.File(out / "forecast.h5", "r") as handle:
+            recorded = float(handle.attrs["hedge_weight"])
+            assert (np.isnan(recorded) if weight is None else recorded == weight), (flags, recorded)
+            assert handle.attrs["hedge_partner"] == ("" if weight is None else "voltage_regression")
+
 
 
 @pytest.mark.workflow

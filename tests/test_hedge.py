@@ -4,6 +4,7 @@ weight's choice, and which models can be hedged. The workflow's hedged row is ch
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from opir.core.errors import ConfigError, DataError
-from opir.evaluate.hedge import blend, choose_weight, held_out_split
+from opir.evaluate.hedge import blend, choose_weight, held_out_split, read_weight, write_weight
 from opir.evaluate.settings import check_hedge_models, hedged_name, held_out_groups
 from opir.formats.predictions import Predictions
 
@@ -67,6 +68,22 @@ def test_the_weight_is_the_least_mean_mae_over_groups_each_counted_once():
     assert choose_weight(tie)["weight"] == 1.0  # a tie keeps the model
     with pytest.raises(DataError, match="weight grids"):
         choose_weight({"a": {"0.0": {"mae": 1.0}}, "b": {"0.5": {"mae": 1.0}}})
+
+
+def test_the_weight_file_names_the_partner_and_its_settings(tmp_path):
+    curves = {"g": {"0.0": {"mae": 0.2}, "1.0": {"mae": 0.1}}}
+    settings = {"ridge_alpha": 1.0, "degree": 1, "exposure_thresholds_v": [1.0]}
+    write_weight(curves, "voltage_regression", settings, tmp_path / "weight.json")
+    choice = read_weight(tmp_path / "weight.json")
+    assert choice["weight"] == 1.0 and choice["partner"] == "voltage_regression"
+    assert choice["partner_settings"] == settings
+    # a file of an earlier opir (the weight alone) cannot be packaged: which key is missing is said
+    (tmp_path / "old.json").write_text(json.dumps(choose_weight(curves)))
+    with pytest.raises(DataError, match="old.json: no partner, partner_settings"):
+        read_weight(tmp_path / "old.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(DataError, match="broken.json: cannot read"):
+        read_weight(tmp_path / "broken.json")
 
 
 def test_only_trained_1d_models_of_the_system_split_can_be_hedged():

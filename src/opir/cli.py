@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixture-domain", default="training", choices=["training", "open"],
                    help="training (default): an electrolyte outside the mixtures the model trained on is forecast as "
                    "the nearest of them, with a warning; open: extrapolate")
+    p.add_argument("--no-hedge", action="store_true",
+                   help="forecast with the model alone even if the directory carries a hedge (the blend with the "
+                   "voltage regression that Table 3's hedged row scores; forecast.json 'hedge')")
     p.add_argument("--plot-voltages", type=_voltages, default=None, metavar="V1,V2,...",
                    help="voltages whose spectra the PNG shows (default: 4 steps spread over the profile)")
     p.add_argument("--block", default="AB", help="OPUS block to read (default AB)")
@@ -76,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         "package",
         help="make a workflow model folder self-contained",
         description="Add the VAE, the preprocessing parameters and the embedding data to a trained model folder of "
-        "the workflow, so that `opir predict` needs nothing else.",
+        "the workflow, so that `opir predict` needs nothing else; and the hedge (results/hedge/SPLIT/MODEL/"
+        "weight.json) when the workflow chose one.",
     )
     k.add_argument("--workdir", type=Path, default=Path("."), help="the workflow's working directory (default .)")
     k.add_argument("--split", required=True, help="random or system")
@@ -107,6 +111,7 @@ def _package(args: argparse.Namespace) -> Path:
         results / "latent" / args.split / "vae", args.workdir / mixture, args.out, args.calibration_draws,
         args.calibration_samples, device=args.device,
         electrodes_h5=electrodes if (electrodes := results / "dataset" / "electrodes.h5").exists() else None,
+        hedge_json=hedge if (hedge := results / "hedge" / args.split / args.model / "weight.json").exists() else None,
     )
 
 
@@ -121,7 +126,8 @@ def _predict(args: argparse.Namespace) -> dict:
     return predict(args.model, args.spectrum, args.voltage_profile, args.electrolyte, args.out,
                    electrode=args.electrode, draws=args.draws, seed=args.seed, device=args.device,
                    batch_size=args.batch_size, voltage_tolerance_v=args.voltage_tolerance,
-                   plot_voltages=args.plot_voltages, block=args.block, mixture_domain=args.mixture_domain)
+                   plot_voltages=args.plot_voltages, block=args.block, mixture_domain=args.mixture_domain,
+                   hedge=not args.no_hedge)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

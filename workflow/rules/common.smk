@@ -259,7 +259,11 @@ def package_inputs(wildcards):
         if name in ("samples", "splits", "mixture", "vae", "model", "meta")
     ] + ["curve", "electrodes"]
     variant = abcc_embedding_variant(config, wildcards.model)
-    return model_inputs(names, wildcards.split, wildcards.model, variant)
+    inputs = model_inputs(names, wildcards.split, wildcards.model, variant)
+    if wildcards.split == HEDGE_SPLIT and wildcards.model in HEDGED_MODELS.values():
+        # the package carries the hedge of Table 3's row: opir predict forecasts as that row does
+        inputs["hedge"] = f"results/hedge/{wildcards.split}/{wildcards.model}/weight.json"
+    return inputs
 
 
 def nb_inputs(wildcards, prediction=False):

@@ -219,6 +219,9 @@ rule hedge_weight:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        partner=config["evaluate"]["hedge"]["partner"],
+        partner_settings=config["evaluate"]["voltage_regression"],
     script:
         "../scripts/hedge_weight.py"
 

@@ -18,4 +18,5 @@ package_trained_model(
     calibration_samples=settings["calibration_samples"],
     device=snakemake.params.device,
     electrodes_h5=snakemake.input.electrodes,
+    hedge_json=snakemake.input.get("hedge"),
 )

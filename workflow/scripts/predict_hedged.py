@@ -1,13 +1,12 @@
 # The model's test predictions blended with the partner's at the weight chosen on held-out training systems.
 import json
-from pathlib import Path
 
 from opir.core.h5io import provenance
 from opir.core.logs import from_snakemake
-from opir.evaluate.hedge import write_hedged_predictions
+from opir.evaluate.hedge import read_weight, write_hedged_predictions
 
 log = from_snakemake(snakemake)
-choice = json.loads(Path(snakemake.input.weight).read_text())
+choice = read_weight(snakemake.input.weight)
 write_hedged_predictions(
     snakemake.input.model,
     snakemake.input.partner,

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,74 @@ def _change(table: SampleTable, index: np.ndarray) -> np.ndarray:
         samples["initial_row"][index]].astype(np.float64)  # fmt: skip
 
 
+@dataclass(frozen=True)
+class VoltageRegressionMap:
+    """A fitted :func:`_ridge` pipeline as plain arrays, so that it travels in a model directory as safetensors
+    (nothing unpickled) and predicts without scikit-learn: standardize the profile features, raise them to
+    ``powers`` (scikit-learn's polynomial terms), standardize again, apply the ridge. Predicts the change
+    s(v_m) - s(v_0), one output per wavenumber."""
+
+    feature_mean: np.ndarray  # (F,)
+    feature_scale: np.ndarray  # (F,)
+    powers: np.ndarray  # (P, F) exponents of each polynomial term
+    term_mean: np.ndarray  # (P,)
+    term_scale: np.ndarray  # (P,)
+    coef: np.ndarray  # (N_f, P)
+    intercept: np.ndarray  # (N_f,)
+
+    @classmethod
+    def from_pipeline(cls, pipeline) -> VoltageRegressionMap:
+        first, poly, second, ridge = (step for _, step in pipeline.steps)
+        return cls(first.mean_, first.scale_, poly.powers_.astype(np.int64), second.mean_, second.scale_,
+                   np.atleast_2d(ridge.coef_), np.atleast_1d(ridge.intercept_))
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], where: str = "voltage regression") -> VoltageRegressionMap:
+        missing = [name for name in cls.__dataclass_fields__ if name not in arrays]
+        if missing:
+            raise DataError(f"{where}: missing {', '.join(missing)}")
+        made = cls(**{name: np.asarray(arrays[name]) for name in cls.__dataclass_fields__})
+        n_terms, n_features = made.powers.shape
+        shapes_fit = (made.feature_mean.shape == made.feature_scale.shape == (n_features,)
+                      and made.term_mean.shape == made.term_scale.shape == (n_terms,)
+                      and made.coef.shape[1:] == (n_terms,) and made.intercept.shape == made.coef.shape[:1])
+        if not shapes_fit:
+            raise DataError(f"{where}: array shapes do not fit together")
+        return made
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: np.ascontiguousarray(getattr(self, name)) for name in self.__dataclass_fields__}
+
+    @property
+    def n_features(self) -> int:
+        return int(self.powers.shape[1])
+
+    def predict_change(self, features: np.ndarray) -> np.ndarray:
+        """(n, F) profile features -> (n, N_f) predicted change."""
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] != self.n_features:
+            raise DataError(f"voltage regression: {self.n_features} profile features expected, got {features.shape}")
+        z = (features - self.feature_mean) / self.feature_scale
+        terms = np.prod(z[:, None, :] ** self.powers[None], axis=2)
+        return ((terms - self.term_mean) / self.term_scale) @ self.coef.T + self.intercept
+
+
+def fit_voltage_regression(
+    table: SampleTable,
+    train_idx: np.ndarray,
+    ridge_alpha: float = 1.0,
+    degree: int = 1,
+    exposure_thresholds_v=(2.0, 1.5, 1.0, 0.5),
+) -> VoltageRegressionMap:
+    """Ridge regression of s(v_m) - s(v_0), one output per wavenumber, on (polynomial) profile features of the
+    training samples, standardized on them."""
+    if train_idx.size == 0:
+        raise DataError(f"{table.path}: no training samples for the voltage regression")
+    model = _ridge(degree, ridge_alpha)
+    model.fit(sample_profile_features(table, train_idx, exposure_thresholds_v), _change(table, train_idx))
+    return VoltageRegressionMap.from_pipeline(model)
+
+
 def voltage_regression(
     table: SampleTable,
     train_idx: np.ndarray,
@@ -157,18 +226,12 @@ def voltage_regression(
     degree: int = 1,
     exposure_thresholds_v=(2.0, 1.5, 1.0, 0.5),
 ) -> np.ndarray:
-    """Ridge regression of s(v_m) - s(v_0), one output per wavenumber, on (polynomial) profile features.
-
-    Features are standardized on the training samples; the prediction is the test sample's own s(v_0) plus the
-    predicted change. Returns (n_test, 1, N_f).
+    """:func:`fit_voltage_regression` on the training samples; the prediction is the test sample's own s(v_0)
+    plus the predicted change. Returns (n_test, 1, N_f).
     """
-    if train_idx.size == 0:
-        raise DataError(f"{table.path}: no training samples for the voltage regression")
-    samples = table.samples
-    model = _ridge(degree, ridge_alpha)
-    model.fit(sample_profile_features(table, train_idx, exposure_thresholds_v), _change(table, train_idx))
-    predicted_change = model.predict(sample_profile_features(table, test_idx, exposure_thresholds_v))
-    initial = table.absorbance[samples["initial_row"][test_idx]].astype(np.float64)
+    fitted = fit_voltage_regression(table, train_idx, ridge_alpha, degree, exposure_thresholds_v)
+    predicted_change = fitted.predict_change(sample_profile_features(table, test_idx, exposure_thresholds_v))
+    initial = table.absorbance[table.samples["initial_row"][test_idx]].astype(np.float64)
     return (initial + predicted_change)[:, None, :]
 
 
@@ -193,10 +256,9 @@ def voltage_regression_per_run(
             log.info("voltage regression per run: %s has %d training samples, pooled fit used", run, own.size)
             continue
         members = np.flatnonzero(run_key[test_idx] == run)
-        model = _ridge(degree, ridge_alpha)
-        model.fit(sample_profile_features(table, own, exposure_thresholds_v), _change(table, own))
+        fitted = fit_voltage_regression(table, own, ridge_alpha, degree, exposure_thresholds_v)
         initial = table.absorbance[table.samples["initial_row"][test_idx[members]]].astype(np.float64)
-        prediction[members] = initial + model.predict(features[members])
+        prediction[members] = initial + fitted.predict_change(features[members])
     return prediction[:, None, :]
 
 

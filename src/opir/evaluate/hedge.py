@@ -51,16 +51,20 @@ def write_held_out_splits(samples_h5: str | Path, splits_json: str | Path, held_
 
 def blend(model: Predictions, partner: Predictions, weight: float) -> np.ndarray:
     """w * each of the model's draws + (1 - w) * the partner's mean, on the model's samples: (n, k, N_f)."""
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"blend weight {weight}: must lie in [0, 1]")
     position = {sample: i for i, sample in enumerate(partner.sample_id)}
     missing = [s for s in model.sample_id if s not in position]
     if missing:
         raise DataError(f"the partner has no prediction for {len(missing)} of the model's samples, e.g. {missing[0]}")
     if not np.array_equal(model.wavenumber_cm1, partner.wavenumber_cm1):
         raise DataError("the model and its partner predict on different wavenumber axes")
-    partner_mean = partner.mean[[position[s] for s in model.sample_id]]
-    return (weight * model.prediction + (1.0 - weight) * partner_mean[:, None, :]).astype(np.float32)
+    return blend_draws(model.prediction, partner.mean[[position[s] for s in model.sample_id]], weight)
+
+
+def blend_draws(draws: np.ndarray, partner_mean: np.ndarray, weight: float) -> np.ndarray:
+    """w * each draw (n, k, N_f) + (1 - w) * the partner's mean (n, N_f): the band keeps its shape, scaled by w."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"blend weight {weight}: must lie in [0, 1]")
+    return (weight * np.asarray(draws) + (1.0 - weight) * np.asarray(partner_mean)[:, None, :]).astype(np.float32)
 
 
 def validation_curve(model_h5: str | Path, partner_h5: str | Path, samples_h5: str | Path, splits_json: str | Path,
@@ -111,6 +115,28 @@ def choose_weight(curves: dict[str, dict[str, dict[str, float]]], metric: str = 
     mean = {w: float(np.mean([curve[w][metric] for curve in curves.values()])) for w in weights}
     chosen = min(reversed(weights), key=lambda w: mean[w])
     return {"weight": float(chosen), "metric": metric, "mean_curve": mean, "groups": sorted(curves)}
+
+
+def write_weight(curves: dict[str, dict[str, dict[str, float]]], partner: str, partner_settings: dict[str, Any],
+                 out_json: str | Path) -> dict[str, Any]:  # fmt: skip
+    """The hedge as one file: the weight :func:`choose_weight` picks, and the partner with the settings it is fitted
+    with (what ``opir package`` needs to carry the hedge into a model directory)."""
+    choice = {**choose_weight(curves), "partner": partner, "partner_settings": partner_settings}
+    Path(out_json).write_text(json.dumps(choice, indent=1))
+    return choice
+
+
+def read_weight(path: str | Path) -> dict[str, Any]:
+    """A hedge file of :func:`write_weight`; one without the partner's settings was made before they were recorded."""
+    path = Path(path)
+    try:
+        choice = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the hedge's weight file ({exc})") from exc
+    missing = [key for key in ("weight", "partner", "partner_settings") if key not in choice]
+    if missing:
+        raise DataError(f"{path}: no {', '.join(missing)}; re-run the hedge_weight rule")
+    return choice
 
 
 def write_hedged_predictions(model_h5: str | Path, partner_h5: str | Path, weight: float, out_h5: str | Path,

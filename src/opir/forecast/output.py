@@ -27,11 +27,19 @@ from opir.forecast.inputs import (
     resolve_electrode,
 )
 from opir.forecast.model import ForecastModel, load_forecast_model
-from opir.forecast.sampling import build_conditions, initial_state, preprocess_static, sample_sequence
+from opir.forecast.sampling import (
+    build_conditions,
+    hedge_draws,
+    initial_state,
+    partner_thresholds,
+    preprocess_static,
+    sample_sequence,
+)
 from opir.formats.model_dir import FORECAST_JSON, check_model_dir
 from opir.models.domain import check_placement
 from opir.predict.abcc import mixture_domain as mixture_domain_of
 from opir.predict.abcc import sampler_name
+from opir.preprocess.profile import run_profile_features
 from opir.report.forecast import plot_forecast
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,8 @@ class Forecast:
     # how far the electrolyte's mixture was moved into the training mixtures' domain (their spreads; 0: inside),
     # None: not placed (mixture_domain 'open', or a model directory that records no training mixtures)
     mixture_moved: float | None = None
+    # the hedge's weight of the model in the blend with its partner (forecast.json "hedge"), None: the model alone
+    hedge_weight: float | None = None
 
     @property
     def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,8 +92,15 @@ def forecast(
         condition = build_conditions(latent, profile, mixture, fm.meta["settings"], electrode if reads else None)
         s0 = np.repeat(processed[None], len(condition), axis=0)
         sampled = sample_sequence(fm, condition, s0, draws, seed, batch_size)
+    weight = None
+    if fm.hedge is not None:
+        features = run_profile_features(profile.voltage_v, profile.time_s, partner_thresholds(fm))[1:]
+        sampled, weight = hedge_draws(fm, sampled, s0, features), float(fm.hedge["weight"])
+        log.info("hedged: each draw = %.3g x the model's + %.3g x the %s's forecast (--no-hedge: the model alone)",
+                 weight, 1.0 - weight, fm.hedge["partner"])
     return Forecast(fm.wavenumber_cm1, processed, scale, float(profile.voltage_v[0]),
-                    profile.time_s[1:] - profile.time_s[0], profile.voltage_v[1:], sampled, band_offsets(fm), moved)
+                    profile.time_s[1:] - profile.time_s[0], profile.voltage_v[1:], sampled, band_offsets(fm), moved,
+                    weight)
 
 
 def place_electrolyte(mixture: np.ndarray, electrolyte: str, fm: ForecastModel,
@@ -127,7 +144,9 @@ def write_forecast_h5(path: Path, result: Forecast, attrs: dict[str, Any]) -> No
         write_axis(group, "voltage_v", result.voltage_v)
         write_nxdata(handle, "draws", "absorbance", result.draws,
                      [("elapsed_s", result.time_s), ".", ("wavenumber_cm1", result.wavenumber_cm1)],
-                     long_name="one-step MeanFlow draws (normalized absorbance)")
+                     long_name="one-step MeanFlow draws (normalized absorbance)" if result.hedge_weight is None
+                     else f"one-step MeanFlow draws, each blended {result.hedge_weight:.3g} : "
+                          f"{1.0 - result.hedge_weight:.3g} with the hedge's partner (normalized absorbance)")
 
 
 def write_forecast_csv(path: Path, result: Forecast) -> None:
@@ -151,16 +170,19 @@ def predict(
     model_dir: str | Path, spectrum_path: str | Path, profile_path: str | Path, electrolyte: str, out_dir: str | Path,
     electrode: str | None = None, draws: int = 32, seed: int = 0, device: str = "auto", batch_size: int = 64,
     voltage_tolerance_v: float = 0.05, plot_voltages: Sequence[float] | None = None, block: str = "AB",
-    mixture_domain: str = "training",
+    mixture_domain: str = "training", hedge: bool = True,
 ) -> dict[str, Path]:
     """``opir predict``: read and check every input before any model work, forecast, write forecast.{h5,csv,png}.
     ``electrode`` (a systems-sheet row's name or the descriptor values, :func:`resolve_electrode`) is resolved to
-    its descriptors, which forecast.h5 records."""
+    its descriptors, which forecast.h5 records. ``hedge`` False forecasts with the model alone when the directory
+    carries a hedge (forecast.json "hedge": Table 3's hedged row)."""
     check_model_dir(model_dir)  # a wrong --model is named first, not through what it lacks for another option
     described = resolve_electrode(electrode, model_dir) if electrode else None
     profile = read_voltage_profile(profile_path)
     spectrum = read_static_spectrum(spectrum_path, block)
     fm = load_forecast_model(model_dir, device)
+    if not hedge:
+        fm = fm.without_hedge()
     features = described[1].features() if described else None
     result = forecast(fm, spectrum, profile, electrolyte, draws, seed, batch_size, voltage_tolerance_v, features,
                       mixture_domain)
@@ -168,7 +190,7 @@ def predict(
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {"model_dir": str(Path(model_dir).resolve()), "electrolyte": electrolyte, "electrode": electrode,
                 "draws": draws, "seed": seed, "voltage_tolerance_v": voltage_tolerance_v, "block": block,
-                "mixture_domain": mixture_domain}
+                "mixture_domain": mixture_domain, "hedge": hedge}
     euler_steps = int(fm.meta["settings"].get("predict", {}).get("euler_steps", 0))
     attrs = provenance("opir predict", settings, [spectrum_path, profile_path, Path(model_dir) / "model.safetensors",
                                                   Path(model_dir) / FORECAST_JSON])
@@ -178,6 +200,8 @@ def predict(
               "sampler": sampler_name(fm.model.config, euler_steps),
               "mixture_domain": mixture_domain,
               "mixture_moved": np.nan if result.mixture_moved is None else result.mixture_moved,
+              "hedge_weight": np.nan if result.hedge_weight is None else result.hedge_weight,
+              "hedge_partner": fm.hedge["partner"] if fm.hedge else "",
               "band_quantiles": list(BAND_QUANTILES),
               "band_calibration": "none (raw quantiles of the draws)" if result.band_offsets is None else
               fm.forecast["band_calibration"]["method"]}

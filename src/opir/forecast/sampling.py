@@ -11,13 +11,14 @@ import numpy as np
 import torch
 
 from opir.core.errors import DataError
+from opir.evaluate.hedge import blend_draws
 from opir.forecast.inputs import StaticSpectrum, VoltageProfile
 from opir.forecast.model import ForecastModel
 from opir.formats.model_dir import model_space
-from opir.formats.samples import read_sample_arrays, read_spectra
+from opir.formats.samples import load_samples, read_sample_arrays, read_spectra
 from opir.models.conditioning import Condition
 from opir.models.vae import encode_images
-from opir.preprocess.profile import profile_features
+from opir.preprocess.profile import profile_features, sample_profile_features
 from opir.preprocess.spectra import apply
 from opir.render.waveform import spectrum_to_waveform
 from opir.train.context import absent_context
@@ -105,13 +106,41 @@ def sample_sequence(
     return out.reshape(n, draws, n_points)
 
 
+def hedge_draws(fm: ForecastModel, draws: np.ndarray, initial_spectra: np.ndarray,
+                features: np.ndarray) -> np.ndarray:  # fmt: skip
+    """A hedged model's draws (n, k, N_f) blended with its partner's forecast, s(v_0) (``initial_spectra``, (n, N_f))
+    plus the change the partner predicts from the voltage-profile features (n, F) (opir.evaluate.hedge.blend_draws,
+    the blend of Table 3's hedged row); the draws as they are without a hedge."""
+    if fm.hedge is None:
+        return draws
+    partner = np.asarray(initial_spectra, dtype=np.float64) + fm.hedge_partner.predict_change(features)
+    return blend_draws(draws, partner, float(fm.hedge["weight"]))
+
+
+def partner_thresholds(fm: ForecastModel) -> list[float]:
+    """The exposure thresholds (V) of the hedge partner's profile features."""
+    return list(fm.hedge["partner_settings"]["exposure_thresholds_v"])
+
+
+def hedge_dataset_draws(fm: ForecastModel, samples_h5: str | Path, sample_ids: Sequence[str],
+                        draws: np.ndarray) -> np.ndarray:  # fmt: skip
+    """:func:`hedge_draws` for the draws of :func:`forecast_samples` on dataset samples."""
+    if fm.hedge is None:
+        return draws
+    table = load_samples(samples_h5)
+    index = table.sample_index(list(sample_ids), str(samples_h5))
+    initial = table.absorbance[table.samples["initial_row"][index]]
+    return hedge_draws(fm, draws, initial, sample_profile_features(table, index, partner_thresholds(fm)))
+
+
 def forecast_samples(
     fm: ForecastModel, samples_h5: str | Path, sample_ids: Sequence[str], mixtures: dict[str, np.ndarray],
     draws: int, seed: int = 0, batch_size: int = 64, electrodes: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """``opir predict``'s path on dataset samples (for measuring the band's coverage): each sample's initial
     spectrum (already preprocessed in samples.h5) is drawn, encoded and forecast at the sample's voltage profile.
-    ``electrodes`` (system_id -> descriptor features) is needed by a model that reads them. Returns (n, draws, N_f)."""
+    ``electrodes`` (system_id -> descriptor features) is needed by a model that reads them. Returns the model's own
+    draws (n, draws, N_f), unhedged (:func:`hedge_dataset_draws` blends them)."""
     table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/row", "samples/initial_row",
                                             "samples/system_id", "rows/voltage_v", "rows/elapsed_s"])
     position = {s: i for i, s in enumerate(table["samples/sample_id"])}

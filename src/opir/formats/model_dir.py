@@ -10,7 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
 from opir import __version__
@@ -25,6 +28,9 @@ MOLECULES_H5 = "molecules.h5"
 #: a systems-sheet row; optional (older model directories lack it, and explicit values work without it).
 ELECTRODES_H5 = "electrodes.h5"
 VAE_DIR = "vae"
+#: The partner of a hedged model (the pooled voltage regression as arrays, opir.baselines.regression
+#: .VoltageRegressionMap); present only when forecast.json has a "hedge" entry.
+HEDGE_PARTNER = "hedge_partner.safetensors"
 #: Files a self-contained model directory must hold (besides ``vae/``).
 MODEL_DIR_FILES = ("model.safetensors", "model.json", FORECAST_JSON, MOLECULES_H5)
 
@@ -115,3 +121,26 @@ def read_model_weights(model_dir: str | Path, device: torch.device | str = "cpu"
     if not path.exists():
         raise DataError(f"{path}: missing (the model's weights)")
     return load_file(path, device=str(device))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The hedge's partner in a model directory
+# --------------------------------------------------------------------------------------------------------------
+def write_hedge_partner(path: str | Path, arrays: dict[str, np.ndarray], partner: str) -> None:
+    """The partner's fitted arrays as safetensors (float64 kept: the partner predicts in the training data's units)."""
+    save_numpy({name: np.ascontiguousarray(value) for name, value in arrays.items()}, Path(path),
+               metadata={"partner": partner})
+
+
+def read_hedge_partner(path: str | Path) -> tuple[dict[str, np.ndarray], str]:
+    """The partner's arrays and its name; a missing or unreadable file is an :class:`IncompatibleModelError`."""
+    path = Path(path)
+    if not path.exists():
+        raise IncompatibleModelError(f"{path}: missing (forecast.json names a hedge; re-package the model)")
+    try:
+        with safe_open(path, framework="numpy") as handle:
+            partner = (handle.metadata() or {}).get("partner", "")
+            arrays = {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as exc:  # safetensors raises its own error types for a damaged header
+        raise IncompatibleModelError(f"{path}: unreadable ({exc})") from exc
+    return arrays, partner

@@ -11,23 +11,27 @@ from typing import Any
 import numpy as np
 
 from opir import __version__
+from opir.baselines.regression import fit_voltage_regression
 from opir.core.errors import ConfigError, DataError
 from opir.core.h5io import atomic_h5, atomic_path, inputs_digest, provenance, write_axis, write_nxdata
+from opir.evaluate.hedge import read_weight
 from opir.forecast.band import BAND_QUANTILES, band_coverage, conformal_offsets
 from opir.forecast.model import load_forecast_model
-from opir.forecast.sampling import forecast_samples
+from opir.forecast.sampling import forecast_samples, hedge_dataset_draws
 from opir.formats.electrodes import electrode_features, read_electrodes
 from opir.formats.embeddings import read_mixture_embeddings, read_molecule_embeddings
 from opir.formats.model_dir import (
     ELECTRODES_H5,
     FORECAST_JSON,
+    HEDGE_PARTNER,
     MODEL_DIR_FORMAT,
     MODEL_DIR_FORMAT_VERSION,
     MOLECULES_H5,
     VAE_DIR,
     model_space,
+    write_hedge_partner,
 )
-from opir.formats.samples import load_split, read_preprocess_params, read_sample_arrays, read_spectra
+from opir.formats.samples import load_samples, load_split, read_preprocess_params, read_sample_arrays, read_spectra
 from opir.train.data import training_mixtures
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,7 @@ def package_model(
     splits_json: str | Path | None = None,
     out_dir: str | Path | None = None,
     electrodes_h5: str | Path | None = None,
+    hedge_json: str | Path | None = None,
 ) -> Path:
     """Make a trained model directory self-contained: add the VAE, the preprocessing parameters (clip bounds
     included), the embedding variant/method/settings with the stored per-molecule embeddings, and the voltage
@@ -73,7 +78,8 @@ def package_model(
     (opir.embed) and ``model.json`` (opir.train), whose render geometry is taken as is. ``vae_dir`` may be None
     for a model of the spectral variant, which decodes nothing. ``electrodes_h5`` (the dataset's electrode
     descriptors, opir.formats.electrodes) is copied in when given, so ``opir predict --electrode`` can name a sheet
-    row.
+    row. ``hedge_json`` (the hedge's weight file, opir.evaluate.hedge.write_weight) carries the hedge along: its
+    partner is fitted on the split's training samples, as the workflow's row fitted it (:func:`package_hedge`).
     """
     model_dir, samples_h5, mixture_h5 = (Path(p) for p in (model_dir, samples_h5, mixture_h5))
     vae_dir = Path(vae_dir) if vae_dir is not None else None
@@ -146,11 +152,41 @@ def package_model(
         "elapsed_max_s": _training_elapsed_max(samples_h5),
         "sources": inputs_digest([samples_h5, mixture_h5] + ([vae_dir / "config.json"] if latent_space else [])),
     }
+    hedge_file = target / HEDGE_PARTNER
+    hedge_file.unlink(missing_ok=True)  # a re-packaged directory keeps no hedge it was not given again
+    if hedge_json is not None:
+        if not (splits_json is not None and Path(splits_json).exists() and split):
+            raise DataError(f"{hedge_json}: the hedge's partner is fitted on the split's training samples; give the "
+                            "splits file")
+        forecast["hedge"] = package_hedge(target, hedge_json, samples_h5, splits_json, split)
     with atomic_path(target / FORECAST_JSON) as tmp:
         tmp.write_text(json.dumps(forecast, indent=2))
     log.info("packaged %s -> %s (VAE, preprocessing, %s embeddings of %d molecules)", model_dir, target,
              attrs["method"], len(molecules["name"]))
     return target
+
+
+def package_hedge(target: Path, hedge_json: str | Path, samples_h5: str | Path, splits_json: str | Path,
+                  split: str) -> dict[str, Any]:  # fmt: skip
+    """Fit the hedge's partner (the pooled voltage regression, with the settings of ``hedge_json``) on the split's
+    training samples and write it into the model directory; returns forecast.json's ``hedge`` entry."""
+    choice = read_weight(hedge_json)
+    if choice["partner"] != "voltage_regression":
+        raise DataError(f"{hedge_json}: partner {choice['partner']!r}; a model directory can carry only the "
+                        "voltage regression")
+    settings = choice["partner_settings"]
+    table = load_samples(samples_h5)
+    train = table.sample_index(load_split(splits_json, split)["train"], f"{splits_json} ({split}/train)")
+    partner = fit_voltage_regression(table, train, settings["ridge_alpha"], settings["degree"],
+                                     settings["exposure_thresholds_v"])
+    write_hedge_partner(target / HEDGE_PARTNER, partner.arrays(), choice["partner"])
+    log.info("hedge packaged: weight %s of the model, %s fitted on %d training samples", choice["weight"],
+             choice["partner"], train.size)
+    return {"weight": float(choice["weight"]), "partner": choice["partner"], "partner_settings": settings,
+            "partner_file": HEDGE_PARTNER, "n_partner_samples": int(train.size),
+            "chosen_by": {key: choice[key] for key in ("metric", "mean_curve", "groups") if key in choice},
+            "statement": "each draw = weight * the model's draw + (1 - weight) * the partner's forecast; the weight "
+                         "has the least mean MAE over held-out training systems (opir.evaluate.hedge)"}
 
 
 def calibrate_band(
@@ -170,28 +206,39 @@ def calibrate_band(
     table = read_sample_arrays(samples_h5, ["samples/sample_id", "samples/row"])
     position = {s: i for i, s in enumerate(table["samples/sample_id"])}
     targets = read_spectra(samples_h5, table["samples/row"][[position[s] for s in ids]])
-    offsets = conformal_offsets(sampled, targets, BAND_QUANTILES[1] - BAND_QUANTILES[0])
-    calibration = {
-        "method": "split-conformal (CQR) offsets per wavenumber, from training samples of the split",
-        "nominal_coverage": round(BAND_QUANTILES[1] - BAND_QUANTILES[0], 6),
-        "n_samples": len(ids), "draws": draws, "seed": seed,
-        "raw_coverage_on_calibration": band_coverage(sampled, targets)["coverage"],
-        "offsets": [float(v) for v in offsets],
-    }
     forecast_json = Path(model_dir) / FORECAST_JSON
     meta = json.loads(forecast_json.read_text())
-    meta["band_calibration"] = calibration
+    meta["band_calibration"] = _calibration(sampled, targets, len(ids), draws, seed)
+    meta.pop("band_calibration_model_alone", None)
+    if fm.hedge is not None:  # what opir predict forecasts by default, and with --no-hedge
+        meta["band_calibration_model_alone"] = meta["band_calibration"]
+        hedged = hedge_dataset_draws(fm, samples_h5, ids, sampled)
+        meta["band_calibration"] = {**_calibration(hedged, targets, len(ids), draws, seed), "hedged": True}
     with atomic_path(forecast_json) as tmp:
         tmp.write_text(json.dumps(meta, indent=2))
-    log.info("band calibrated on %d training samples x %d draws: raw coverage %.3f, median offset %.4g", len(ids),
-             draws, calibration["raw_coverage_on_calibration"], float(np.median(offsets)))
+    calibration = meta["band_calibration"]
+    log.info("band calibrated on %d training samples x %d draws%s: raw coverage %.3f, median offset %.4g", len(ids),
+             draws, " (hedged)" if fm.hedge is not None else "", calibration["raw_coverage_on_calibration"],
+             float(np.median(calibration["offsets"])))
     return calibration
+
+
+def _calibration(draws: np.ndarray, targets: np.ndarray, n_samples: int, n_draws: int, seed: int) -> dict[str, Any]:
+    offsets = conformal_offsets(draws, targets, BAND_QUANTILES[1] - BAND_QUANTILES[0])
+    return {
+        "method": "split-conformal (CQR) offsets per wavenumber, from training samples of the split",
+        "nominal_coverage": round(BAND_QUANTILES[1] - BAND_QUANTILES[0], 6),
+        "n_samples": n_samples, "draws": n_draws, "seed": seed,
+        "raw_coverage_on_calibration": band_coverage(draws, targets)["coverage"],
+        "offsets": [float(v) for v in offsets],
+    }
 
 
 def package_trained_model(
     model_dir: str | Path, samples_h5: str | Path, splits_json: str | Path, vae_dir: str | Path | None,
     mixture_h5: str | Path, out_dir: str | Path | None = None, calibration_draws: int = 32,
     calibration_samples: int = 256, device: str = "auto", electrodes_h5: str | Path | None = None,
+    hedge_json: str | Path | None = None,
 ) -> Path:
     """Package a trained model folder (``model.json``, ``model.safetensors``, ``training_curve.csv``) with the files
     it was trained on, each given by its path (the workflow's ``package_model`` rule passes its inputs, ``opir
@@ -206,7 +253,8 @@ def package_trained_model(
     trained_with = json.loads((model_dir / "model.json").read_text()).get("embedding_file")
     if trained_with and Path(trained_with).name != Path(mixture_h5).name:
         raise DataError(f"{mixture_h5}: not the embeddings {model_dir} was trained with ({trained_with})")
-    target = package_model(model_dir, samples_h5, vae_dir, mixture_h5, splits_json, out_dir, electrodes_h5)
+    target = package_model(model_dir, samples_h5, vae_dir, mixture_h5, splits_json, out_dir, electrodes_h5,
+                           hedge_json)
     if calibration_draws:
         calibrate_band(target, samples_h5, splits_json, mixture_h5, calibration_draws, calibration_samples,
                        device=device)
