@@ -281,14 +281,10 @@ def walked_copy(report: Path, folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def report_html(request, tmp_path_factory) -> Path:
-    """The test config's finished workspace, then `snakemake --report`. A session-scoped `finished_workspace`
-    fixture (conftest.py) is shared when there is one; otherwise the test config runs here, in a temporary
-    folder, up to `paper_figures`."""
-    try:
-        workdir = request.getfixturevalue("finished_workspace")
-    except pytest.FixtureLookupError:
-        workdir = tmp_path_factory.mktemp("report")
+def report_html(finished_workspace) -> Path:
+    """The test config's finished workspace (conftest.py; named here, so that `make test`'s workers keep this test
+    with the others that read it), then `snakemake --report`."""
+    workdir = finished_workspace
     run_snakemake(workdir, "--cores", "2", "paper_figures")
     run_snakemake(workdir, "--cores", "2", "paper_figures", "--report", "results/report.html")
     report = workdir / "results" / "report.html"

@@ -262,7 +262,9 @@ def package_inputs(wildcards):
     inputs = model_inputs(names, wildcards.split, wildcards.model, variant)
     if wildcards.split == HEDGE_SPLIT and wildcards.model in HEDGED_MODELS.values():
         # the package carries the hedge of Table 3's row: opir predict forecasts as that row does
-        inputs["hedge"] = f"results/hedge/{wildcards.split}/{wildcards.model}/weight.json"
+        inputs["hedge"] = (
+            f"results/hedge/{wildcards.split}/{wildcards.model}/weight.json"
+        )
     return inputs
 
 
