@@ -282,8 +282,9 @@ def walked_copy(report: Path, folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def report_html(finished_workspace) -> Path:
-    """The test config's finished workspace (conftest.py; named here, so that `make test`'s workers keep this test
-    with the others that read it), then `snakemake --report`."""
+    """The test config's finished workspace (conftest.py), then `snakemake --report`. The fixture is named as a
+    parameter, not looked up at run time, so that pytest (and any grouping of tests by fixture) sees the
+    dependency."""
     workdir = finished_workspace
     run_snakemake(workdir, "--cores", "2", "paper_figures")
     run_snakemake(workdir, "--cores", "2", "paper_figures", "--report", "results/report.html")
