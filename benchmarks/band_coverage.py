@@ -12,6 +12,9 @@ noise-free truth (truth.h5, row-aligned with samples.h5).
     python benchmarks/band_coverage.py --model-dir results/models/system/abcc --split system --draws 32 \
         --samples results/dataset/samples.h5 --splits results/dataset/splits.json \
         --mixture results/embed/mixture_3d.h5 --truth results/dataset/truth.h5
+    # a packaged directory as opir predict forecasts with it (hedged when it carries a hedge; --no-hedge: the model
+    # alone), on at most 256 test samples
+    python benchmarks/band_coverage.py --model-dir results/packages/system/abcc1d --max-samples 256 ... [--no-hedge]
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-samples", type=int, default=None,
+                        help="--model-dir: at most this many test samples, drawn with --seed")
+    parser.add_argument("--no-hedge", action="store_true",
+                        help="--model-dir: the model alone, as opir predict --no-hedge (default: as packaged)")
     args = parser.parse_args()
 
     import h5py
@@ -65,14 +72,23 @@ def main() -> None:
         from opir.forecast.band import band_offsets
         from opir.forecast.model import load_forecast_model
         from opir.forecast.sampling import forecast_samples, hedge_dataset_draws
+        from opir.formats.electrodes import electrode_features
         from opir.formats.embeddings import read_mixture_embeddings
+        from opir.formats.model_dir import ELECTRODES_H5
         from opir.formats.samples import load_split
 
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         fm = load_forecast_model(args.model_dir, args.device)
+        if args.no_hedge:
+            fm = fm.without_hedge()
         sample_ids = np.asarray(load_split(args.splits, args.split)["test"])
+        if args.max_samples is not None and len(sample_ids) > args.max_samples:
+            sample_ids = np.sort(np.random.default_rng(args.seed).choice(sample_ids, args.max_samples, replace=False))
+        # the package's own descriptors, as opir predict --electrode reads them
+        electrodes = (electrode_features(args.model_dir / ELECTRODES_H5) if fm.model.config.electrode_dim
+                      else None)  # fmt: skip
         draws = forecast_samples(fm, args.samples, list(sample_ids), read_mixture_embeddings(args.mixture), args.draws,
-                                 args.seed)
+                                 args.seed, electrodes=electrodes)
         # as opir predict forecasts: blended with the partner when the directory carries a hedge
         draws = hedge_dataset_draws(fm, args.samples, list(sample_ids), draws)
         hedged = f", hedged at weight {fm.hedge['weight']}" if fm.hedge else ""
