@@ -22,8 +22,9 @@ run: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/snakemake --cores $(CORES)
 
 # the 15 slowest tests are printed, so that a CI log says where its time went
+# Two workers: the SLURM end-to-end test and the test workspace run side by side (tests/conftest.py groups them)
 test: install
-	HF_HUB_OFFLINE=1 $(PY) -m pytest --durations=15
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=15
 
 lint: install
 	$(VENV)/bin/ruff check src tests workflow benchmarks

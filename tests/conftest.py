@@ -37,6 +37,30 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
     return result
 
 
+#: The test that runs the workflow through a real SLURM (minutes, much of it waiting on the scheduler).
+SLURM_END_TO_END = "tests/test_slurm.py::test_workflow_runs_through_slurm"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """With two pytest workers (`make test`: -n 2 --dist loadgroup --no-loadscope-reorder), the two long runs of
+    the suite go to different workers, first: the SLURM end-to-end test, and every test of the shared finished
+    workspace in one group (a worker builds it once; a group never spans workers). Every other module is a group
+    of its own, so a module-scoped fixture is built once. Without workers nothing changes."""
+    if not getattr(config.option, "loadgroup", False):  # pytest-xdist sets it in each worker under --dist loadgroup
+        return
+    for item in items:
+        if item.nodeid == SLURM_END_TO_END:
+            group = "slurm_end_to_end"
+        elif "finished_workspace" in item.fixturenames:
+            group = "finished_workspace"
+        else:
+            group = item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    # the queue's order (--no-loadscope-reorder): each long run starts on its own worker at once
+    items.sort(key=lambda item: (item.nodeid != SLURM_END_TO_END, "finished_workspace" not in item.fixturenames))
+
+
 @pytest.fixture
 def realdata() -> Path:
     if not REALDATA.exists():
