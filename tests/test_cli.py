@@ -284,6 +284,7 @@ def test_the_flagship_package_carries_the_hedge_of_its_table_row(workspace, run_
             recorded = float(handle.attrs["hedge_weight"])
             assert (np.isnan(recorded) if weight is None else recorded == weight), (flags, recorded)
             assert handle.attrs["hedge_partner"] == ("" if weight is None else "voltage_regression")
+            assert ("hedge_partner.safetensors" in handle.attrs["input_sha256"]) == (weight is not None)
 
 
 

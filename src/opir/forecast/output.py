@@ -35,7 +35,7 @@ from opir.forecast.sampling import (
     preprocess_static,
     sample_sequence,
 )
-from opir.formats.model_dir import FORECAST_JSON, check_model_dir
+from opir.formats.model_dir import FORECAST_JSON, HEDGE_PARTNER, check_model_dir
 from opir.models.domain import check_placement
 from opir.predict.abcc import mixture_domain as mixture_domain_of
 from opir.predict.abcc import sampler_name
@@ -192,8 +192,10 @@ def predict(
                 "draws": draws, "seed": seed, "voltage_tolerance_v": voltage_tolerance_v, "block": block,
                 "mixture_domain": mixture_domain, "hedge": hedge}
     euler_steps = int(fm.meta["settings"].get("predict", {}).get("euler_steps", 0))
-    attrs = provenance("opir predict", settings, [spectrum_path, profile_path, Path(model_dir) / "model.safetensors",
-                                                  Path(model_dir) / FORECAST_JSON])
+    inputs = [spectrum_path, profile_path, Path(model_dir) / "model.safetensors", Path(model_dir) / FORECAST_JSON]
+    if fm.hedge is not None:
+        inputs.append(Path(model_dir) / fm.hedge.get("partner_file", HEDGE_PARTNER))
+    attrs = provenance("opir predict", settings, inputs)
     attrs |= {"model": str(fm.meta.get("model")), "split": str(fm.meta.get("split")), "electrolyte": electrolyte,
               "electrode": electrode or "", "draws": draws,
               "electrode_descriptors": json.dumps(described[1].as_row()) if described else "",
