@@ -72,6 +72,8 @@ MODEL_DIR = "results/models/{split}/{model}"
 PREDICTIONS_H5 = "results/predictions/{split}/{model}.h5"
 # one held-out group of the hedged row (evaluate.hedge): its splits, validation model and curve
 HEDGE_DIR = "results/hedge/{split}/{model}/{group}"
+# the weight the held-out groups chose, with the partner it blends (opir.evaluate.hedge.write_weight)
+HEDGE_WEIGHT_JSON = "results/hedge/{split}/{model}/weight.json"
 # the mixture embeddings by variant (`embed.variant` picks the one the models read; `smiles` is the Table 4 ablation)
 EMBED_VARIANTS = ["3d", "smiles"]
 MIXTURE_H5 = "results/embed/mixture_{variant}.h5"
@@ -262,9 +264,7 @@ def package_inputs(wildcards):
     inputs = model_inputs(names, wildcards.split, wildcards.model, variant)
     if wildcards.split == HEDGE_SPLIT and wildcards.model in HEDGED_MODELS.values():
         # the package carries the hedge of Table 3's row: opir predict forecasts as that row does
-        inputs["hedge"] = (
-            f"results/hedge/{wildcards.split}/{wildcards.model}/weight.json"
-        )
+        inputs["hedge"] = HEDGE_WEIGHT_JSON.format(**wildcards)
     return inputs
 
 

@@ -208,7 +208,7 @@ rule hedge_weight:
             group=HEDGE_GROUPS,
         ),
     output:
-        "results/hedge/{split}/{model}/weight.json",
+        HEDGE_WEIGHT_JSON,
     log:
         f"{LOGS}/hedge/{{split}}/{{model}}/weight.log",
     wildcard_constraints:
@@ -232,7 +232,7 @@ rule predict_hedged:
         partner=PREDICTIONS_H5.replace(
             "{model}", config["evaluate"]["hedge"]["partner"]
         ),
-        weight="results/hedge/{split}/{model}/weight.json",
+        weight=HEDGE_WEIGHT_JSON,
     output:
         "results/predictions/{split}/{model}_hedged.h5",
     log:
