@@ -81,6 +81,14 @@ def standing(rows: dict[str, dict[str, float]], flagship: str, exclude=("Noise f
     return out
 
 
+def standing_lines(rows: dict[str, dict[str, float]], label: str, exclude) -> tuple[list[str], list[str]]:
+    """The metrics on which row ``label`` is first (rows ``exclude`` aside), and a Markdown line per other metric
+    naming the rows ahead of it, then a blank line."""
+    better = standing(rows, label, exclude)
+    first = [m for m, rows_ahead in better.items() if not rows_ahead]
+    return first, [f"- {m}: behind {', '.join(ahead)}" for m, ahead in better.items() if ahead] + [""]
+
+
 #: The thresholds of the record's goals (issue 20).
 FIRST_ON_AT_LEAST = 6
 RANDOM_MAE_OVER_NOISE_FLOOR = 1.4
@@ -330,24 +338,20 @@ def main() -> None:
             learned_random = [lab for lab in rows if lab not in references[key] and lab not in oracles]
         if args.flagship in labels:
             label = labels[args.flagship]
-            better = standing(rows, label, oracles)
-            first = [m for m, rows_ahead in better.items() if not rows_ahead]
+            first, behind = standing_lines(rows, label, oracles)
             firsts[key] = len(first)
             lines.append(f"Flagship **{label}**: first (oracle rows aside: {', '.join(oracles) or 'none'}) on "
                          f"{len(first)} of 7 metrics "
                          f"({', '.join(first) or 'none'}).")  # fmt: skip
-            lines += [f"- {m}: behind {', '.join(ahead)}" for m, ahead in better.items() if ahead]
-            lines.append("")
+            lines += behind
         if hedged_name(args.flagship) in labels:
             packaged_label = labels[hedged_name(args.flagship)]
-            better = standing(rows, packaged_label, oracles)
-            first = [m for m, rows_ahead in better.items() if not rows_ahead]
+            first, behind = standing_lines(rows, packaged_label, oracles)
             packaged = {"split": key, "label": packaged_label, "firsts": len(first)}
             lines.append(f"The flagship as its package forecasts a new cell, hedged (**{packaged_label}**; `opir "
                          f"predict` with the package of this split): first on {len(first)} of 7 metrics "
                          f"({', '.join(first) or 'none'}).")  # fmt: skip
-            lines += [f"- {m}: behind {', '.join(ahead)}" for m, ahead in better.items() if ahead]
-            lines.append("")
+            lines += behind
     if flagship_label is None:
         raise SystemExit(f"{tables}: no table has a row of model {args.flagship!r}")
     seconds = job_seconds(args.workdir)
