@@ -97,6 +97,24 @@ def test_conformal_offsets_repair_an_overconfident_band():
     assert np.all(conformal_offsets(wide, rng.normal(size=(200, 10))) < 0)
 
 
+def test_grouped_conformal_offsets_weigh_each_group_alike():
+    """A large group whose band is right and a small one whose targets lie far outside: pooled, the small group is
+    1 % of the scores and the offset ignores it; grouped, it is half the weight and the offset covers it."""
+    rng = np.random.default_rng(2)
+    draws = rng.normal(size=(1010, 32, 4))
+    target = rng.normal(size=(1010, 4))
+    target[1000:] += 10.0
+    groups = np.array(["big"] * 1000 + ["small"] * 10)
+    pooled = conformal_offsets(draws, target)
+    grouped = conformal_offsets(draws, target, 0.9, groups)
+    assert np.all(pooled < 1.0) and np.all(grouped > 5.0)
+    # one group: the plain empirical quantile of the scores
+    np.testing.assert_allclose(conformal_offsets(draws[:1000], target[:1000], 0.9, groups[:1000]),
+                               conformal_offsets(draws[:1000], target[:1000]), atol=0.05)
+    with pytest.raises(DataError, match="group labels"):
+        conformal_offsets(draws, target, 0.9, groups[:5])
+
+
 def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
     profile = write_profile(tmp_path / "p.csv", [0, 60], [3.0, 2.0])
     args = ["predict", "--model", str(tmp_path / "nomodel"), "--spectrum", str(tmp_path / "p.csv"),
@@ -239,11 +257,13 @@ def test_the_flagship_package_carries_the_hedge_of_its_table_row(workspace, run_
     """The system split's flagship package carries Table 3's hedge (the test config hedges abcc1d): the weight the
     workflow chose, and a partner that forecasts the test samples exactly as the workflow's voltage-regression row.
     `opir predict` blends by default and records the weight; `--no-hedge` forecasts with the model alone."""
+    from opir.evaluate.hedge import blend
     from opir.forecast.inputs import resolve_electrode
     from opir.forecast.output import forecast
     from opir.forecast.sampling import hedge_draws, partner_thresholds
     from opir.formats.predictions import read_predictions
     from opir.formats.samples import load_samples
+    from opir.package.packaging import HELD_OUT_CALIBRATION
     from opir.preprocess.profile import run_profile_features, sample_profile_features
 
     package = workspace / "results/packages/system/abcc1d"
@@ -251,8 +271,21 @@ def test_the_flagship_package_carries_the_hedge_of_its_table_row(workspace, run_
     fm = load_forecast_model(package, "cpu")
     assert fm.hedge["weight"] == choice["weight"] and fm.hedge["partner"] == "voltage_regression"
     assert fm.forecast["band_calibration"]["hedged"] and fm.forecast["band_calibration_model_alone"]
-    row = read_predictions(workspace / "results/predictions/system/voltage_regression.h5")
+    # the band is calibrated on the hedge's held-out systems, as the hedged row blends their predictions
+    groups = [workspace / "results/hedge/system/abcc1d" / group for group in choice["groups"]]
+    held_out = [(read_predictions(g / "predictions.h5"), read_predictions(g / "partner.h5")) for g in groups]
+    calibration = fm.forecast["band_calibration"]
+    assert calibration["method"] == HELD_OUT_CALIBRATION and calibration["held_out_groups"] == len(groups)
+    ids = [s for model, _ in held_out for s in model.sample_id]
     table = load_samples(workspace / "results/dataset/samples.h5")
+    where = table.sample_index(ids, "held-out samples")
+    systems = table.samples["system_id"][where]
+    assert calibration["systems"] == {s: int((systems == s).sum()) for s in set(systems)}
+    assert set(systems) == {s for g in groups for s in json.loads((g / "splits.json").read_text())["held_out"]}
+    blended = np.concatenate([blend(model, partner, choice["weight"]) for model, partner in held_out])
+    np.testing.assert_allclose(calibration["offsets"], conformal_offsets(
+        blended, table.absorbance[table.samples["row"][where]], calibration["nominal_coverage"], systems))
+    row = read_predictions(workspace / "results/predictions/system/voltage_regression.h5")
     index = table.sample_index(list(row.sample_id), "test samples")
     partner = table.absorbance[table.samples["initial_row"][index]] + fm.hedge_partner.predict_change(
         sample_profile_features(table, index, fm.hedge["partner_settings"]["exposure_thresholds_v"]))

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from opir import __version__
-from opir.core.errors import ConfigError, OpirError
+from opir.core.errors import ConfigError, DataError, OpirError
 
 #: Exit status of an expected failure (bad input, incompatible model); argparse uses 2 for bad arguments too.
 EXIT_ERROR = 2
@@ -80,14 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="make a workflow model folder self-contained",
         description="Add the VAE, the preprocessing parameters and the embedding data to a trained model folder of "
         "the workflow, so that `opir predict` needs nothing else; and the hedge (results/hedge/SPLIT/MODEL/"
-        "weight.json) when the workflow chose one.",
+        "weight.json) when the workflow chose one, whose band is then calibrated on the hedge's held-out systems.",
     )
     k.add_argument("--workdir", type=Path, default=Path("."), help="the workflow's working directory (default .)")
     k.add_argument("--split", required=True, help="random or system")
     k.add_argument("--model", required=True, help="model name (a key of models.variants)")
     k.add_argument("--out", type=Path, default=None, help="write a copy here (default: complete the folder in place)")
     k.add_argument("--calibration-draws", type=int, default=32,
-                   help="draws per training sample to calibrate the 5-95%% band (conformal); 0: no calibration")
+                   help="draws per training sample to calibrate the 5-95%% band (conformal; a hedged model is "
+                        "calibrated on the hedge's held-out predictions instead); 0: no calibration")
     k.add_argument("--calibration-samples", type=int, default=256, help="training samples used at most (default 256)")
     k.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device for calibration")
     return parser
@@ -106,13 +107,28 @@ def _package(args: argparse.Namespace) -> Path:
     mixture = json.loads((model_dir / "model.json").read_text()).get("embedding_file")
     if not mixture:
         raise ConfigError(f"{model_dir / 'model.json'}: no 'embedding_file'; cannot tell which embeddings it used")
+    hedge = results / "hedge" / args.split / args.model / "weight.json"
     return package_trained_model(
         model_dir, results / "dataset" / "samples.h5", results / "dataset" / "splits.json",
         results / "latent" / args.split / "vae", args.workdir / mixture, args.out, args.calibration_draws,
         args.calibration_samples, device=args.device,
         electrodes_h5=electrodes if (electrodes := results / "dataset" / "electrodes.h5").exists() else None,
-        hedge_json=hedge if (hedge := results / "hedge" / args.split / args.model / "weight.json").exists() else None,
+        hedge_json=hedge if hedge.exists() else None, held_out=_held_out_predictions(hedge) if hedge.exists() else (),
     )
+
+
+def _held_out_predictions(weight_json: Path) -> list[tuple[Path, Path]]:
+    """The hedge's held-out predictions (the model's, the partner's) of each group its weight file names, where the
+    workflow writes them (results/hedge/SPLIT/MODEL/GROUP/)."""
+    from opir.evaluate.hedge import read_weight
+
+    pairs = [(weight_json.parent / group / "predictions.h5", weight_json.parent / group / "partner.h5")
+             for group in read_weight(weight_json).get("groups", [])]  # fmt: skip
+    missing = [str(path) for pair in pairs for path in pair if not path.exists()]
+    if missing:
+        raise DataError(f"{weight_json}: the hedge's held-out predictions are missing ({', '.join(missing)}); "
+                        "run the workflow's hedge_validate jobs first")
+    return pairs
 
 
 def _predict(args: argparse.Namespace) -> dict:

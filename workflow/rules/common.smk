@@ -263,8 +263,13 @@ def package_inputs(wildcards):
     variant = abcc_embedding_variant(config, wildcards.model)
     inputs = model_inputs(names, wildcards.split, wildcards.model, variant)
     if wildcards.split == HEDGE_SPLIT and wildcards.model in HEDGED_MODELS.values():
-        # the package carries the hedge of Table 3's row: opir predict forecasts as that row does
+        # the package carries the hedge of Table 3's row: opir predict forecasts as that row does; its band is
+        # calibrated on the hedge's held-out systems, which the group's model never saw, as a new cell's
         inputs["hedge"] = HEDGE_WEIGHT_JSON.format(**wildcards)
+        for name in ("predictions", "partner"):
+            inputs[f"held_out_{name}"] = expand(
+                f"{HEDGE_DIR}/{name}.h5", group=HEDGE_GROUPS, **wildcards
+            )
     return inputs
 
 

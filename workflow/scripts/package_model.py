@@ -19,4 +19,11 @@ package_trained_model(
     device=snakemake.params.device,
     electrodes_h5=snakemake.input.electrodes,
     hedge_json=snakemake.input.get("hedge"),
+    held_out=list(
+        zip(
+            snakemake.input.get("held_out_predictions", []),
+            snakemake.input.get("held_out_partner", []),
+            strict=True,
+        )
+    ),
 )

@@ -45,12 +45,18 @@ def band_coverage(
     }
 
 
-def conformal_offsets(draws: np.ndarray, target: np.ndarray, coverage: float = 0.9) -> np.ndarray:
+def conformal_offsets(
+    draws: np.ndarray, target: np.ndarray, coverage: float = 0.9, groups: Sequence[str] | None = None,
+) -> np.ndarray:
     """Split-conformal widening of the draws' band (conformalized quantile regression, Romano et al. 2019, NeurIPS):
     per wavenumber, the score of a calibration sample is how far its target lies outside the band
     (max(q_low - y, y - q_high), negative inside), and the offset is the ceil((n + 1) coverage)-th smallest score.
     The band [q_low - offset, q_high + offset] then covers a new exchangeable sample with probability >= coverage.
-    Returns (N_f,) offsets (negative ones narrow a band that was too wide)."""
+
+    ``groups`` (one label per sample, e.g. its system) weighs every group alike, whatever its sample count: the
+    offset is the ``coverage`` quantile of the scores with weight 1 / (G n_g) each. Samples of one cell are not
+    exchangeable with a new cell's; the groups are the units, and with a handful of them the level is an estimate,
+    not a guarantee. Returns (N_f,) offsets (negative ones narrow a band that was too wide)."""
     _, low, high = band(draws)
     target = np.asarray(target, dtype=np.float64)
     if target.shape != low.shape:
@@ -59,8 +65,24 @@ def conformal_offsets(draws: np.ndarray, target: np.ndarray, coverage: float = 0
     if n < 2:
         raise DataError(f"band calibration needs at least 2 samples, got {n}")
     scores = np.maximum(low - target, target - high)
-    level = min(1.0, np.ceil((n + 1) * coverage) / n)
-    return np.quantile(scores, level, axis=0, method="higher")
+    if groups is None:
+        level = min(1.0, np.ceil((n + 1) * coverage) / n)
+        return np.quantile(scores, level, axis=0, method="higher")
+    return _group_balanced_quantile(scores, np.asarray(groups), coverage)
+
+
+def _group_balanced_quantile(scores: np.ndarray, groups: np.ndarray, level: float) -> np.ndarray:
+    """Per column of ``scores`` (n, N_f), the smallest score whose cumulative weight reaches ``level``, each of the
+    G groups weighing 1 / G in all."""
+    if groups.shape != (len(scores),):
+        raise DataError(f"{groups.shape[0] if groups.ndim else 0} group labels for {len(scores)} calibration samples")
+    labels, index, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    weight = 1.0 / (len(labels) * counts[index])
+    order = np.argsort(scores, axis=0)
+    cumulative = np.cumsum(weight[order], axis=0)
+    # the first position reaching the level (rounding may leave the total a hair under 1)
+    first = np.minimum((cumulative < level - 1e-12).sum(axis=0), len(scores) - 1)
+    return np.take_along_axis(scores, order, axis=0)[first, np.arange(scores.shape[1])]
 
 
 def widen(low: np.ndarray, high: np.ndarray, offsets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

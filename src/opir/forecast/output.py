@@ -80,6 +80,10 @@ def forecast(
         raise ConfigError(f"{fm.path}: this model reads the working electrode; give --electrode (a system or "
                           f"working_electrode of its systems sheet, or the descriptor values)")  # fmt: skip
     check_voltage_range(profile, fm.forecast["voltage_range_v"], voltage_tolerance_v)
+    calibrated_with = (fm.forecast.get("band_calibration") or {}).get("draws", 0)
+    if draws < calibrated_with:  # the quantiles of fewer draws lie closer together: the band would under-cover
+        log.warning("--draws %d: the band was calibrated with %d draws per forecast; fewer draws give a narrower "
+                    "band than calibrated", draws, calibrated_with)
     elapsed = profile.time_s[-1] - profile.time_s[0]
     if elapsed > fm.forecast.get("elapsed_max_s", np.inf):
         log.warning("the profile lasts %.0f s, beyond the longest training sequence (%.0f s): extrapolation in time",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from opir import __version__
 from opir.baselines.regression import fit_voltage_regression
 from opir.core.errors import ConfigError, DataError
 from opir.core.h5io import atomic_h5, atomic_path, inputs_digest, provenance, write_axis, write_nxdata
-from opir.evaluate.hedge import read_weight
+from opir.evaluate.hedge import blend, read_weight
 from opir.forecast.band import BAND_QUANTILES, band_coverage, conformal_offsets
 from opir.forecast.model import load_forecast_model
 from opir.forecast.sampling import forecast_samples, hedge_dataset_draws
@@ -31,7 +32,9 @@ from opir.formats.model_dir import (
     model_space,
     write_hedge_partner,
 )
+from opir.formats.predictions import read_predictions
 from opir.formats.samples import load_samples, load_split, read_preprocess_params, read_sample_arrays, read_spectra
+from opir.preprocess.spectra import common_grid
 from opir.train.data import training_mixtures
 
 log = logging.getLogger(__name__)
@@ -208,12 +211,12 @@ def calibrate_band(
     targets = read_spectra(samples_h5, table["samples/row"][[position[s] for s in ids]])
     forecast_json = Path(model_dir) / FORECAST_JSON
     meta = json.loads(forecast_json.read_text())
-    meta["band_calibration"] = _calibration(sampled, targets, len(ids), draws, seed)
+    meta["band_calibration"] = _calibration(sampled, targets, TRAINING_CALIBRATION, seed=seed)
     meta.pop("band_calibration_model_alone", None)
     if fm.hedge is not None:  # what opir predict forecasts by default, and with --no-hedge
         meta["band_calibration_model_alone"] = meta["band_calibration"]
         hedged = hedge_dataset_draws(fm, samples_h5, ids, sampled)
-        meta["band_calibration"] = {**_calibration(hedged, targets, len(ids), draws, seed), "hedged": True}
+        meta["band_calibration"] = {**_calibration(hedged, targets, TRAINING_CALIBRATION, seed=seed), "hedged": True}
     with atomic_path(forecast_json) as tmp:
         tmp.write_text(json.dumps(meta, indent=2))
     calibration = meta["band_calibration"]
@@ -223,28 +226,78 @@ def calibrate_band(
     return calibration
 
 
-def _calibration(draws: np.ndarray, targets: np.ndarray, n_samples: int, n_draws: int, seed: int) -> dict[str, Any]:
-    offsets = conformal_offsets(draws, targets, BAND_QUANTILES[1] - BAND_QUANTILES[0])
+def _calibration(draws: np.ndarray, targets: np.ndarray, method: str, groups: np.ndarray | None = None,
+                 **record: Any) -> dict[str, Any]:  # fmt: skip
+    offsets = conformal_offsets(draws, targets, BAND_QUANTILES[1] - BAND_QUANTILES[0], groups)
     return {
-        "method": "split-conformal (CQR) offsets per wavenumber, from training samples of the split",
+        "method": method,
         "nominal_coverage": round(BAND_QUANTILES[1] - BAND_QUANTILES[0], 6),
-        "n_samples": n_samples, "draws": n_draws, "seed": seed,
+        "n_samples": len(targets), "draws": int(draws.shape[1]), **record,
         "raw_coverage_on_calibration": band_coverage(draws, targets)["coverage"],
         "offsets": [float(v) for v in offsets],
     }
+
+
+TRAINING_CALIBRATION = "split-conformal (CQR) offsets per wavenumber, from training samples of the split"
+HELD_OUT_CALIBRATION = ("split-conformal (CQR) offsets per wavenumber, each system weighing alike, from the hedge's "
+                        "held-out training systems: the predictions of the model's recipe trained without them")
+
+
+def calibrate_band_held_out(model_dir: str | Path, held_out: Sequence[tuple[str | Path, str | Path]],
+                            samples_h5: str | Path) -> dict[str, Any]:  # fmt: skip
+    """Conformal offsets of a hedged package from the hedge's held-out groups instead of training samples: each
+    group's predictions (``held_out``: pairs of the model's and the partner's predictions files, written by the
+    hedge's validation, opir.evaluate.hedge) are forecasts of systems their model never saw, as a forecast of a new
+    cell is; offsets fitted on training samples, which the model has learnt, leave the band too narrow there. The
+    hedged draws are blended with the package's weight; the model's own draws give ``band_calibration_model_alone``.
+    Each held-out system weighs alike (:func:`opir.forecast.band.conformal_offsets`). Nothing reads test samples."""
+    forecast_json = Path(model_dir) / FORECAST_JSON
+    meta = json.loads(forecast_json.read_text())
+    if not meta.get("hedge"):
+        raise DataError(f"{forecast_json}: no hedge packaged; held-out calibration needs the hedge's weight")
+    grid = common_grid(meta["preprocess_params"])
+    model_draws, hedged, sample_ids = [], [], []
+    for model_h5, partner_h5 in held_out:
+        model = read_predictions(model_h5)
+        if not np.allclose(model.wavenumber_cm1, grid):
+            raise DataError(f"{model_h5}: its wavenumber axis is not the packaged model's ({len(grid)} points)")
+        model_draws.append(model.prediction)
+        hedged.append(blend(model, read_predictions(partner_h5), float(meta["hedge"]["weight"])))
+        sample_ids.extend(model.sample_id)
+    if not sample_ids:
+        raise DataError(f"{model_dir}: no held-out predictions to calibrate the band with")
+    table = load_samples(samples_h5)
+    index = table.sample_index(sample_ids, "the hedge's held-out predictions")
+    targets = table.absorbance[table.samples["row"][index]]
+    systems = table.samples["system_id"][index]
+    record = {"systems": {str(k): int(v) for k, v in zip(*np.unique(systems, return_counts=True), strict=True)},
+              "held_out_groups": len(held_out)}
+    meta["band_calibration_model_alone"] = _calibration(np.concatenate(model_draws), targets, HELD_OUT_CALIBRATION,
+                                                        systems, **record)
+    meta["band_calibration"] = {**_calibration(np.concatenate(hedged), targets, HELD_OUT_CALIBRATION, systems,
+                                               **record), "hedged": True}
+    with atomic_path(forecast_json) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
+    calibration = meta["band_calibration"]
+    log.info("band calibrated on %d samples of %d held-out training systems x %d draws (hedged): raw coverage %.3f, "
+             "median offset %.4g", calibration["n_samples"], len(record["systems"]), calibration["draws"],
+             calibration["raw_coverage_on_calibration"], float(np.median(calibration["offsets"])))
+    return calibration
 
 
 def package_trained_model(
     model_dir: str | Path, samples_h5: str | Path, splits_json: str | Path, vae_dir: str | Path | None,
     mixture_h5: str | Path, out_dir: str | Path | None = None, calibration_draws: int = 32,
     calibration_samples: int = 256, device: str = "auto", electrodes_h5: str | Path | None = None,
-    hedge_json: str | Path | None = None,
+    hedge_json: str | Path | None = None, held_out: Sequence[tuple[str | Path, str | Path]] = (),
 ) -> Path:
     """Package a trained model folder (``model.json``, ``model.safetensors``, ``training_curve.csv``) with the files
     it was trained on, each given by its path (the workflow's ``package_model`` rule passes its inputs, ``opir
     package`` finds them in a workspace): the self-contained folder of :func:`package_model`, with its band
-    calibrated (:func:`calibrate_band`) unless ``calibration_draws`` is 0. ``mixture_h5`` must be the embedding file
-    the model was trained with (``embedding_file`` of its model.json, compared by name)."""
+    calibrated unless ``calibration_draws`` is 0: on the hedge's held-out predictions (``held_out``, pairs of the
+    model's and the partner's files, :func:`calibrate_band_held_out`) when the package carries a hedge and they are
+    given, otherwise on training samples (:func:`calibrate_band`). ``mixture_h5`` must be the embedding file the
+    model was trained with (``embedding_file`` of its model.json, compared by name)."""
     model_dir = Path(model_dir)
     if not (model_dir / "model.json").exists():
         raise ConfigError(f"{model_dir}: no trained model (model.json); train it with the workflow first")
@@ -255,7 +308,11 @@ def package_trained_model(
         raise DataError(f"{mixture_h5}: not the embeddings {model_dir} was trained with ({trained_with})")
     target = package_model(model_dir, samples_h5, vae_dir, mixture_h5, splits_json, out_dir, electrodes_h5,
                            hedge_json)
-    if calibration_draws:
+    if held_out and not hedge_json:
+        raise ConfigError("held-out predictions calibrate a hedged package's band: give the hedge's weight file too")
+    if calibration_draws and held_out:
+        calibrate_band_held_out(target, held_out, samples_h5)
+    elif calibration_draws:
         calibrate_band(target, samples_h5, splits_json, mixture_h5, calibration_draws, calibration_samples,
                        device=device)
     return target
