@@ -21,6 +21,9 @@ rule) and writes
   (beating Persistence on all 7 metrics of both splits, first in MAE among the random split's learned rows), which
   any workspace's record reads. Where the flagship has a hedged row, the system split's goals are read for it too
   ("the flagship as packaged").
+With --readout-paths (files holding `benchmarks/readout_paths.py`'s JSON line), OUT.md says why a Table 4 row is not
+worse: each read-out path of the diagnosed two-path latent models per test system, and where a row beats the full
+model, whether its paths or their fusion lose there.
 Defaults: benchmarks/results/opirbench-sim.{md,json} is the committed record of the bench preset; point --md/--json
 elsewhere for another workspace (e.g. the demo, with --wall-goal-s 720). OUT.md ends with where the time went: the
 jobs' benchmark files summed by stage and the longest jobs, for comparing runs on machines of different speed.
@@ -226,6 +229,48 @@ def table4_run_lines(metrics_dir: Path, models: Mapping[str, str], references: C
     return lines + [""]
 
 
+def readout_path_lines(diagnoses: list[dict], models: Mapping[str, str], metrics_dir: Path,
+                       references: Collection[str]) -> list[str]:  # fmt: skip
+    """Why an ablation is not worse than the full model, where `benchmarks/readout_paths.py` diagnosed it: each
+    read-out path of the two-path latent models per test system, beside the rows of Table 4 that beat the full model
+    there (their run MAE, mean over seeds)."""
+    if not diagnoses:
+        return []
+    label_of = {model: label for label, model in models.items()}
+    rows = [label for label in models if label not in references]
+    full = rows[0] if rows else None
+    scores = {label: run_scores(metrics_dir, models[label]) for label in rows}
+    lines = ["## Table 4: each read-out path (diagnosis)", "",
+             "`benchmarks/readout_paths.py` on one trained model each (it reads test targets; nothing was chosen with "
+             "it): MAE (x1e-2) of the waveform path, the Chemical Flow path (s(v_0) + the variation image), their "
+             "fusion as the model predicts, and the best constant blend of the two, per test system.", "",
+             "| Model | system | samples | waveform path | Chemical Flow path | fused | best constant blend |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    findings = []
+    for diagnosis in diagnoses:
+        label = label_of.get(diagnosis["model"], diagnosis["model"])
+        for system, row in diagnosis.items():
+            if not isinstance(row, dict):
+                continue
+            blends = [row[key] for key in row if key.startswith("constant_w")]
+            lines.append(f"| {label} ({diagnosis['model']}) | {system} | {row['n_samples']} | "
+                         f"{row['waveform_path']:.3f} | {row['chemical_flow_path']:.3f} | {row['fused']:.3f} | "
+                         f"{min(blends):.3f} |")  # fmt: skip
+            if label != full:
+                continue
+            best_path = min(row["waveform_path"], row["chemical_flow_path"])
+            for other in rows[1:]:
+                runs = [v["mae"] for run, v in scores.get(other, {}).items() if run.split("/", 1)[0] == system]
+                if runs and sum(runs) / len(runs) < min(row["fused"], best_path):
+                    findings.append(
+                        f"- {system}: {other} ({sum(runs) / len(runs):.3f}) is below the fused forecast of "
+                        f"{full} ({row['fused']:.3f}) and below each of its paths ({row['waveform_path']:.3f}, "
+                        f"{row['chemical_flow_path']:.3f}): "
+                        + ("the fusion beats either path, so the paths themselves lose there"
+                           if row["fused"] < best_path else "the fusion does not reach its better path there"))
+    return lines + [""] + (["Where the full model loses:", *findings, ""] if findings else [])
+
+
 def commit(workdir: Path) -> str:
     """The commit that made the tables: the working directory's own checkout (a clone the run was started in),
     else this repository's HEAD."""
@@ -301,6 +346,9 @@ def main() -> None:
         default=None,
         help="file with benchmarks/electrode_bound.py's JSON line (system split): the hedged-oracle bound of the goals",
     )
+    parser.add_argument("--readout-paths", type=Path, nargs="*", default=[],
+                        help="files with benchmarks/readout_paths.py's JSON line (system split): each read-out path "
+                        "of a two-path latent model per test system, to say why a Table 4 row is not worse")
     parser.add_argument("--provenance", default=None,
                         help="how the workspace was made, where not by one run of one commit (a paragraph, printed "
                         "under the header and kept in the JSON)")
@@ -377,6 +425,9 @@ def main() -> None:
     ]
     lines += table4_run_lines(args.workdir / "results" / "metrics" / "system", ablation_models,
                               references.get("ablations", ()))  # fmt: skip
+    lines += readout_path_lines([json.loads(path.read_text().strip().splitlines()[-1]) for path in args.readout_paths],
+                                ablation_models, args.workdir / "results" / "metrics" / "system",
+                                references.get("ablations", ()))  # fmt: skip
     lines += job_time_lines(seconds)
     args.json.write_text(json.dumps(record, indent=1) + "\n")
     args.md.write_text("\n".join(lines))

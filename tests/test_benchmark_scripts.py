@@ -117,6 +117,30 @@ def test_record_is_regenerated_from_the_tables(finished_workspace, tmp_path):
     assert "goal <= 7200 s" in text
 
 
+def test_record_says_why_from_the_readout_path_diagnosis(tmp_path):
+    """benchmarks/record.py --readout-paths: each path of the diagnosed model per test system, and a line for each
+    Table 4 row that beats the full model there, read off the evaluate rule's metrics files."""
+    readout_path_lines = _script("record").readout_path_lines
+
+    def metrics(model, mae):  # two test samples of one run, MAE in absorbance units
+        (tmp_path / f"{model}.json").write_text(json.dumps({
+            "per_sample": {"sample_id": ["coosp/run01/0001", "coosp/run01/0002"], "mae": [mae, mae]},
+            "per_run": {"coosp/run01": {"dilate": 1.0}}}))  # fmt: skip
+
+    metrics("abcc", 0.0938)
+    metrics("abcc_no_cf", 0.082)
+    metrics("abcc_no_peak", 0.095)
+    models = {"ABCC": "abcc", "w/o Chemical Flow": "abcc_no_cf", "w/o peak": "abcc_no_peak", "Random": "random"}
+    diagnosis = {"model": "abcc", "split": "system", "coosp": {"n_samples": 2, "waveform_path": 9.9,
+                 "chemical_flow_path": 10.03, "fused": 9.38, "constant_w0.5": 9.26}}  # fmt: skip
+    text = "\n".join(readout_path_lines([diagnosis], models, tmp_path, {"Random"}))
+    assert "| ABCC (abcc) | coosp | 2 | 9.900 | 10.030 | 9.380 | 9.260 |" in text
+    assert ("- coosp: w/o Chemical Flow (8.200) is below the fused forecast of ABCC (9.380) and below each of its "
+            "paths (9.900, 10.030): the fusion beats either path, so the paths themselves lose there") in text
+    assert "w/o peak (" not in text  # not below the full model there
+    assert readout_path_lines([], models, tmp_path, {"Random"}) == []
+
+
 def test_record_reads_each_goal_off_the_tables():
     """benchmarks/record.py's goals: ratios and verdicts come from the rows' numbers (no workspace needed)."""
     goal_lines = _script("record").goal_lines
