@@ -115,6 +115,26 @@ def test_grouped_conformal_offsets_weigh_each_group_alike():
         conformal_offsets(draws, target, 0.9, groups[:5])
 
 
+def test_package_names_missing_held_out_predictions_of_the_hedge(tmp_path):
+    """`opir package` on a workspace whose hedge was chosen but whose held-out predictions are gone: a one-line error
+    naming the files, before anything is packaged."""
+    from opir.cli import _held_out_predictions
+    from opir.evaluate.hedge import write_weight
+
+    curves = {group: {"0.0": {"mae": 0.2}, "1.0": {"mae": 0.1}} for group in ("a+b", "c")}
+    weight = tmp_path / "weight.json"
+    write_weight(curves, "voltage_regression", {"ridge_alpha": 1.0}, weight)
+    for group in ("a+b", "c"):
+        (tmp_path / group).mkdir()
+        (tmp_path / group / "predictions.h5").touch()
+    (tmp_path / "a+b" / "partner.h5").touch()
+    with pytest.raises(DataError, match=r"held-out predictions are missing \(.*c/partner.h5\)"):
+        _held_out_predictions(weight)
+    (tmp_path / "c" / "partner.h5").touch()
+    assert _held_out_predictions(weight) == [(tmp_path / g / "predictions.h5", tmp_path / g / "partner.h5")
+                                             for g in ("a+b", "c")]  # fmt: skip
+
+
 def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
     profile = write_profile(tmp_path / "p.csv", [0, 60], [3.0, 2.0])
     args = ["predict", "--model", str(tmp_path / "nomodel"), "--spectrum", str(tmp_path / "p.csv"),

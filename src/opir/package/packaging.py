@@ -259,7 +259,7 @@ def calibrate_band_held_out(model_dir: str | Path, held_out: Sequence[tuple[str 
     model_draws, hedged, sample_ids = [], [], []
     for model_h5, partner_h5 in held_out:
         model = read_predictions(model_h5)
-        if not np.allclose(model.wavenumber_cm1, grid):
+        if model.wavenumber_cm1.shape != grid.shape or not np.allclose(model.wavenumber_cm1, grid):
             raise DataError(f"{model_h5}: its wavenumber axis is not the packaged model's ({len(grid)} points)")
         model_draws.append(model.prediction)
         hedged.append(blend(model, read_predictions(partner_h5), float(meta["hedge"]["weight"])))
@@ -306,10 +306,10 @@ def package_trained_model(
     trained_with = json.loads((model_dir / "model.json").read_text()).get("embedding_file")
     if trained_with and Path(trained_with).name != Path(mixture_h5).name:
         raise DataError(f"{mixture_h5}: not the embeddings {model_dir} was trained with ({trained_with})")
-    target = package_model(model_dir, samples_h5, vae_dir, mixture_h5, splits_json, out_dir, electrodes_h5,
-                           hedge_json)
     if held_out and not hedge_json:
         raise ConfigError("held-out predictions calibrate a hedged package's band: give the hedge's weight file too")
+    target = package_model(model_dir, samples_h5, vae_dir, mixture_h5, splits_json, out_dir, electrodes_h5,
+                           hedge_json)
     if calibration_draws and held_out:
         calibrate_band_held_out(target, held_out, samples_h5)
     elif calibration_draws:
