@@ -135,10 +135,13 @@ def test_record_says_why_from_the_readout_path_diagnosis(tmp_path):
                  "chemical_flow_path": 10.03, "fused": 9.38, "constant_w0.5": 9.26}}  # fmt: skip
     text = "\n".join(readout_path_lines([diagnosis], models, tmp_path, {"Random"}))
     assert "| ABCC (abcc) | coosp | 2 | 9.900 | 10.030 | 9.380 | 9.260 |" in text
-    assert ("- coosp: w/o Chemical Flow (8.200) (run MAE, mean over seeds) are below the fused forecast of ABCC "
-            "(9.380) and below each of its paths (9.900, 10.030): the fusion beats either path, so the paths "
-            "themselves lose there") in text
+    assert ("- coosp: w/o Chemical Flow (8.200) below ABCC's 9.380 (run MAE, mean over seeds); the diagnosed ABCC "
+            "model: fused 9.380, paths 9.900 and 10.030: its fusion beats either path, so the paths themselves lose "
+            "there") in text
     assert "w/o peak (" not in text  # not below the full model there
+    # the full model's own run MAE (mean over seeds) is the yardstick, not the diagnosed seed's fused forecast
+    metrics("abcc", 0.0801)
+    assert "Where the full model loses" not in "\n".join(readout_path_lines([diagnosis], models, tmp_path, {"Random"}))
     assert readout_path_lines([], models, tmp_path, {"Random"}) == []
 
 
