@@ -259,9 +259,10 @@ def readout_path_lines(diagnoses: list[dict], models: Mapping[str, str], metrics
             if label != full:
                 continue
             full_mae = system_mae(scores.get(full, {}), system)
+            if full_mae is None:
+                continue
             below = [f"{other} ({mae:.3f})" for other in rows[1:]
-                     if (mae := system_mae(scores.get(other, {}), system)) is not None
-                     and full_mae is not None and mae < full_mae]  # fmt: skip
+                     if (mae := system_mae(scores.get(other, {}), system)) is not None and mae < full_mae]  # fmt: skip
             if below:
                 best_path = min(row["waveform_path"], row["chemical_flow_path"])
                 verdict = ("its fusion beats either path, so the paths themselves lose there"
